@@ -1,0 +1,66 @@
+// stallwatch/config.hpp — Options for run(), and how the environment overrides them.
+//
+// Options are read once, when run() starts a loop, on the calling thread.
+// Every field is optional: an unset field takes its STALLWATCH_* environment
+// variable if set, else the default in DESIGN.md. The environment wins over a
+// set field, so an operator can retune a service without rebuilding it.
+//
+//   stallwatch::Options options;
+//   options.threshold = std::chrono::milliseconds(20);
+//   options.log_sink = [](std::string_view line) { my_logger.warn("{}", line); };
+//   stallwatch::run(options, [] { serve(); });
+//
+// An invalid value throws stallwatch::config_error naming the variable, the
+// value and what is accepted.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "stallwatch/errors.hpp"
+#include "stallwatch/export.hpp"
+
+namespace stallwatch {
+inline namespace v1 {
+
+enum class log_format { text, json };
+
+struct Options {
+  std::optional<bool> watchdog;                       // STALLWATCH_WATCHDOG: on|off
+  std::optional<std::chrono::milliseconds> threshold; // STALLWATCH_THRESHOLD_MS: 1..600000
+  std::optional<int> reports_per_minute;              // STALLWATCH_REPORTS_PER_MINUTE: 0..100000, per loop
+  std::optional<stallwatch::log_format> log_format;   // STALLWATCH_LOG_FORMAT: text|json
+  std::optional<std::string> metrics_addr;            // STALLWATCH_METRICS_ADDR: host:port|off
+  std::optional<bool> strict;                         // STALLWATCH_STRICT: 0|1
+  std::optional<std::size_t> stack_kb;                // STALLWATCH_STACK_KB: 16..65536
+  std::optional<int> capture_signal;                  // STALLWATCH_SIGNAL: a real-time signal number
+
+  // Receives every line stallwatch logs (stall reports, summaries, errors),
+  // without a trailing newline. Unset: lines go to stderr. Called on the
+  // watchdog thread or the thread that logs; it must be thread-safe.
+  std::function<void(std::string_view line)> log_sink;
+};
+
+// The resolved configuration: every value set, validated.
+struct Config {
+  bool watchdog = true;
+  std::chrono::milliseconds threshold{50};
+  int reports_per_minute = 10;
+  stallwatch::log_format log_format = log_format::text;
+  std::string metrics_addr = "127.0.0.1:9464";  // "off" disables the endpoint
+  bool strict = false;
+  std::size_t stack_kb = 64;
+  int capture_signal = 0;  // resolved to SIGRTMIN + 4 unless set
+  std::function<void(std::string_view line)> log_sink;
+};
+
+// Merges options with the STALLWATCH_* environment and validates the result.
+// Throws config_error. Any thread.
+STALLWATCH_EXPORT Config resolve_config(const Options& options);
+
+}  // namespace v1
+}  // namespace stallwatch

@@ -1,0 +1,47 @@
+// stallwatch/errors.hpp — the typed errors stallwatch throws.
+//
+// Any thread may catch them. Example:
+//
+//   try {
+//     event.wait(stallwatch::deadline_after(100ms));
+//   } catch (const stallwatch::deadline_exceeded& e) {
+//     log(e.what());   // "stallwatch: Event::wait: deadline exceeded"
+//   }
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+#include "stallwatch/export.hpp"
+
+namespace stallwatch {
+inline namespace v1 {
+
+// An option or environment variable holds a value stallwatch does not accept.
+// what() names the variable, the value and what is accepted.
+class STALLWATCH_EXPORT config_error : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// A parking operation (join, wait, acquire, send, receive, lock, I/O wait)
+// reached its deadline before it could complete.
+class STALLWATCH_EXPORT deadline_exceeded : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The fiber was cancelled (Task::cancel) while parked or before parking.
+class STALLWATCH_EXPORT cancelled : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A stallwatch call that needs a running loop was made outside one.
+class STALLWATCH_EXPORT not_on_loop : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
+}  // namespace v1
+}  // namespace stallwatch

@@ -1,0 +1,44 @@
+// Per-thread state that the stack-capture signal handler and the blocking-call
+// probes read. initial-exec TLS: reading it never allocates, so the handler
+// may touch it. Written only by the owning thread.
+#pragma once
+
+#include <csignal>
+#include <cstddef>
+#include <cstdint>
+
+namespace stallwatch::core {
+
+struct LoopRecord;
+
+struct ThreadState {
+  LoopRecord* loop = nullptr;           // set while this thread runs a loop
+  volatile sig_atomic_t in_switch = 0;  // a context switch is half done: do not unwind
+  std::uint64_t fiber_id = 0;           // running fiber; 0 = the scheduler itself
+  const char* fiber_name = nullptr;     // its name (owned by the fiber), may be null
+  std::size_t fiber_name_len = 0;
+  std::uintptr_t stack_lo = 0;  // running fiber's stack: lowest usable address
+  std::uintptr_t stack_hi = 0;  // and one past its top (0 on the thread's own stack)
+  int internal_depth = 0;        // > 0 while stallwatch itself blocks (epoll_wait, eventfd)
+  int allow_blocking_depth = 0;  // > 0 inside stallwatch::allow_blocking
+};
+
+extern thread_local ThreadState tls_thread_state __attribute__((tls_model("initial-exec")));
+
+// True when the calling thread is running a fiber of a loop and neither
+// stallwatch's internals nor an allow_blocking scope are active.
+inline bool on_loop_fiber() {
+  const ThreadState& s = tls_thread_state;
+  return s.loop != nullptr && s.fiber_id != 0 && s.internal_depth == 0 && s.allow_blocking_depth == 0;
+}
+
+// Marks stallwatch's own blocking calls so probes never flag them.
+class InternalBlockingScope {
+ public:
+  InternalBlockingScope() { ++tls_thread_state.internal_depth; }
+  ~InternalBlockingScope() { --tls_thread_state.internal_depth; }
+  InternalBlockingScope(const InternalBlockingScope&) = delete;
+  InternalBlockingScope& operator=(const InternalBlockingScope&) = delete;
+};
+
+}  // namespace stallwatch::core

@@ -1,0 +1,44 @@
+// Fiber stacks: carved from large mmap'd regions, guard pages while the
+// process's mapping budget allows, reused through a free list.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace stallwatch::stack {
+
+struct Stack {
+  void* lo = nullptr;    // lowest usable address
+  std::size_t size = 0;  // usable bytes; the stack pointer starts at lo + size
+  bool guarded = false;  // a PROT_NONE page lies just below lo
+};
+
+// One pool per loop; loop thread only. acquire() pops the free list (no system
+// call) and maps a new region only when the list is empty.
+class StackPool {
+ public:
+  explicit StackPool(std::size_t stack_bytes);
+  ~StackPool();
+  StackPool(const StackPool&) = delete;
+  StackPool& operator=(const StackPool&) = delete;
+
+  // Throws std::system_error (ENOMEM) when no stack can be mapped.
+  Stack acquire();
+  void release(Stack stack) noexcept;
+
+  std::size_t stack_bytes() const { return stack_bytes_; }
+
+ private:
+  struct Impl;
+  std::size_t stack_bytes_;
+  Impl* impl_;
+};
+
+// Installs, for the calling thread, an alternate signal stack and (once per
+// process) a SIGSEGV/SIGBUS handler that recognises a fault in the running
+// fiber's guard page, writes "stallwatch: stack overflow in fiber N \"name\""
+// to stderr and ends the process; other faults go to the previous handler.
+void install_overflow_handler_for_thread();
+void remove_overflow_handler_for_thread();
+
+}  // namespace stallwatch::stack
