@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages stallwatch needs that are not installed yet.
+# Idempotent: does nothing (and needs no root) when everything is present.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential meson ninja-build pkgconf python3
+  libboost-context-dev libunwind-dev libdw-dev prometheus-cpp-dev doctest-dev
+  systemtap-sdt-dev
+)
+
+# Extra packages for the groups asked for on the command line (e.g. "bench").
+BENCH_PACKAGES=(
+  libbenchmark-dev libboost-fiber-dev
+)
+
+wanted=("${PACKAGES[@]}")
+for group in "$@"; do
+  case "$group" in
+    bench) wanted+=("${BENCH_PACKAGES[@]}") ;;
+    *) echo "install-deps.sh: unknown group '$group' (accepted: bench)" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for pkg in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps.sh: installing ${missing[*]}" >&2
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""Sums test cases over meson test logs and prints `N passed, N failed`.
+
+A doctest executable counts its own test cases (its summary line); any other
+test (a shell or Python integration test) counts as one case.
+Usage: summarize-tests.py BUILD_DIR [BUILD_DIR ...]
+"""
+import json
+import re
+import sys
+
+DOCTEST = re.compile(r"\[doctest\] test cases:\s*(\d+) \|\s*(\d+) passed \|\s*(\d+) failed")
+
+
+def count(build_dir):
+    passed = failed = 0
+    with open(f"{build_dir}/meson-logs/testlog.json") as log:
+        for line in log:
+            test = json.loads(line)
+            ok = test["result"] in ("OK", "EXPECTEDFAIL", "SKIP")
+            m = DOCTEST.search(test.get("stdout", "") or "")
+            if m:
+                passed += int(m.group(2))
+                failed += int(m.group(3))
+                if not ok and int(m.group(3)) == 0:
+                    failed += 1  # crashed after its summary, or exit code non-zero
+            elif test["result"] != "SKIP":
+                passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
+    return passed, failed
+
+
+def main():
+    passed = failed = 0
+    for build_dir in sys.argv[1:]:
+        p, f = count(build_dir)
+        print(f"{build_dir}: {p} passed, {f} failed", file=sys.stderr)
+        passed, failed = passed + p, failed + f
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed or passed == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
