@@ -7,6 +7,7 @@ PACKAGES=(
   build-essential meson ninja-build pkgconf python3
   libboost-context-dev libunwind-dev libdw-dev prometheus-cpp-dev doctest-dev
   systemtap-sdt-dev
+  prometheus
 )
 
 # Extra packages for the groups asked for on the command line (e.g. "bench").

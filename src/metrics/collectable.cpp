@@ -1,0 +1,244 @@
+#include "metrics/collectable.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "core/blocking_calls.hpp"
+#include "core/coarse_clock.hpp"
+#include "core/loop_record.hpp"
+#include "pool/pool_stats.hpp"
+
+namespace stallwatch::metrics {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+// Set by an atexit handler: from then on Collect() returns nothing, so a
+// scrape that arrives while static destructors run reads no torn-down state.
+std::atomic<bool> process_exiting{false};
+
+constexpr std::string_view kind_label(int kind) {
+  switch (static_cast<core::StallKind>(kind)) {
+    case core::StallKind::cpu: return "cpu";
+    case core::StallKind::blocked: return "blocked";
+    case core::StallKind::preempted: return "preempted";
+  }
+  return "unknown";
+}
+
+MetricFamily family(std::string name, std::string help, MetricType type) {
+  MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  return f;
+}
+
+ClientMetric labelled(std::vector<ClientMetric::Label> labels) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  return m;
+}
+
+void add_counter(MetricFamily& f, std::vector<ClientMetric::Label> labels, std::uint64_t value) {
+  ClientMetric m = labelled(std::move(labels));
+  m.counter.value = static_cast<double>(value);
+  f.metric.push_back(std::move(m));
+}
+
+void add_gauge(MetricFamily& f, std::vector<ClientMetric::Label> labels, double value) {
+  ClientMetric m = labelled(std::move(labels));
+  m.gauge.value = value;
+  f.metric.push_back(std::move(m));
+}
+
+void add_histogram(MetricFamily& f, std::vector<ClientMetric::Label> labels,
+                   ClientMetric::Histogram histogram) {
+  ClientMetric m = labelled(std::move(labels));
+  m.histogram = std::move(histogram);
+  f.metric.push_back(std::move(m));
+}
+
+// Age of the running slice; 0 while the loop waits for work or has ended.
+// Reads the real clock rather than the coarse one: the coarse clock only
+// advances while a watchdog or a loop publishes it, and this gauge must keep
+// growing while a loop is stuck with the watchdog off.
+double current_slice_seconds(const core::LoopRecord& record, std::uint64_t now_ns) {
+  if (!record.active.load(std::memory_order_relaxed)) return 0.0;
+  if (record.slice.idle.load(std::memory_order_relaxed)) return 0.0;
+  const std::uint64_t start = record.slice.start_ns.load(std::memory_order_relaxed);
+  if (start == 0 || start >= now_ns) return 0.0;
+  return static_cast<double>(now_ns - start) / 1e9;
+}
+
+// Every per-loop family, filled in one pass over the records.
+struct LoopFamilies {
+  MetricFamily slices = family("stallwatch_slices_total", "Scheduling slices run.", MetricType::Counter);
+  MetricFamily slice_duration = family("stallwatch_slice_duration_seconds",
+                                       "Length of scheduling slices.", MetricType::Histogram);
+  MetricFamily current_slice = family("stallwatch_current_slice_seconds",
+                                      "Age of the slice running now; 0 when the loop is idle.",
+                                      MetricType::Gauge);
+  MetricFamily stalls = family("stallwatch_stalls_total",
+                               "Slices that ran past the threshold, by kind (cpu, blocked, preempted).",
+                               MetricType::Counter);
+  MetricFamily stall_duration = family("stallwatch_stall_duration_seconds", "Length of stalls.",
+                                       MetricType::Histogram);
+  MetricFamily reports = family("stallwatch_stall_reports_total", "Stall reports written to the log.",
+                                MetricType::Counter);
+  MetricFamily suppressed = family("stallwatch_stall_reports_suppressed_total",
+                                   "Stall reports held back by the rate limit.", MetricType::Counter);
+  MetricFamily loop_lag = family("stallwatch_loop_lag_seconds",
+                                 "Delay from a fiber becoming ready (timer due, I/O ready) to running.",
+                                 MetricType::Histogram);
+  MetricFamily fibers = family("stallwatch_fibers", "Fibers alive.", MetricType::Gauge);
+  MetricFamily ready_fibers = family("stallwatch_ready_fibers", "Fibers waiting in the ready queue.",
+                                     MetricType::Gauge);
+  MetricFamily fibers_spawned = family("stallwatch_fibers_spawned_total", "Fibers started.",
+                                       MetricType::Counter);
+
+  // The configured threshold: the largest among running loops, else the
+  // last one any loop ran with. Loops of one process normally share it.
+  std::uint64_t threshold_ns = 0;
+  bool threshold_from_active = false;
+
+  void add(const core::LoopRecord& r, std::uint64_t now_ns) {
+    const std::vector<ClientMetric::Label> loop{{"loop", std::to_string(r.index)}};
+    add_counter(slices, loop, r.slice.seq.load(std::memory_order_relaxed));
+    add_histogram(slice_duration, loop, to_prometheus_histogram(r.stats.slice_duration));
+    add_gauge(current_slice, loop, current_slice_seconds(r, now_ns));
+    for (int kind = 0; kind < core::stall_kind_count; ++kind) {
+      add_counter(stalls, {loop[0], {"kind", std::string(kind_label(kind))}}, r.stalls.stalls[kind].get());
+    }
+    add_histogram(stall_duration, loop, to_prometheus_histogram(r.stalls.stall_duration));
+    add_counter(reports, loop, r.stalls.reports.get());
+    add_counter(suppressed, loop, r.stalls.reports_suppressed.get());
+    add_histogram(loop_lag, loop, to_prometheus_histogram(r.stats.loop_lag));
+    add_gauge(fibers, loop, static_cast<double>(r.stats.fibers_alive.load(std::memory_order_relaxed)));
+    add_gauge(ready_fibers, loop, static_cast<double>(r.stats.ready_fibers.load(std::memory_order_relaxed)));
+    add_counter(fibers_spawned, loop, r.stats.fibers_spawned.get());
+
+    const bool active = r.active.load(std::memory_order_relaxed);
+    const std::uint64_t t = r.threshold_ns.load(std::memory_order_relaxed);
+    if (active && !threshold_from_active) {
+      threshold_ns = t;
+      threshold_from_active = true;
+    } else if (active == threshold_from_active) {
+      threshold_ns = std::max(threshold_ns, t);
+    }
+  }
+};
+
+void append_if_any(std::vector<MetricFamily>& out, MetricFamily&& f) {
+  if (!f.metric.empty()) out.push_back(std::move(f));
+}
+
+MetricFamily blocking_calls_family() {
+  MetricFamily f = family("stallwatch_blocking_calls_total",
+                          "Known blocking calls made on a loop thread, by function (capped; the rest "
+                          "count as \"other\").",
+                          MetricType::Counter);
+  core::for_each_blocking_call_count([&](std::string_view function, std::uint64_t count) {
+    add_counter(f, {{"function", std::string(function)}}, count);
+  });
+  return f;
+}
+
+void append_pool_families(std::vector<MetricFamily>& out) {
+  const pool::PoolStatsView pool = pool::pool_stats();
+  MetricFamily pending = family("stallwatch_in_thread_pending",
+                                "in_thread calls queued or running on the offload pool.", MetricType::Gauge);
+  add_gauge(pending, {}, static_cast<double>(pool.pending));
+  out.push_back(std::move(pending));
+
+  MetricFamily duration = family("stallwatch_in_thread_duration_seconds",
+                                 "Time in_thread calls took on the offload pool.", MetricType::Histogram);
+  add_histogram(duration, {}, to_prometheus_histogram(pool.duration_buckets, pool.duration_sum_ns));
+  out.push_back(std::move(duration));
+}
+
+}  // namespace
+
+prometheus::ClientMetric::Histogram to_prometheus_histogram(
+    const std::uint64_t (&counts)[core::LogHistogram::bucket_count], std::uint64_t sum_ns) {
+  ClientMetric::Histogram h;
+  h.bucket.reserve(core::LogHistogram::bucket_count);
+  std::uint64_t cumulative = 0;
+  for (int i = 0; i < core::LogHistogram::bucket_count; ++i) {
+    cumulative += counts[i];
+    ClientMetric::Bucket b;
+    b.cumulative_count = cumulative;
+    b.upper_bound = i < core::LogHistogram::finite_buckets ? core::LogHistogram::upper_bound_seconds(i)
+                                                           : std::numeric_limits<double>::infinity();
+    h.bucket.push_back(b);
+  }
+  h.sample_count = cumulative;
+  h.sample_sum = static_cast<double>(sum_ns) / 1e9;
+  return h;
+}
+
+prometheus::ClientMetric::Histogram to_prometheus_histogram(const core::LogHistogram& histogram) {
+  std::uint64_t counts[core::LogHistogram::bucket_count];
+  for (int i = 0; i < core::LogHistogram::bucket_count; ++i) counts[i] = histogram.count(i);
+  return to_prometheus_histogram(counts, histogram.sum_ns());
+}
+
+std::vector<prometheus::MetricFamily> StatsCollectable::Collect() const {
+  if (process_exiting.load(std::memory_order_acquire)) return {};
+
+  const std::uint64_t now_ns = core::monotonic_ns();
+  LoopFamilies loops;
+  bool any_loop = false;
+  core::for_each_loop_record([&](core::LoopRecord& record) {
+    loops.add(record, now_ns);
+    any_loop = true;
+  });
+
+  std::vector<MetricFamily> out;
+  if (any_loop) {
+    MetricFamily threshold = family("stallwatch_threshold_seconds",
+                                    "The configured stall threshold.", MetricType::Gauge);
+    add_gauge(threshold, {}, static_cast<double>(loops.threshold_ns) / 1e9);
+    out.push_back(std::move(threshold));
+  }
+  append_if_any(out, std::move(loops.slices));
+  append_if_any(out, std::move(loops.slice_duration));
+  append_if_any(out, std::move(loops.current_slice));
+  append_if_any(out, std::move(loops.stalls));
+  append_if_any(out, std::move(loops.stall_duration));
+  append_if_any(out, std::move(loops.reports));
+  append_if_any(out, std::move(loops.suppressed));
+  append_if_any(out, std::move(loops.loop_lag));
+  append_if_any(out, std::move(loops.fibers));
+  append_if_any(out, std::move(loops.ready_fibers));
+  append_if_any(out, std::move(loops.fibers_spawned));
+  append_if_any(out, blocking_calls_family());
+  append_pool_families(out);
+  return out;
+}
+
+const std::shared_ptr<StatsCollectable>& shared_collectable() {
+  // Leaked on purpose: civetweb workers and a service's own exposer may call
+  // Collect() while static destructors run at exit, and an object that is
+  // never destroyed cannot be used after its destruction.
+  static const auto* instance = [] {
+    // Touch every source first, so any function-local statics behind them
+    // are constructed before the atexit handler is registered and hence are
+    // destroyed only after it has run.
+    core::for_each_loop_record([](core::LoopRecord&) {});
+    core::for_each_blocking_call_count([](std::string_view, std::uint64_t) {});
+    (void)pool::pool_stats();
+    std::atexit([] { process_exiting.store(true, std::memory_order_release); });
+    return new std::shared_ptr<StatsCollectable>(std::make_shared<StatsCollectable>());
+  }();
+  return *instance;
+}
+
+}  // namespace stallwatch::metrics

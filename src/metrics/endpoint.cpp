@@ -1,0 +1,182 @@
+#include "metrics/endpoint.hpp"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <CivetServer.h>
+#include <prometheus/exposer.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/log.hpp"
+#include "metrics/collectable.hpp"
+
+namespace stallwatch::metrics {
+namespace {
+
+// civetweb reports why it could not start (bind errors, bad port specs)
+// through its log callback while the Exposer constructor runs on this
+// thread; the messages are kept here for the one log line we write.
+thread_local std::string* civetweb_messages = nullptr;
+
+// Messages outside a start-up (per-connection errors on worker threads) are
+// dropped: returning 1 also keeps civetweb from printing them itself.
+int capture_civetweb_message(const mg_connection*, const char* message) {
+  if (civetweb_messages != nullptr && civetweb_messages->empty()) *civetweb_messages = message;
+  return 1;
+}
+
+const CivetCallbacks& civetweb_callbacks() {
+  static const CivetCallbacks callbacks = [] {
+    CivetCallbacks c{};
+    c.log_message = capture_civetweb_message;
+    return c;
+  }();
+  return callbacks;
+}
+
+// Quotes a user-supplied value for a log line: printable ASCII as is,
+// quotes, backslashes and everything else escaped.
+std::string quoted(std::string_view value) {
+  std::string out = "\"";
+  for (const unsigned char c : value) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c >= 0x7f) {
+      char buf[5];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+struct HostPort {
+  std::string_view host;
+  std::string_view port;
+};
+
+HostPort split_host_port(std::string_view address) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string_view::npos) return {address, {}};
+  return {address.substr(0, colon), address.substr(colon + 1)};
+}
+
+// The process's built-in endpoint. Never destroyed: its civetweb threads run
+// until the process ends, and joining them from a static destructor (or in a
+// forked child, where they do not exist) could hang the exit. Instead an
+// atexit handler detaches the collectable, which waits for a scrape in flight.
+struct EndpointState {
+  std::mutex mutex;
+  bool attempted = false;
+  bool deferred = false;
+  prometheus::Exposer* exposer = nullptr;
+  pid_t owner_pid = 0;
+};
+
+EndpointState& endpoint_state() {
+  static auto* state = new EndpointState;
+  return *state;
+}
+
+void detach_at_exit() {
+  EndpointState& s = endpoint_state();
+  std::lock_guard lock(s.mutex);
+  if (s.exposer == nullptr || s.owner_pid != getpid()) return;
+  s.exposer->RemoveCollectable(std::weak_ptr<prometheus::Collectable>(shared_collectable()));
+}
+
+}  // namespace
+
+std::string address_error(std::string_view address) {
+  const HostPort hp = split_host_port(address);
+  if (hp.port.data() == nullptr) return "expected host:port (or off)";
+  if (hp.host.empty()) return "the host is missing: expected host:port, e.g. 127.0.0.1:9464";
+  if (hp.host.front() == '[') {
+    return "IPv6 addresses are not supported by the HTTP server (civetweb) this build uses; "
+           "use an IPv4 address";
+  }
+  if (hp.host != "localhost") {
+    in_addr ignored;
+    const std::string host(hp.host);
+    if (inet_pton(AF_INET, host.c_str(), &ignored) != 1) {
+      return "the host must be an IPv4 address (e.g. 127.0.0.1, or 0.0.0.0 for every interface) "
+             "or localhost";
+    }
+  }
+  if (hp.port.empty() || hp.port.size() > 5 ||
+      hp.port.find_first_not_of("0123456789") != std::string_view::npos ||
+      std::stoul(std::string(hp.port)) > 65535) {
+    return "the port must be a number from 0 to 65535 (0: any free port)";
+  }
+  return {};
+}
+
+EndpointStart start_endpoint(const std::string& address,
+                             const std::shared_ptr<prometheus::Collectable>& collectable) {
+  EndpointStart result;
+  result.error = address_error(address);
+  if (!result.error.empty()) return result;
+
+  const HostPort hp = split_host_port(address);
+  // Resolved here so the server never does a name lookup.
+  const std::string bind_address =
+      hp.host == "localhost" ? "127.0.0.1:" + std::string(hp.port) : address;
+
+  std::string civetweb_message;
+  civetweb_messages = &civetweb_message;
+  try {
+    result.exposer = std::make_unique<prometheus::Exposer>(bind_address, 2, &civetweb_callbacks());
+    result.exposer->RegisterCollectable(collectable);
+    const std::vector<int> ports = result.exposer->GetListeningPorts();
+    result.port = ports.empty() ? 0 : ports.front();
+  } catch (const std::exception& e) {
+    result.exposer.reset();
+    result.error = civetweb_message.empty() ? e.what() : civetweb_message;
+  }
+  civetweb_messages = nullptr;
+  return result;
+}
+
+void ensure_endpoint(const Config& config) {
+  if (config.metrics_addr == "off") return;
+  EndpointState& s = endpoint_state();
+  std::lock_guard lock(s.mutex);
+  if (s.attempted || s.deferred) return;
+  s.attempted = true;
+
+  EndpointStart start = start_endpoint(config.metrics_addr, shared_collectable());
+  if (!start.exposer) {
+    core::log_line("stallwatch: metrics endpoint not started at " + quoted(config.metrics_addr) + ": " +
+                   start.error +
+                   "; the service runs on without /metrics (set STALLWATCH_METRICS_ADDR to another "
+                   "host:port, or off)");
+    return;
+  }
+  s.exposer = start.exposer.release();
+  s.owner_pid = getpid();
+  std::atexit(detach_at_exit);
+  const std::string host(split_host_port(config.metrics_addr).host);
+  core::log_line("stallwatch: metrics at http://" + host + ":" + std::to_string(start.port) + "/metrics");
+}
+
+void defer_to_service_exposer() {
+  EndpointState& s = endpoint_state();
+  std::lock_guard lock(s.mutex);
+  s.deferred = true;
+  if (s.exposer == nullptr || s.owner_pid != getpid()) return;
+  // Not at exit and not on a civetweb thread, so joining its workers is safe.
+  delete s.exposer;
+  s.exposer = nullptr;
+  core::log_line("stallwatch: metrics now served by the service's own exposer; built-in endpoint stopped");
+}
+
+}  // namespace stallwatch::metrics
