@@ -1,0 +1,120 @@
+// may run in a signal handler: no malloc, locks or exceptions.
+//
+// Everything here runs on the thread's alternate signal stack, inside the
+// SIGSEGV/SIGBUS handler: only write(2), sigaction(2) and raise(3).
+#include "stack/sigsafe/overflow_fault.hpp"
+
+#include <unistd.h>
+
+#include <cstdint>
+
+#include "core/thread_state.hpp"
+
+namespace stallwatch::stack::sigsafe {
+
+FaultChain fault_chain{};
+
+namespace {
+
+// A fixed buffer with bounded appends. Async-signal-safe.
+class Line {
+ public:
+  void append(const char* text, std::size_t len) {
+    for (std::size_t i = 0; i < len && used_ < sizeof(buf_); ++i) buf_[used_++] = text[i];
+  }
+  void append(const char* text) {
+    while (*text != '\0' && used_ < sizeof(buf_)) buf_[used_++] = *text++;
+  }
+  void append_decimal(std::uint64_t value) {
+    char digits[20];
+    std::size_t n = 0;
+    do {
+      digits[n++] = static_cast<char>('0' + value % 10);
+      value /= 10;
+    } while (value != 0);
+    while (n > 0 && used_ < sizeof(buf_)) buf_[used_++] = digits[--n];
+  }
+  // Writes the line to stderr, retrying short writes. Async-signal-safe.
+  void write_to_stderr() const {
+    std::size_t done = 0;
+    while (done < used_) {
+      const ssize_t n = ::write(STDERR_FILENO, buf_ + done, used_ - done);
+      if (n <= 0) return;
+      done += static_cast<std::size_t>(n);
+    }
+  }
+
+ private:
+  char buf_[512];
+  std::size_t used_ = 0;
+};
+
+// Fiber names are cut here so the line stays one line of bounded length.
+constexpr std::size_t max_name_bytes = 200;
+
+// True when addr lies in the page just below the running fiber's stack.
+// Async-signal-safe.
+bool is_guard_page_fault(std::uintptr_t addr) {
+  const core::ThreadState& state = core::tls_thread_state;
+  const std::uintptr_t lo = state.stack_lo;
+  if (state.fiber_id == 0 || lo == 0 || state.stack_hi == 0) return false;
+  return addr < lo && addr >= lo - fault_chain.page_size;
+}
+
+// Async-signal-safe.
+void write_overflow_message() {
+  const core::ThreadState& state = core::tls_thread_state;
+  Line line;
+  line.append("stallwatch: stack overflow in fiber ");
+  line.append_decimal(state.fiber_id);
+  line.append(" \"");
+  if (state.fiber_name != nullptr) {
+    const std::size_t len = state.fiber_name_len < max_name_bytes ? state.fiber_name_len : max_name_bytes;
+    for (std::size_t i = 0; i < len; ++i) {
+      const char c = state.fiber_name[i];
+      // Keep the message on one line and its quotes balanced.
+      line.append(c == '"' || c == '\n' || c == '\r' ? "?" : &c, 1);
+    }
+  }
+  line.append("\" (stack ");
+  line.append_decimal((state.stack_hi - state.stack_lo) / 1024);
+  line.append(" KiB); raise STALLWATCH_STACK_KB\n");
+  line.write_to_stderr();
+}
+
+// Restores the default action; a fault the kernel raised then repeats and
+// kills the process, a signal sent with kill(2) is raised again. Async-signal-safe.
+void die_by_default_action(int signo, const siginfo_t* info) {
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  ::sigaction(signo, &dfl, nullptr);
+  if (info == nullptr || info->si_code <= 0) ::raise(signo);
+}
+
+// Async-signal-safe (as safe as the handler we chain to).
+void chain(int signo, siginfo_t* info, void* ucontext) {
+  const struct sigaction& previous = signo == SIGBUS ? fault_chain.previous_bus : fault_chain.previous_segv;
+  if ((previous.sa_flags & SA_SIGINFO) != 0 && previous.sa_sigaction != nullptr) {
+    previous.sa_sigaction(signo, info, ucontext);
+    return;
+  }
+  if (previous.sa_handler == SIG_DFL || previous.sa_handler == SIG_IGN) {
+    die_by_default_action(signo, info);
+    return;
+  }
+  previous.sa_handler(signo);
+}
+
+}  // namespace
+
+void on_fault(int signo, siginfo_t* info, void* ucontext) {
+  if (info != nullptr && info->si_code > 0 && is_guard_page_fault(reinterpret_cast<std::uintptr_t>(info->si_addr))) {
+    write_overflow_message();
+    die_by_default_action(signo, info);
+    return;
+  }
+  chain(signo, info, ucontext);
+}
+
+}  // namespace stallwatch::stack::sigsafe

@@ -1,0 +1,208 @@
+// Fiber stacks carved from large anonymous mappings.
+//
+// A region holds `slots` stacks, each preceded by one page:
+//
+//   region start                                               region end
+//   | guard | stack 0 ... | guard | stack 1 ... | ... | guard | stack n-1 |
+//
+// The page below each stack is made PROT_NONE while the process's mapping
+// budget allows it. Every such page splits the region's mapping, and Linux
+// caps the mappings of a process at vm.max_map_count (65530 by default), so
+// guards stop once stallwatch's own mappings reach that cap minus a headroom
+// left for the rest of the process. Later stacks keep their (accessible)
+// page below and are marked unguarded; docs/STACKS.md says what that means.
+#include "stack/stack_pool.hpp"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <fstream>
+#include <system_error>
+#include <vector>
+
+#include "stack/mapping_budget.hpp"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define STALLWATCH_UNPOISON(addr, size) ASAN_UNPOISON_MEMORY_REGION(addr, size)
+#else
+#define STALLWATCH_UNPOISON(addr, size) ((void)(addr), (void)(size))
+#endif
+
+namespace stallwatch::stack {
+namespace {
+
+// Regions start at 64 stacks and double up to 4096, so a million fibers need
+// a few hundred mappings for the regions themselves.
+constexpr std::size_t first_region_slots = 64;
+constexpr std::size_t max_region_slots = 4096;
+
+// Mappings left for everything else in the process (malloc arenas, thread
+// stacks, shared libraries, other allocators).
+constexpr long map_count_headroom = 8192;
+constexpr long default_max_map_count = 65530;
+
+std::atomic<long> mappings_added{0};
+
+long read_max_map_count() {
+  std::ifstream in("/proc/sys/vm/max_map_count");
+  long value = 0;
+  if (in >> value && value > 0) return value;
+  return default_max_map_count;
+}
+
+void warn_guards_exhausted_once() {
+  static std::atomic<bool> warned{false};
+  if (warned.exchange(true, std::memory_order_relaxed)) return;
+  std::fprintf(stderr,
+               "stallwatch: warning: vm.max_map_count (%ld) leaves no room for more stack guard pages; "
+               "new fiber stacks have no guard page, so an overflow may corrupt memory instead of "
+               "stopping the process (see docs/STACKS.md)\n",
+               max_map_count());
+}
+
+// A free stack is its lowest address with bit 0 set when it is guarded
+// (stacks are page-aligned, so the low bits are free).
+using FreeEntry = std::uintptr_t;
+
+}  // namespace
+
+std::size_t page_size() {
+  static const std::size_t size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  return size;
+}
+
+long max_map_count() {
+  static const long count = read_max_map_count();
+  return count;
+}
+
+long mapping_budget() { return std::max(0L, max_map_count() - map_count_headroom); }
+
+bool reserve_mappings(long count) {
+  const long limit = mapping_budget();
+  long current = mappings_added.load(std::memory_order_relaxed);
+  do {
+    if (current + count > limit) return false;
+  } while (!mappings_added.compare_exchange_weak(current, current + count, std::memory_order_relaxed));
+  return true;
+}
+
+void reserve_mappings_unchecked(long count) { mappings_added.fetch_add(count, std::memory_order_relaxed); }
+
+void return_mappings(long count) { mappings_added.fetch_sub(count, std::memory_order_relaxed); }
+
+long mappings_in_use() { return mappings_added.load(std::memory_order_relaxed); }
+
+std::size_t round_stack_bytes(std::size_t bytes) {
+  const std::size_t page = page_size();
+  if (bytes == 0) bytes = 1;
+  return (bytes + page - 1) / page * page;
+}
+
+struct StackPool::Impl {
+  struct Region {
+    void* base;
+    std::size_t bytes;
+    long mappings;  // counted against the budget for this region
+  };
+
+  std::vector<Region> regions;
+  std::vector<FreeEntry> free_list;  // capacity >= every stack carved, so push never allocates
+  std::size_t slot_bytes = 0;        // guard page + stack
+  std::uintptr_t next_slot = 0;      // next uncarved slot in the newest region
+  std::uintptr_t region_end = 0;
+  std::uintptr_t guarded_end = 0;   // slots below this address have a guard page
+  std::size_t next_region_slots = first_region_slots;
+  std::size_t carved = 0;
+
+  // Maps a region of up to next_region_slots stacks, halving on ENOMEM.
+  // Guards are set here, once per slot, while the budget allows.
+  void map_region();
+};
+
+void StackPool::Impl::map_region() {
+  const std::size_t page = page_size();
+  std::size_t slots = next_region_slots;
+  void* base = MAP_FAILED;
+  while (true) {
+    base = ::mmap(nullptr, slots * slot_bytes, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (base != MAP_FAILED) break;
+    if (errno != ENOMEM || slots == 1) throw std::system_error(errno, std::generic_category(), "stallwatch: mmap fiber stacks");
+    slots /= 2;
+  }
+  // Reserve capacity before anything else can fail, so release() never allocates.
+  try {
+    free_list.reserve(carved + slots);
+    regions.reserve(regions.size() + 1);
+  } catch (...) {
+    ::munmap(base, slots * slot_bytes);
+    throw;
+  }
+  reserve_mappings_unchecked(1);
+  long region_mappings = 1;
+
+  // The first guard splits the region in two; each further guard adds two.
+  auto* const start = static_cast<char*>(base);
+  bool out_of_budget = false;
+  for (std::size_t i = 0; i < slots; ++i) {
+    if (!reserve_mappings(2)) {
+      out_of_budget = true;
+      break;
+    }
+    if (::mprotect(start + i * slot_bytes, page, PROT_NONE) != 0) {
+      return_mappings(2);
+      out_of_budget = true;
+      break;
+    }
+    region_mappings += 2;
+  }
+  if (out_of_budget) warn_guards_exhausted_once();
+
+  // Guards were set on a prefix of the slots; the rest keep an accessible
+  // page below their stack and are handed out as unguarded.
+  const std::size_t guarded_slots = static_cast<std::size_t>((region_mappings - 1) / 2);
+  regions.push_back(Region{base, slots * slot_bytes, region_mappings});
+  next_slot = reinterpret_cast<std::uintptr_t>(start);
+  region_end = next_slot + slots * slot_bytes;
+  guarded_end = next_slot + guarded_slots * slot_bytes;
+  next_region_slots = std::min(max_region_slots, slots * 2);
+}
+
+StackPool::StackPool(std::size_t stack_bytes) : stack_bytes_(round_stack_bytes(stack_bytes)), impl_(new Impl) {
+  impl_->slot_bytes = stack_bytes_ + page_size();
+}
+
+StackPool::~StackPool() {
+  for (const auto& region : impl_->regions) {
+    ::munmap(region.base, region.bytes);
+    return_mappings(region.mappings);
+  }
+  delete impl_;
+}
+
+Stack StackPool::acquire() {
+  Impl& impl = *impl_;
+  if (!impl.free_list.empty()) {
+    const FreeEntry entry = impl.free_list.back();
+    impl.free_list.pop_back();
+    return Stack{reinterpret_cast<void*>(entry & ~FreeEntry{1}), stack_bytes_, (entry & 1) != 0};
+  }
+  if (impl.next_slot == impl.region_end) impl.map_region();
+  const std::uintptr_t slot = impl.next_slot;
+  impl.next_slot += impl.slot_bytes;
+  ++impl.carved;
+  return Stack{reinterpret_cast<void*>(slot + page_size()), stack_bytes_, slot < impl.guarded_end};
+}
+
+void StackPool::release(Stack stack) noexcept {
+  STALLWATCH_UNPOISON(stack.lo, stack.size);
+  impl_->free_list.push_back(reinterpret_cast<FreeEntry>(stack.lo) | (stack.guarded ? 1 : 0));
+}
+
+}  // namespace stallwatch::stack

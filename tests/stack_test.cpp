@@ -1,0 +1,320 @@
+// Fiber stacks (src/stack): pool reuse, guard pages, the mapping budget, and
+// the stack-overflow handler. Everything that is meant to crash runs in a
+// forked child; the parent checks how it died and what it wrote to stderr.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/thread_state.hpp"
+#include "stack/mapping_budget.hpp"
+#include "stack/stack_pool.hpp"
+#include "stallwatch/loop.hpp"
+
+namespace {
+
+using stallwatch::stack::Stack;
+using stallwatch::stack::StackPool;
+
+struct ChildResult {
+  int status = 0;
+  std::string err;  // everything the child wrote to stderr
+};
+
+// Runs body in a forked child with stderr captured; the child exits 0 if
+// body returns. Stops the child if it runs for more than a minute.
+ChildResult run_in_child(const std::function<void()>& body) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    ::dup2(fds[1], STDERR_FILENO);
+    ::close(fds[1]);
+    ::alarm(60);
+    body();
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  ChildResult result;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) result.err.append(buf, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  REQUIRE(::waitpid(pid, &result.status, 0) == pid);
+  return result;
+}
+
+// doctest gives each test case an alternate signal stack of its own; a child
+// drops it so that the one stallwatch installs is used.
+void drop_doctest_altstack() {
+  stack_t none{};
+  none.ss_flags = SS_DISABLE;
+  sigaltstack(&none, nullptr);
+}
+
+bool died_by(const ChildResult& r, int signo) { return WIFSIGNALED(r.status) && WTERMSIG(r.status) == signo; }
+
+// The permissions column of the /proc/self/maps line that contains addr.
+std::string permissions_at(std::uintptr_t addr) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    std::istringstream in(line);
+    std::string range, perms;
+    in >> range >> perms;
+    const auto dash = range.find('-');
+    const auto lo = std::stoull(range.substr(0, dash), nullptr, 16);
+    const auto hi = std::stoull(range.substr(dash + 1), nullptr, 16);
+    if (addr >= lo && addr < hi) return perms;
+  }
+  return "unmapped";
+}
+
+std::uintptr_t address(const Stack& s) { return reinterpret_cast<std::uintptr_t>(s.lo); }
+
+__attribute__((noinline)) int recurse_forever(int depth) {
+  volatile char frame[512];
+  frame[0] = static_cast<char>(depth);
+  if (depth == std::numeric_limits<int>::max()) return frame[0];
+  return recurse_forever(depth + 1) + frame[0];
+}
+
+}  // namespace
+
+TEST_CASE("stack size is rounded up to whole pages") {
+  const std::size_t page = stallwatch::stack::page_size();
+  CHECK(StackPool(1).stack_bytes() == page);
+  CHECK(StackPool(page).stack_bytes() == page);
+  CHECK(StackPool(page + 1).stack_bytes() == 2 * page);
+  CHECK(StackPool(64 * 1024).stack_bytes() == 64 * 1024);
+  StackPool pool(64 * 1024 + 1);
+  const Stack s = pool.acquire();
+  CHECK(s.size == 64 * 1024 + page);
+  CHECK(address(s) % page == 0);
+  pool.release(s);
+}
+
+TEST_CASE("a released stack is handed out again") {
+  StackPool pool(64 * 1024);
+  const Stack a = pool.acquire();
+  const Stack b = pool.acquire();
+  CHECK(a.lo != b.lo);
+  pool.release(a);
+  const Stack c = pool.acquire();
+  CHECK(c.lo == a.lo);
+  CHECK(c.size == a.size);
+  CHECK(c.guarded == a.guarded);
+  pool.release(b);
+  pool.release(c);
+}
+
+TEST_CASE("a stack is writable from bottom to top") {
+  StackPool pool(32 * 1024);
+  const Stack s = pool.acquire();
+  auto* lo = static_cast<unsigned char*>(s.lo);
+  std::memset(lo, 0xab, s.size);
+  CHECK(lo[0] == 0xab);
+  CHECK(lo[s.size - 1] == 0xab);
+  pool.release(s);
+}
+
+TEST_CASE("the page below a guarded stack is PROT_NONE") {
+  StackPool pool(64 * 1024);
+  const Stack s = pool.acquire();
+  REQUIRE(s.guarded);
+  const std::size_t page = stallwatch::stack::page_size();
+  CHECK(permissions_at(address(s) - 1) == "---p");
+  CHECK(permissions_at(address(s) - page) == "---p");
+  CHECK(permissions_at(address(s)) == "rw-p");
+  CHECK(permissions_at(address(s) + s.size - 1) == "rw-p");
+
+  const auto child = run_in_child([&] {
+    signal(SIGSEGV, SIG_DFL);
+    static_cast<volatile char*>(s.lo)[-1] = 1;
+  });
+  CHECK(died_by(child, SIGSEGV));
+  pool.release(s);
+}
+
+TEST_CASE("20,000 stacks can be held at once, none overlapping") {
+  StackPool pool(64 * 1024);
+  std::vector<Stack> stacks;
+  for (int i = 0; i < 20000; ++i) stacks.push_back(pool.acquire());
+  std::sort(stacks.begin(), stacks.end(), [](const Stack& x, const Stack& y) { return x.lo < y.lo; });
+  const std::size_t page = stallwatch::stack::page_size();
+  bool disjoint = true;
+  for (std::size_t i = 1; i < stacks.size(); ++i) {
+    // Each stack has its own page below it, guarded or not.
+    disjoint = disjoint && address(stacks[i - 1]) + stacks[i - 1].size + page <= address(stacks[i]);
+  }
+  CHECK(disjoint);
+  for (const Stack& s : stacks) pool.release(s);
+  // Released stacks are reused: no new region is mapped for the next 20,000.
+  const long mappings = stallwatch::stack::mappings_in_use();
+  for (auto& s : stacks) s = pool.acquire();
+  CHECK(stallwatch::stack::mappings_in_use() == mappings);
+  for (const Stack& s : stacks) pool.release(s);
+}
+
+TEST_CASE("destroying a pool returns its mappings to the budget") {
+  const long before = stallwatch::stack::mappings_in_use();
+  {
+    StackPool pool(16 * 1024);
+    std::vector<Stack> stacks;
+    for (int i = 0; i < 300; ++i) stacks.push_back(pool.acquire());
+    CHECK(stallwatch::stack::mappings_in_use() > before);
+    for (const Stack& s : stacks) pool.release(s);
+  }
+  CHECK(stallwatch::stack::mappings_in_use() == before);
+}
+
+TEST_CASE("past the mapping budget, stacks come without guard pages and one warning is written") {
+  const long budget = stallwatch::stack::mapping_budget();
+  if (budget > 200000) {
+    MESSAGE("vm.max_map_count is large (" << stallwatch::stack::max_map_count() << "): budget not reachable here");
+    return;
+  }
+  const auto child = run_in_child([&] {
+    StackPool pool(16 * 1024);
+    const std::size_t page = stallwatch::stack::page_size();
+    long guarded = 0;
+    long unguarded = 0;
+    // Each guard costs two mappings, so budget/2 guards fit; go well past that.
+    for (long i = 0; i < budget / 2 + 5000; ++i) {
+      const Stack s = pool.acquire();
+      if (s.guarded) {
+        ++guarded;
+        continue;
+      }
+      ++unguarded;
+      static_cast<volatile char*>(s.lo)[-static_cast<long>(page)] = 1;  // the page below is ordinary memory
+    }
+    if (guarded < budget / 2 - 200 || unguarded < 4000) ::_exit(3);
+    if (stallwatch::stack::mappings_in_use() > budget) ::_exit(4);
+  });
+  CHECK(WIFEXITED(child.status));
+  CHECK(WEXITSTATUS(child.status) == 0);
+  INFO("stderr: " << child.err);
+  std::size_t warnings = 0;
+  for (std::size_t at = 0; (at = child.err.find("stallwatch: warning", at)) != std::string::npos; ++at) ++warnings;
+  CHECK(warnings == 1);
+  CHECK(child.err.find("vm.max_map_count") != std::string::npos);
+}
+
+TEST_CASE("a fault in the running fiber's guard page names the fiber and kills the process by SIGSEGV") {
+  StackPool pool(64 * 1024);
+  const Stack s = pool.acquire();
+  REQUIRE(s.guarded);
+  const auto child = run_in_child([&] {
+    drop_doctest_altstack();
+    stallwatch::stack::install_overflow_handler_for_thread();
+    auto& state = stallwatch::core::tls_thread_state;
+    static const char name[] = "deep \"parser\"";
+    state.fiber_id = 42;
+    state.fiber_name = name;
+    state.fiber_name_len = sizeof(name) - 1;
+    state.stack_lo = address(s);
+    state.stack_hi = address(s) + s.size;
+    static_cast<volatile char*>(s.lo)[-8] = 1;
+  });
+  INFO("stderr: " << child.err);
+  CHECK(died_by(child, SIGSEGV));
+  CHECK(child.err == "stallwatch: stack overflow in fiber 42 \"deep ?parser?\" (stack 64 KiB); raise STALLWATCH_STACK_KB\n");
+  pool.release(s);
+}
+
+namespace {
+void previous_handler(int, siginfo_t*, void*) {
+  static const char text[] = "previous handler\n";
+  ::write(STDERR_FILENO, text, sizeof text - 1);
+  ::_exit(42);
+}
+}  // namespace
+
+TEST_CASE("other faults go to the handler installed before") {
+  const auto child = run_in_child([] {
+    struct sigaction action {};
+    action.sa_sigaction = &previous_handler;
+    action.sa_flags = SA_SIGINFO;
+    sigaction(SIGSEGV, &action, nullptr);
+    stallwatch::stack::install_overflow_handler_for_thread();
+    StackPool pool(64 * 1024);
+    const Stack s = pool.acquire();
+    auto& state = stallwatch::core::tls_thread_state;
+    state.fiber_id = 3;
+    state.stack_lo = address(s);
+    state.stack_hi = address(s) + s.size;
+    // A PROT_NONE page that is not the running fiber's guard.
+    void* other = ::mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    static_cast<volatile char*>(other)[0] = 1;
+  });
+  CHECK(WIFEXITED(child.status));
+  CHECK(WEXITSTATUS(child.status) == 42);
+  CHECK(child.err == "previous handler\n");
+}
+
+TEST_CASE("a fault outside any fiber dies by the default action without an overflow message") {
+  const auto child = run_in_child([] {
+    signal(SIGSEGV, SIG_DFL);
+    stallwatch::stack::install_overflow_handler_for_thread();
+    stallwatch::core::tls_thread_state = {};
+    void* other = ::mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    static_cast<volatile char*>(other)[0] = 1;
+  });
+  CHECK(died_by(child, SIGSEGV));
+  CHECK(child.err.find("stack overflow") == std::string::npos);
+}
+
+TEST_CASE("install and remove of the alternate signal stack nest and balance the mapping count") {
+  const auto child = run_in_child([] {
+    drop_doctest_altstack();
+    const long before = stallwatch::stack::mappings_in_use();
+    stallwatch::stack::install_overflow_handler_for_thread();
+    stallwatch::stack::install_overflow_handler_for_thread();
+    stack_t alt{};
+    sigaltstack(nullptr, &alt);
+    if ((alt.ss_flags & SS_DISABLE) != 0) ::_exit(3);
+    stallwatch::stack::remove_overflow_handler_for_thread();
+    sigaltstack(nullptr, &alt);
+    if ((alt.ss_flags & SS_DISABLE) != 0) ::_exit(4);
+    stallwatch::stack::remove_overflow_handler_for_thread();
+    sigaltstack(nullptr, &alt);
+    if ((alt.ss_flags & SS_DISABLE) == 0) ::_exit(5);
+    if (stallwatch::stack::mappings_in_use() != before) ::_exit(6);
+  });
+  CHECK(WIFEXITED(child.status));
+  CHECK(WEXITSTATUS(child.status) == 0);
+}
+
+TEST_CASE("a fiber that recurses without end dies by SIGSEGV with a message naming it") {
+  const auto child = run_in_child([] {
+    ::unsetenv("STALLWATCH_STACK_KB");
+    stallwatch::Options options;
+    options.watchdog = false;
+    options.metrics_addr = "off";
+    options.stack_kb = 32;
+    stallwatch::run(options, [] {
+      auto task = stallwatch::spawn([] { return recurse_forever(0); }, "bottomless");
+      return task.join();
+    });
+  });
+  INFO("stderr: " << child.err);
+  CHECK(died_by(child, SIGSEGV));
+  CHECK(child.err.find("stack overflow") != std::string::npos);
+  CHECK(child.err.find("\"bottomless\"") != std::string::npos);
+  CHECK(child.err.find("(stack 32 KiB)") != std::string::npos);
+}
