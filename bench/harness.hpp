@@ -1,0 +1,113 @@
+// bench/harness.hpp — the child side of the benchmark harness.
+//
+// Every implementation under test (raw Boost.Context, Boost.Fiber,
+// stallwatch) is its own executable, so the three never share a process, a
+// heap or a thread: the driver (driver.cpp) starts one child per case and
+// reads its peak RSS from wait4(). A child is called as
+//
+//   <exe> <case> <n> <reps>
+//
+// and prints one sample per line on stdout (the unit is the case's: ns per
+// operation, or ms for the parked cases), then one line "peak_rss_kib N" with
+// its VmHWM. Exit 0 on success, 3 for a case the implementation does not
+// have, anything else (or a signal) is a failure whose stderr the driver shows.
+#pragma once
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <map>
+#include <string>
+
+namespace bench {
+
+using clock_type = std::chrono::steady_clock;
+
+inline constexpr int exit_unsupported = 3;
+// A child that runs longer than this is killed by SIGALRM: a benchmark must
+// stop by itself even when the scheduler under test hangs.
+inline constexpr unsigned child_time_limit_s = 300;
+
+// Keeps the compiler from deleting a computation whose result is unused.
+template <class T>
+inline void keep(T const& value) {
+  asm volatile("" : : "r,m"(value) : "memory");
+}
+
+inline double elapsed_ns(clock_type::time_point start) {
+  return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - start).count());
+}
+
+// What one case receives: the size of one repetition and how many to run.
+struct CaseArgs {
+  std::uint64_t n = 0;
+  int reps = 1;
+};
+
+// A case prints its own samples with print_sample(); run_child() handles the
+// arguments, the time limit and the exit code.
+using case_fn = std::function<void(CaseArgs const&)>;
+
+inline void print_sample(double value) {
+  std::printf("%.3f\n", value);
+  std::fflush(stdout);
+}
+
+// Runs body once untimed (to warm caches, stacks and pools), then reps times,
+// printing total_ns / ops_per_rep for each repetition. body(n) must perform
+// exactly ops_per_rep operations.
+inline void time_per_op(CaseArgs const& args, double ops_per_rep, const std::function<void(std::uint64_t)>& body) {
+  body(args.n);
+  for (int r = 0; r < args.reps; ++r) {
+    auto start = clock_type::now();
+    body(args.n);
+    print_sample(elapsed_ns(start) / ops_per_rep);
+  }
+}
+
+// The peak resident set of this process image, from /proc/self/status VmHWM
+// (wait4's ru_maxrss would also count the driver's pages from before exec).
+inline long peak_rss_kib() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return -1;
+  char line[256];
+  long kib = -1;
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    if (std::strncmp(line, "VmHWM:", 6) == 0) kib = std::strtol(line + 6, nullptr, 10);
+  }
+  std::fclose(f);
+  return kib;
+}
+
+inline int run_child(int argc, char** argv, const std::map<std::string, case_fn>& cases) {
+  if (argc != 4) {
+    std::fprintf(stderr, "usage: %s <case> <n> <reps>\n", argv[0]);
+    return 2;
+  }
+  auto it = cases.find(argv[1]);
+  if (it == cases.end()) return exit_unsupported;
+  CaseArgs args;
+  args.n = std::strtoull(argv[2], nullptr, 10);
+  args.reps = std::atoi(argv[3]);
+  if (args.n == 0 || args.reps < 1) {
+    std::fprintf(stderr, "%s: n and reps must be positive, got '%s' '%s'\n", argv[0], argv[2], argv[3]);
+    return 2;
+  }
+  alarm(child_time_limit_s);
+  try {
+    it->second(args);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s %s: %s\n", argv[0], argv[1], e.what());
+    return 1;
+  }
+  std::printf("peak_rss_kib %ld\n", peak_rss_kib());
+  return 0;
+}
+
+}  // namespace bench

@@ -1,0 +1,110 @@
+// bench/stallwatch_bench.cpp — the cases on stallwatch, through its public API
+// only. Each case runs inside one run(), so starting the loop (and the
+// watchdog thread) is not timed. The metrics endpoint is off; the watchdog is
+// on (the default) except in pingpong_watchdog_off.
+#include <stallwatch/in_thread.hpp>
+#include <stallwatch/loop.hpp>
+#include <stallwatch/sync.hpp>
+
+#include <vector>
+
+#include "harness.hpp"
+
+namespace {
+
+stallwatch::Options bench_options(bool watchdog) {
+  stallwatch::Options options;
+  options.watchdog = watchdog;
+  options.metrics_addr = "off";
+  return options;
+}
+
+void yield_n(std::uint64_t n) {
+  for (std::uint64_t i = 0; i < n; ++i) stallwatch::yield();
+}
+
+// Two fibers yield to each other; the main fiber waits in join. ns per yield.
+void pingpong_with(bench::CaseArgs const& args, bool watchdog) {
+  stallwatch::run(bench_options(watchdog), [&] {
+    bench::time_per_op(args, 2.0 * static_cast<double>(args.n), [](std::uint64_t n) {
+      auto a = stallwatch::spawn([n] { yield_n(n); }, "a");
+      auto b = stallwatch::spawn([n] { yield_n(n); }, "b");
+      a.join();
+      b.join();
+    });
+  });
+}
+
+void pingpong(bench::CaseArgs const& args) { pingpong_with(args, true); }
+void pingpong_watchdog_off(bench::CaseArgs const& args) { pingpong_with(args, false); }
+
+// 1,000 fibers each yield n / 1000 times. ns per yield (spawning the 1,000
+// fibers is inside the timing and is well under 1% of it).
+void yield_1000(bench::CaseArgs const& args) {
+  constexpr std::uint64_t count = 1000;
+  const std::uint64_t rounds = args.n / count;
+  stallwatch::run(bench_options(true), [&] {
+    bench::time_per_op(args, static_cast<double>(rounds * count), [&](std::uint64_t) {
+      std::vector<stallwatch::Task<void>> all;
+      all.reserve(count);
+      for (std::uint64_t i = 0; i < count; ++i) all.push_back(stallwatch::spawn([rounds] { yield_n(rounds); }));
+      for (auto& t : all) t.join();
+    });
+  });
+}
+
+void spawn_join(bench::CaseArgs const& args) {
+  stallwatch::run(bench_options(true), [&] {
+    bench::time_per_op(args, static_cast<double>(args.n), [](std::uint64_t n) {
+      for (std::uint64_t i = 0; i < n; ++i) stallwatch::spawn([] {}).join();
+    });
+  });
+}
+
+// n fibers wait on one Event; the sample is the ms until all of them wait.
+// Then the event is set and every fiber joined.
+void parked(bench::CaseArgs const& args) {
+  stallwatch::run(bench_options(true), [&] {
+    stallwatch::Event released;
+    std::uint64_t waiting = 0;
+
+    auto start = bench::clock_type::now();
+    std::vector<stallwatch::Task<void>> all;
+    all.reserve(args.n);
+    for (std::uint64_t i = 0; i < args.n; ++i) {
+      all.push_back(stallwatch::spawn([&] {
+        ++waiting;
+        released.wait();
+      }));
+    }
+    while (waiting < args.n) stallwatch::yield();
+    bench::print_sample(bench::elapsed_ns(start) / 1e6);
+
+    released.set();
+    for (auto& t : all) t.join();
+  });
+}
+
+// Sequential round trips through the offload pool: the fiber parks, a pool
+// thread runs the call, the eventfd wakes the loop.
+void in_thread(bench::CaseArgs const& args) {
+  stallwatch::run(bench_options(true), [&] {
+    bench::time_per_op(args, static_cast<double>(args.n), [](std::uint64_t n) {
+      for (std::uint64_t i = 0; i < n; ++i) bench::keep(stallwatch::in_thread([] { return 1; }));
+    });
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return bench::run_child(argc, argv,
+                          {
+                              {"pingpong", pingpong},
+                              {"pingpong_watchdog_off", pingpong_watchdog_off},
+                              {"yield_1000", yield_1000},
+                              {"spawn_join", spawn_join},
+                              {"parked", parked},
+                              {"in_thread", in_thread},
+                          });
+}
