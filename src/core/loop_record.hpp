@@ -24,9 +24,8 @@ struct alignas(64) SliceState {
   std::atomic<std::uint64_t> fiber_id{0};  // fiber of the running slice; 0 = the loop itself
 };
 
-// Written by the loop thread only.
+// Written by the loop thread only. (Slices run = SliceState::seq.)
 struct alignas(64) LoopStats {
-  SingleWriterCounter slices;
   LogHistogram slice_duration;
   LogHistogram loop_lag;  // ready → running
   SingleWriterCounter fibers_spawned;

@@ -1,0 +1,11 @@
+// stallwatch/stallwatch.hpp — the umbrella header: everything a service uses.
+#pragma once
+
+#include "stallwatch/collect.hpp"
+#include "stallwatch/config.hpp"
+#include "stallwatch/deadline.hpp"
+#include "stallwatch/errors.hpp"
+#include "stallwatch/in_thread.hpp"
+#include "stallwatch/io.hpp"
+#include "stallwatch/loop.hpp"
+#include "stallwatch/sync.hpp"

@@ -1,0 +1,136 @@
+// The public scheduler calls (loop.hpp, detail/task_base.hpp) over core::Loop.
+#include <chrono>
+#include <string>
+
+#include "core/fiber.hpp"
+#include "core/log.hpp"
+#include "core/loop.hpp"
+#include "stallwatch/errors.hpp"
+#include "stallwatch/loop.hpp"
+
+namespace stallwatch {
+inline namespace v1 {
+
+namespace {
+
+std::uint64_t to_deadline_ns(Deadline deadline) {
+  if (!deadline.is_set()) return 0;
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.at.time_since_epoch()).count();
+  return ns > 0 ? static_cast<std::uint64_t>(ns) : 1;
+}
+
+void throw_if_cancel_requested(core::Fiber* self, const char* what) {
+  if (self->cancel_requested) throw cancelled(std::string("stallwatch: ") + what + ": fiber cancelled");
+}
+
+core::Fiber* fiber_of(void* node) { return static_cast<core::Fiber*>(node); }
+
+}  // namespace
+
+namespace detail {
+
+void start_task(TaskBase* task, std::string_view name) { core::Loop::require("spawn").start(task, name); }
+
+void join_task(TaskBase* task, Deadline deadline) {
+  if (task->done) return;
+  park_on(task->joiners, deadline, "Task::join");
+}
+
+void cancel_task(TaskBase* task) {
+  if (task->done || task->fiber == nullptr) return;
+  auto* fiber = static_cast<core::Fiber*>(task->fiber);
+  fiber->loop->cancel(fiber);
+}
+
+void report_unobserved_error(TaskBase* task) noexcept {
+  task->error_observed = true;
+  std::string what = "non-standard exception";
+  try {
+    std::rethrow_exception(task->error);
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  core::log_line("stallwatch: fiber " + std::to_string(task->id) +
+                 " ended with an exception and its Task was dropped without join: " + what);
+}
+
+void run_main(const Options& options, TaskBase* main) {
+  if (core::Loop::current() != nullptr) throw std::logic_error("stallwatch::run: this thread already runs a loop");
+  core::Loop loop(resolve_config(options));
+  loop.start(main, "main");
+  loop.run_until_done(main);
+}
+
+void park_on(WaitQueue& queue, Deadline deadline, const char* what) {
+  core::Loop& loop = core::Loop::require(what);
+  core::Fiber* self = loop.running();
+  throw_if_cancel_requested(self, what);
+  if (deadline.is_set() && deadline.at <= Clock::now()) {
+    throw deadline_exceeded(std::string("stallwatch: ") + what + ": deadline exceeded");
+  }
+  self->queue = &queue;
+  self->queue_next = nullptr;
+  self->queue_prev = fiber_of(queue.last);
+  if (queue.last != nullptr) fiber_of(queue.last)->queue_next = self;
+  else queue.first = self;
+  queue.last = self;
+
+  switch (loop.park(to_deadline_ns(deadline))) {
+    case core::WakeReason::timeout:
+      throw deadline_exceeded(std::string("stallwatch: ") + what + ": deadline exceeded");
+    case core::WakeReason::cancelled:
+      throw cancelled(std::string("stallwatch: ") + what + ": fiber cancelled");
+    default:
+      return;
+  }
+}
+
+bool wake_one(WaitQueue& queue) {
+  if (queue.first == nullptr) return false;
+  core::Fiber* fiber = fiber_of(queue.first);
+  fiber->loop->detach_from_waits(fiber);
+  fiber->loop->make_ready(fiber, core::WakeReason::notified);
+  return true;
+}
+
+void wake_all(WaitQueue& queue) {
+  while (wake_one(queue)) {
+  }
+}
+
+}  // namespace detail
+
+void yield() { core::Loop::require("yield").yield(); }
+
+void sleep_until(Clock::time_point t) {
+  core::Loop& loop = core::Loop::require("sleep");
+  throw_if_cancel_requested(loop.running(), "sleep");
+  if (t <= Clock::now()) {
+    loop.yield();
+    return;
+  }
+  if (loop.park(to_deadline_ns(Deadline{t})) == core::WakeReason::cancelled) {
+    throw cancelled("stallwatch: sleep: fiber cancelled");
+  }
+}
+
+std::uint64_t this_fiber_id() noexcept {
+  core::Loop* loop = core::Loop::current();
+  return loop != nullptr ? loop->running()->id : 0;
+}
+
+std::string_view this_fiber_name() noexcept {
+  core::Loop* loop = core::Loop::current();
+  return loop != nullptr ? std::string_view(loop->running()->name) : std::string_view();
+}
+
+bool on_loop() noexcept { return core::Loop::current() != nullptr; }
+
+int this_loop_index() noexcept {
+  core::Loop* loop = core::Loop::current();
+  return loop != nullptr ? loop->record().index : -1;
+}
+
+}  // namespace v1
+}  // namespace stallwatch

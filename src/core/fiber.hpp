@@ -1,0 +1,56 @@
+// A fiber's control block. It lives at the top of the fiber's own stack, so
+// spawning allocates no memory beyond the Task; the scheduler's own context
+// (the thread's stack) has one too, owned by the Loop.
+#pragma once
+
+#include <boost/context/detail/fcontext.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "core/sanitizer_hooks.hpp"
+#include "stack/stack_pool.hpp"
+#include "stallwatch/detail/task_base.hpp"
+
+namespace stallwatch::core {
+
+class Loop;
+
+// Why a parked fiber was made ready again.
+enum class WakeReason : std::uint8_t { none, notified, timeout, cancelled };
+
+struct Fiber {
+  static constexpr std::size_t no_heap_index = ~std::size_t{0};
+
+  boost::context::detail::fcontext_t context = nullptr;  // saved while not running
+  Loop* loop = nullptr;
+  detail::TaskBase* task = nullptr;  // null for the scheduler
+  std::uint64_t id = 0;              // 0 for the scheduler
+  std::string name;
+  stack::Stack stack;
+  SanitizerFiberState sanitizer;
+
+  // Ready queue (FIFO, intrusive).
+  Fiber* next_ready = nullptr;
+  std::uint64_t ready_since_ns = 0;  // woken by a timer or I/O: for loop lag; 0 otherwise
+
+  // Parking.
+  WakeReason wake = WakeReason::none;
+  bool parked = false;
+  bool cancellable = true;  // while parked: may cancel() wake it?
+  bool cancel_requested = false;
+  detail::WaitQueue* queue = nullptr;  // parked on this queue
+  Fiber* queue_prev = nullptr;
+  Fiber* queue_next = nullptr;
+  int io_fd = -1;  // parked on this descriptor
+  bool io_writable = false;
+  std::uint64_t deadline_ns = 0;  // 0: no timer
+  std::size_t heap_index = no_heap_index;
+
+  // Every live fiber of the loop, to cancel them when run() ends.
+  Fiber* all_prev = nullptr;
+  Fiber* all_next = nullptr;
+};
+
+}  // namespace stallwatch::core

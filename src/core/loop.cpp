@@ -1,0 +1,379 @@
+#include "core/loop.hpp"
+
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "core/coarse_clock.hpp"
+#include "core/log.hpp"
+#include "core/probe.hpp"
+#include "core/thread_state.hpp"
+#include "metrics/endpoint.hpp"
+#include "stallwatch/errors.hpp"
+#include "watchdog/watchdog.hpp"
+
+namespace stallwatch::core {
+
+namespace bctx = boost::context::detail;
+
+thread_local ThreadState tls_thread_state __attribute__((tls_model("initial-exec")));
+
+namespace {
+
+thread_local Loop* tls_loop = nullptr;
+
+// Switches go straight from fiber to fiber at most this many times before the
+// scheduler takes a pass (timers, I/O, remote wake-ups); a coarse clock tick
+// also ends the run, so timers are never late by more than one tick.
+constexpr int direct_switch_budget = 64;
+
+// While fibers keep the loop busy, descriptors are polled at least this often.
+constexpr std::uint64_t busy_io_poll_interval_ns = 200'000;
+
+}  // namespace
+
+Loop::ThreadBinding::ThreadBinding(Loop* loop) {
+  if (tls_loop != nullptr) throw std::logic_error("stallwatch::run: this thread already runs a loop");
+  tls_loop = loop;
+  tls_thread_state.loop = &loop->record_;
+  tls_thread_state.fiber_id = 0;
+}
+
+Loop::ThreadBinding::~ThreadBinding() {
+  tls_thread_state = ThreadState{};
+  tls_loop = nullptr;
+}
+
+Loop::Loop(const Config& config)
+    : config_(config),
+      record_(claim_loop_record()),
+      stacks_(config.stack_kb * 1024),
+      binding_(this) {
+  record_.tid.store(static_cast<pid_t>(syscall(SYS_gettid)), std::memory_order_relaxed);
+  record_.thread = pthread_self();
+  record_.threshold_ns.store(static_cast<std::uint64_t>(std::chrono::nanoseconds(config.threshold).count()),
+                             std::memory_order_relaxed);
+  sanitizer_adopt_thread(scheduler_.sanitizer);
+  scheduler_.loop = this;
+  scheduler_.name = "scheduler";
+
+  slice_start_ns_ = refresh_now();
+  configure_log(config_);
+  stack::install_overflow_handler_for_thread();
+  metrics::ensure_endpoint(config_);
+  watchdog::loop_started(record_, config_);
+}
+
+Loop::~Loop() {
+  watchdog::loop_stopped(record_);
+  stack::remove_overflow_handler_for_thread();
+  record_.slice.idle.store(true, std::memory_order_relaxed);
+  publish_gauges();
+  release_loop_record(record_);
+}
+
+Loop* Loop::current() noexcept { return tls_loop; }
+
+Loop& Loop::require(const char* what) {
+  if (tls_loop == nullptr || tls_loop->running_ == &tls_loop->scheduler_) {
+    throw not_on_loop(std::string("stallwatch: ") + what + " called outside a fiber of a running loop");
+  }
+  return *tls_loop;
+}
+
+// ---- fibers: birth and death ----
+
+void Loop::start(detail::TaskBase* task, std::string_view name) {
+  const stack::Stack stack = stacks_.acquire();
+  sanitizer_stack_reused(stack.lo, stack.size);
+  // The control block sits at the top of the stack; the fiber's frames start below it.
+  auto top = reinterpret_cast<std::uintptr_t>(stack.lo) + stack.size;
+  const std::uintptr_t block = (top - sizeof(Fiber)) & ~std::uintptr_t{63};
+  Fiber* fiber = new (reinterpret_cast<void*>(block)) Fiber();
+  fiber->loop = this;
+  fiber->task = task;
+  fiber->id = next_fiber_id_++;
+  fiber->name.assign(name.empty() ? "fiber" : name);
+  fiber->stack = stack;
+  fiber->sanitizer.stack_bottom = stack.lo;
+  fiber->sanitizer.stack_size = stack.size;
+  sanitizer_fiber_created(fiber->sanitizer);
+  const std::size_t usable = block - reinterpret_cast<std::uintptr_t>(stack.lo);
+  fiber->context = bctx::make_fcontext(reinterpret_cast<void*>(block), usable, &Loop::fiber_entry);
+
+  task->add_ref();
+  task->fiber = fiber;
+  task->id = fiber->id;
+
+  fiber->all_next = all_fibers_;
+  if (all_fibers_ != nullptr) all_fibers_->all_prev = fiber;
+  all_fibers_ = fiber;
+  ++alive_;
+  record_.stats.fibers_spawned.add();
+  record_.stats.fibers_alive.store(alive_, std::memory_order_relaxed);
+  STALLWATCH_PROBE2(fiber_spawn, record_.index, fiber->id);
+  make_ready(fiber, WakeReason::notified);
+}
+
+void Loop::fiber_entry(bctx::transfer_t from) noexcept {
+  Loop* loop = tls_loop;
+  Fiber* self = loop->running_;
+  auto* previous = static_cast<Fiber*>(from.data);
+  if (previous != nullptr) previous->context = from.fctx;
+  sanitizer_finish_switch(self->sanitizer, previous != nullptr ? &previous->sanitizer : nullptr);
+  tls_thread_state.in_switch = 0;
+  self->task->invoke();
+  loop->finish_fiber(self);
+}
+
+void Loop::finish_fiber(Fiber* self) noexcept {
+  detail::TaskBase* task = self->task;
+  task->done = true;
+  task->fiber = nullptr;
+  wake_all(task->joiners);
+  if (task->error && task->refs() == 1) {
+    try {
+      std::rethrow_exception(task->error);
+    } catch (const std::exception& e) {
+      log_line("stallwatch: fiber " + std::to_string(self->id) + " \"" + self->name +
+               "\" ended with an exception nobody will join: " + e.what());
+    } catch (...) {
+      log_line("stallwatch: fiber " + std::to_string(self->id) + " \"" + self->name +
+               "\" ended with a non-standard exception nobody will join");
+    }
+    task->error_observed = true;
+  }
+  task->release();
+
+  if (self->all_prev != nullptr) self->all_prev->all_next = self->all_next;
+  else all_fibers_ = self->all_next;
+  if (self->all_next != nullptr) self->all_next->all_prev = self->all_prev;
+  --alive_;
+  record_.stats.fibers_alive.store(alive_, std::memory_order_relaxed);
+  STALLWATCH_PROBE2(fiber_exit, record_.index, self->id);
+
+  Fiber* next = pick_next();
+  tls_thread_state.in_switch = 1;
+  begin_slice(next);
+  sanitizer_start_switch(self->sanitizer, next->sanitizer, true);
+  running_ = next;
+  // Release this stack from the next fiber's stack, once we are off it.
+  bctx::ontop_fcontext(next->context, self, &Loop::release_dead_fiber);
+  __builtin_unreachable();
+}
+
+bctx::transfer_t Loop::release_dead_fiber(bctx::transfer_t from) noexcept {
+  auto* dead = static_cast<Fiber*>(from.data);
+  Loop* loop = dead->loop;
+  const stack::Stack stack = dead->stack;
+  sanitizer_fiber_destroyed(dead->sanitizer);
+  dead->~Fiber();
+  loop->stacks_.release(stack);
+  return bctx::transfer_t{nullptr, nullptr};
+}
+
+// ---- switching ----
+
+void Loop::begin_slice(Fiber* next) noexcept {
+  const std::uint64_t now = coarse_now();
+  record_.stats.slice_duration.record(now > slice_start_ns_ ? now - slice_start_ns_ : 0);
+  slice_start_ns_ = now;
+  record_.slice.start_ns.store(now, std::memory_order_relaxed);
+  record_.slice.fiber_id.store(next->id, std::memory_order_relaxed);
+  record_.slice.seq.store(++slice_seq_, std::memory_order_release);
+  if (next->ready_since_ns != 0) {
+    record_.stats.loop_lag.record(now > next->ready_since_ns ? now - next->ready_since_ns : 0);
+    next->ready_since_ns = 0;
+  }
+  ThreadState& ts = tls_thread_state;
+  ts.fiber_id = next->id;
+  ts.fiber_name = next->name.data();
+  ts.fiber_name_len = next->name.size();
+  ts.stack_lo = reinterpret_cast<std::uintptr_t>(next->stack.lo);
+  ts.stack_hi = ts.stack_lo + next->stack.size;
+  STALLWATCH_PROBE2(slice_begin, record_.index, next->id);
+}
+
+void Loop::switch_to(Fiber* from, Fiber* to) noexcept {
+  tls_thread_state.in_switch = 1;
+  begin_slice(to);
+  sanitizer_start_switch(from->sanitizer, to->sanitizer, false);
+  running_ = to;
+  const bctx::transfer_t back = bctx::jump_fcontext(to->context, from);
+  // Resumed: whoever jumped here passed itself, to save where it stopped.
+  auto* previous = static_cast<Fiber*>(back.data);
+  if (previous != nullptr) previous->context = back.fctx;
+  sanitizer_finish_switch(from->sanitizer, previous != nullptr ? &previous->sanitizer : nullptr);
+  tls_thread_state.in_switch = 0;
+}
+
+Fiber* Loop::pick_next() noexcept {
+  if (ready_head_ != nullptr && direct_budget_ > 0 && coarse_now() == pass_coarse_ns_) {
+    --direct_budget_;
+    return pop_ready();
+  }
+  return &scheduler_;
+}
+
+void Loop::push_ready(Fiber* fiber) noexcept {
+  fiber->next_ready = nullptr;
+  if (ready_tail_ != nullptr) ready_tail_->next_ready = fiber;
+  else ready_head_ = fiber;
+  ready_tail_ = fiber;
+  ++ready_count_;
+}
+
+Fiber* Loop::pop_ready() noexcept {
+  Fiber* fiber = ready_head_;
+  ready_head_ = fiber->next_ready;
+  if (ready_head_ == nullptr) ready_tail_ = nullptr;
+  --ready_count_;
+  return fiber;
+}
+
+// ---- parking ----
+
+WakeReason Loop::park(std::uint64_t deadline_ns, bool cancellable) {
+  Fiber* self = running_;
+  self->wake = WakeReason::none;
+  self->parked = true;
+  self->cancellable = cancellable;
+  if (deadline_ns != 0) {
+    self->deadline_ns = deadline_ns;
+    timers_.push(self);
+  }
+  switch_to(self, pick_next());
+  self->deadline_ns = 0;
+  return self->wake;
+}
+
+void Loop::make_ready(Fiber* fiber, WakeReason why, bool measure_lag) noexcept {
+  timers_.remove(fiber);
+  fiber->parked = false;
+  fiber->wake = why;
+  fiber->ready_since_ns = measure_lag ? std::max<std::uint64_t>(coarse_now(), 1) : 0;  // 0: not measured
+  push_ready(fiber);
+}
+
+void Loop::detach_from_waits(Fiber* fiber) noexcept {
+  if (detail::WaitQueue* queue = fiber->queue) {
+    if (fiber->queue_prev != nullptr) fiber->queue_prev->queue_next = fiber->queue_next;
+    else queue->first = fiber->queue_next;
+    if (fiber->queue_next != nullptr) fiber->queue_next->queue_prev = fiber->queue_prev;
+    else queue->last = fiber->queue_prev;
+    fiber->queue = nullptr;
+    fiber->queue_prev = fiber->queue_next = nullptr;
+  }
+  reactor_.drop_waiter(fiber);
+}
+
+void Loop::cancel(Fiber* fiber) noexcept {
+  fiber->cancel_requested = true;
+  if (!fiber->parked || !fiber->cancellable) return;
+  detach_from_waits(fiber);
+  make_ready(fiber, WakeReason::cancelled);
+}
+
+void Loop::yield() {
+  Fiber* self = running_;
+  if (self->cancel_requested) throw cancelled("stallwatch: yield: fiber cancelled");
+  if (ready_head_ == nullptr) return;
+  push_ready(self);
+  switch_to(self, pick_next());
+}
+
+void Loop::wake_from_remote(Fiber* fiber) {
+  {
+    std::lock_guard<std::mutex> lock(remote_mutex_);
+    remote_ready_.push_back(fiber);
+    remote_pending_.store(true, std::memory_order_release);
+  }
+  reactor_.notify_from_remote();
+}
+
+// ---- the scheduler ----
+
+void Loop::run_until_done(detail::TaskBase* main) {
+  bool draining = false;
+  for (;;) {
+    if (main->done && !draining) {
+      draining = true;
+      cancel_all();
+    }
+    if (draining && alive_ == 0) return;
+    scheduler_pass();
+  }
+}
+
+void Loop::scheduler_pass() {
+  const std::uint64_t now = refresh_now();
+  fire_timers(now);
+  if (remote_pending_.load(std::memory_order_acquire)) drain_remote(now);
+  if (ready_head_ == nullptr) {
+    wait_for_work(now);
+    return;
+  }
+  if (reactor_.has_waiters() && now - last_io_poll_ns_ >= busy_io_poll_interval_ns) {
+    last_io_poll_ns_ = now;
+    if (reactor_.poll(0, *this)) drain_remote(now);
+  }
+  publish_gauges();
+  direct_budget_ = direct_switch_budget;
+  pass_coarse_ns_ = coarse_now();
+  switch_to(&scheduler_, pop_ready());
+}
+
+void Loop::fire_timers(std::uint64_t now_ns) {
+  while (!timers_.empty() && timers_.top()->deadline_ns <= now_ns) {
+    Fiber* fiber = timers_.top();
+    detach_from_waits(fiber);
+    make_ready(fiber, WakeReason::timeout, true);
+  }
+}
+
+void Loop::drain_remote(std::uint64_t) {
+  std::vector<Fiber*> woken;
+  {
+    std::lock_guard<std::mutex> lock(remote_mutex_);
+    woken.swap(remote_ready_);
+    remote_pending_.store(false, std::memory_order_relaxed);
+  }
+  for (Fiber* fiber : woken) make_ready(fiber, WakeReason::notified, true);
+}
+
+void Loop::wait_for_work(std::uint64_t now_ns) {
+  int timeout_ms = -1;
+  if (!timers_.empty()) {
+    const std::uint64_t due = timers_.top()->deadline_ns;
+    const std::uint64_t wait_ns = due > now_ns ? due - now_ns : 0;
+    timeout_ms = static_cast<int>(std::min<std::uint64_t>((wait_ns + 999'999) / 1'000'000, 1u << 30));
+  }
+  publish_gauges();
+  record_.slice.idle.store(true, std::memory_order_release);
+  STALLWATCH_PROBE1(loop_idle, record_.index);
+  const bool remote = reactor_.poll(timeout_ms, *this);
+  const std::uint64_t woke = refresh_now();
+  last_io_poll_ns_ = woke;
+  // Waking up starts a new slice of the loop's own work.
+  slice_start_ns_ = woke;
+  record_.slice.start_ns.store(woke, std::memory_order_relaxed);
+  record_.slice.fiber_id.store(0, std::memory_order_relaxed);
+  record_.slice.seq.store(++slice_seq_, std::memory_order_release);
+  record_.slice.idle.store(false, std::memory_order_release);
+  if (remote || remote_pending_.load(std::memory_order_acquire)) drain_remote(woke);
+}
+
+void Loop::publish_gauges() noexcept {
+  record_.stats.ready_fibers.store(ready_count_, std::memory_order_relaxed);
+}
+
+void Loop::cancel_all() noexcept {
+  for (Fiber* fiber = all_fibers_; fiber != nullptr; fiber = fiber->all_next) cancel(fiber);
+}
+
+}  // namespace stallwatch::core

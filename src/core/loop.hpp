@@ -1,0 +1,117 @@
+// The Loop: one per thread that calls stallwatch::run. It owns the fibers'
+// stacks, the ready queue, the timers and the reactor, and runs the
+// scheduler on the thread's own stack.
+//
+// Fibers switch directly to one another (no trip through the scheduler) for up
+// to a budget of switches or until the coarse clock ticks; then the scheduler
+// runs a pass: timers, cross-thread wake-ups, I/O. Every switch starts a new
+// slice, stamped in the LoopRecord for the watchdog with relaxed stores: no
+// system call, lock or allocation.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string_view>
+#include <vector>
+
+#include "core/fiber.hpp"
+#include "core/loop_record.hpp"
+#include "core/timer_heap.hpp"
+#include "reactor/epoll_reactor.hpp"
+#include "stack/stack_pool.hpp"
+#include "stallwatch/config.hpp"
+
+namespace stallwatch::core {
+
+class Loop {
+ public:
+  explicit Loop(const Config& config);
+  ~Loop();
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+
+  // The calling thread's loop, or null.
+  static Loop* current() noexcept;
+  // The calling thread's loop; throws not_on_loop naming `what` otherwise.
+  static Loop& require(const char* what);
+
+  Fiber* running() const noexcept { return running_; }
+  const Config& config() const noexcept { return config_; }
+  LoopRecord& record() noexcept { return record_; }
+  Reactor& reactor() noexcept { return reactor_; }
+
+  // Starts task as a new fiber (ready to run; the caller keeps running).
+  void start(detail::TaskBase* task, std::string_view name);
+  // Runs the scheduler until main is done, then cancels and drains the rest.
+  void run_until_done(detail::TaskBase* main);
+
+  // Parks the running fiber until made ready, or until deadline_ns (0: none).
+  // The caller has linked it into whatever it waits on. When cancellable is
+  // false, cancel() only flags the fiber (for waits that must complete).
+  WakeReason park(std::uint64_t deadline_ns, bool cancellable = true);
+  // Makes a parked fiber ready. measure_lag: stamp it for the loop-lag histogram.
+  void make_ready(Fiber* fiber, WakeReason why, bool measure_lag = false) noexcept;
+  // Lets every other ready fiber run once.
+  void yield();
+  // Flags the fiber cancelled and, if it is parked cancellably, wakes it.
+  void cancel(Fiber* fiber) noexcept;
+  // Makes fiber ready from another thread (e.g. an in_thread completion).
+  void wake_from_remote(Fiber* fiber);
+
+  // Unlinks a fiber from its wait queue and descriptor (not its timer).
+  void detach_from_waits(Fiber* fiber) noexcept;
+
+ private:
+  struct ThreadBinding {
+    explicit ThreadBinding(Loop* loop);
+    ~ThreadBinding();
+  };
+
+  static void fiber_entry(boost::context::detail::transfer_t from) noexcept;
+  static boost::context::detail::transfer_t release_dead_fiber(boost::context::detail::transfer_t from) noexcept;
+
+  [[noreturn]] void finish_fiber(Fiber* self) noexcept;
+  void switch_to(Fiber* from, Fiber* to) noexcept;
+  void begin_slice(Fiber* next) noexcept;
+  Fiber* pick_next() noexcept;
+  void push_ready(Fiber* fiber) noexcept;
+  Fiber* pop_ready() noexcept;
+
+  void scheduler_pass();
+  void fire_timers(std::uint64_t now_ns);
+  void drain_remote(std::uint64_t now_ns);
+  void wait_for_work(std::uint64_t now_ns);
+  void publish_gauges() noexcept;
+  void cancel_all() noexcept;
+
+  Config config_;
+  LoopRecord& record_;
+  stack::StackPool stacks_;
+  Reactor reactor_;
+  ThreadBinding binding_;
+
+  Fiber scheduler_;
+  Fiber* running_ = &scheduler_;
+  std::uint64_t next_fiber_id_ = 1;
+  std::int64_t alive_ = 0;
+  Fiber* all_fibers_ = nullptr;
+
+  Fiber* ready_head_ = nullptr;
+  Fiber* ready_tail_ = nullptr;
+  std::int64_t ready_count_ = 0;
+  int direct_budget_ = 0;
+  std::uint64_t pass_coarse_ns_ = 0;
+  std::uint64_t last_io_poll_ns_ = 0;
+
+  std::uint64_t slice_seq_ = 0;
+  std::uint64_t slice_start_ns_ = 0;
+
+  TimerHeap timers_;
+
+  std::mutex remote_mutex_;
+  std::vector<Fiber*> remote_ready_;
+  std::atomic<bool> remote_pending_{false};
+};
+
+}  // namespace stallwatch::core

@@ -1,0 +1,152 @@
+#include "reactor/epoll_reactor.hpp"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <system_error>
+
+#include "core/loop.hpp"
+#include "core/thread_state.hpp"
+
+namespace stallwatch::core {
+
+namespace {
+
+[[noreturn]] void throw_errno(const char* what) { throw std::system_error(errno, std::generic_category(), what); }
+
+constexpr std::uint64_t wake_token = ~std::uint64_t{0};
+
+}  // namespace
+
+Reactor::Reactor() {
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0) throw_errno("stallwatch: epoll_create1");
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) {
+    close(epoll_fd_);
+    throw_errno("stallwatch: eventfd");
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = wake_token;
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) {
+    close(wake_fd_);
+    close(epoll_fd_);
+    throw_errno("stallwatch: epoll_ctl(eventfd)");
+  }
+}
+
+Reactor::~Reactor() {
+  close(wake_fd_);
+  close(epoll_fd_);
+}
+
+Reactor::FdState& Reactor::state_for(int fd) {
+  if (fd < 0) throw std::system_error(EBADF, std::generic_category(), "stallwatch: wait on a negative descriptor");
+  if (static_cast<std::size_t>(fd) >= fds_.size()) fds_.resize(static_cast<std::size_t>(fd) + 64);
+  return fds_[static_cast<std::size_t>(fd)];
+}
+
+bool Reactor::consume_or_wait(int fd, bool writable, Fiber* fiber) {
+  FdState& st = state_for(fd);
+  if (!st.registered) {
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.u64 = static_cast<std::uint64_t>(fd);
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) throw_errno("stallwatch: epoll_ctl(ADD)");
+    st.registered = true;
+  }
+  bool& ready = writable ? st.writable : st.readable;
+  if (ready) {
+    ready = false;
+    return true;
+  }
+  Fiber*& slot = writable ? st.writer : st.reader;
+  if (slot != nullptr && slot != fiber) {
+    throw std::system_error(EBUSY, std::generic_category(),
+                            "stallwatch: another fiber already waits on this descriptor in this direction");
+  }
+  slot = fiber;
+  ++waiters_;
+  fiber->io_fd = fd;
+  fiber->io_writable = writable;
+  return false;
+}
+
+void Reactor::drop_waiter(Fiber* fiber) noexcept {
+  const int fd = fiber->io_fd;
+  if (fd < 0) return;
+  fiber->io_fd = -1;
+  if (static_cast<std::size_t>(fd) >= fds_.size()) return;
+  FdState& st = fds_[static_cast<std::size_t>(fd)];
+  Fiber*& slot = fiber->io_writable ? st.writer : st.reader;
+  if (slot == fiber) {
+    slot = nullptr;
+    --waiters_;
+  }
+}
+
+void Reactor::forget(int fd) noexcept {
+  if (fd < 0 || static_cast<std::size_t>(fd) >= fds_.size()) return;
+  FdState& st = fds_[static_cast<std::size_t>(fd)];
+  if (st.registered) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  if (st.reader != nullptr) drop_waiter(st.reader);
+  if (st.writer != nullptr) drop_waiter(st.writer);
+  st = FdState{};
+}
+
+bool Reactor::poll(int timeout_ms, Loop& loop) {
+  int n;
+  {
+    InternalBlockingScope internal;
+    n = epoll_wait(epoll_fd_, events_, static_cast<int>(std::size(events_)), timeout_ms);
+  }
+  if (n < 0) {
+    if (errno == EINTR) return false;
+    throw_errno("stallwatch: epoll_wait");
+  }
+  bool remote = false;
+  for (int i = 0; i < n; ++i) {
+    const epoll_event& ev = events_[i];
+    if (ev.data.u64 == wake_token) {
+      std::uint64_t count;
+      InternalBlockingScope internal;
+      while (read(wake_fd_, &count, sizeof count) > 0) {
+      }
+      remote = true;
+      continue;
+    }
+    const auto fd = static_cast<std::size_t>(ev.data.u64);
+    if (fd >= fds_.size()) continue;
+    FdState& st = fds_[fd];
+    const bool failed = (ev.events & (EPOLLERR | EPOLLHUP)) != 0;
+    if ((ev.events & (EPOLLIN | EPOLLRDHUP)) != 0 || failed) {
+      if (Fiber* reader = st.reader) {
+        drop_waiter(reader);
+        loop.make_ready(reader, WakeReason::notified, true);
+      } else {
+        st.readable = true;
+      }
+    }
+    if ((ev.events & EPOLLOUT) != 0 || failed) {
+      if (Fiber* writer = st.writer) {
+        drop_waiter(writer);
+        loop.make_ready(writer, WakeReason::notified, true);
+      } else {
+        st.writable = true;
+      }
+    }
+  }
+  return remote;
+}
+
+void Reactor::notify_from_remote() noexcept {
+  const std::uint64_t one = 1;
+  InternalBlockingScope internal;
+  [[maybe_unused]] ssize_t written = write(wake_fd_, &one, sizeof one);
+}
+
+}  // namespace stallwatch::core
