@@ -1,0 +1,323 @@
+// resolve_config (include/stallwatch/config.hpp): each STALLWATCH_* variable
+// valid and invalid, precedence environment > Options > default, and errors
+// that name the variable (or field), the value and what is accepted.
+#include <doctest/doctest.h>
+#include <stdlib.h>
+
+#include <csignal>
+#include <string>
+
+#include "stallwatch/config.hpp"
+
+namespace {
+
+using stallwatch::Config;
+using stallwatch::config_error;
+using stallwatch::Options;
+using stallwatch::resolve_config;
+
+const char* const all_variables[] = {
+    "STALLWATCH_WATCHDOG",   "STALLWATCH_THRESHOLD_MS", "STALLWATCH_REPORTS_PER_MINUTE", "STALLWATCH_LOG_FORMAT",
+    "STALLWATCH_METRICS_ADDR", "STALLWATCH_STRICT",     "STALLWATCH_STACK_KB",           "STALLWATCH_SIGNAL",
+};
+
+// Clears every STALLWATCH_* variable for the test and again after it (the
+// test runner sets STALLWATCH_METRICS_ADDR=off; it is restored).
+class CleanEnvironment {
+ public:
+  CleanEnvironment() {
+    if (const char* addr = ::getenv("STALLWATCH_METRICS_ADDR")) saved_addr_ = addr, had_addr_ = true;
+    clear();
+  }
+  ~CleanEnvironment() {
+    clear();
+    if (had_addr_) ::setenv("STALLWATCH_METRICS_ADDR", saved_addr_.c_str(), 1);
+  }
+  CleanEnvironment(const CleanEnvironment&) = delete;
+  CleanEnvironment& operator=(const CleanEnvironment&) = delete;
+
+  void set(const char* name, const char* value) { ::setenv(name, value, 1); }
+
+ private:
+  static void clear() {
+    for (const char* name : all_variables) ::unsetenv(name);
+  }
+  std::string saved_addr_;
+  bool had_addr_ = false;
+};
+
+// The message of the config_error resolve_config throws, or "" if none.
+std::string error_of(const Options& options = {}) {
+  try {
+    resolve_config(options);
+  } catch (const config_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string env_error(CleanEnvironment& env, const char* name, const char* value) {
+  env.set(name, value);
+  std::string message = error_of();
+  ::unsetenv(name);
+  return message;
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("defaults match DESIGN.md") {
+  CleanEnvironment env;
+  const Config c = resolve_config({});
+  CHECK(c.watchdog);
+  CHECK(c.threshold == std::chrono::milliseconds(50));
+  CHECK(c.reports_per_minute == 10);
+  CHECK(c.log_format == stallwatch::log_format::text);
+  CHECK(c.metrics_addr == "127.0.0.1:9464");
+  CHECK_FALSE(c.strict);
+  CHECK(c.stack_kb == 64);
+  CHECK(c.capture_signal == SIGRTMIN + 4);
+}
+
+TEST_CASE("the documented error format") {
+  CleanEnvironment env;
+  CHECK(env_error(env, "STALLWATCH_THRESHOLD_MS", "abc") ==
+        "stallwatch: STALLWATCH_THRESHOLD_MS=\"abc\" is not valid: expected an integer from 1 to 600000");
+}
+
+TEST_CASE("STALLWATCH_WATCHDOG") {
+  CleanEnvironment env;
+  env.set("STALLWATCH_WATCHDOG", "off");
+  CHECK_FALSE(resolve_config({}).watchdog);
+  env.set("STALLWATCH_WATCHDOG", "on");
+  Options options;
+  options.watchdog = false;
+  CHECK(resolve_config(options).watchdog);
+  for (const char* bad : {"", "yes", "1", "ON", "on "}) {
+    CAPTURE(bad);
+    const auto message = env_error(env, "STALLWATCH_WATCHDOG", bad);
+    CHECK(contains(message, "STALLWATCH_WATCHDOG=\"" + std::string(bad) + "\""));
+    CHECK(contains(message, "expected on or off"));
+  }
+}
+
+TEST_CASE("STALLWATCH_THRESHOLD_MS") {
+  CleanEnvironment env;
+  env.set("STALLWATCH_THRESHOLD_MS", "1");
+  CHECK(resolve_config({}).threshold == std::chrono::milliseconds(1));
+  env.set("STALLWATCH_THRESHOLD_MS", "600000");
+  CHECK(resolve_config({}).threshold == std::chrono::milliseconds(600000));
+  for (const char* bad : {"0", "600001", "-5", "+5", "50ms", " 50", "50 ", "", "5.0", "99999999999999999999999"}) {
+    CAPTURE(bad);
+    const auto message = env_error(env, "STALLWATCH_THRESHOLD_MS", bad);
+    CHECK(contains(message, "STALLWATCH_THRESHOLD_MS=\"" + std::string(bad) + "\""));
+    CHECK(contains(message, "an integer from 1 to 600000"));
+  }
+}
+
+TEST_CASE("STALLWATCH_REPORTS_PER_MINUTE") {
+  CleanEnvironment env;
+  env.set("STALLWATCH_REPORTS_PER_MINUTE", "0");
+  CHECK(resolve_config({}).reports_per_minute == 0);
+  env.set("STALLWATCH_REPORTS_PER_MINUTE", "100000");
+  CHECK(resolve_config({}).reports_per_minute == 100000);
+  for (const char* bad : {"100001", "-1", "ten", "10/min"}) {
+    CAPTURE(bad);
+    const auto message = env_error(env, "STALLWATCH_REPORTS_PER_MINUTE", bad);
+    CHECK(contains(message, "STALLWATCH_REPORTS_PER_MINUTE=\"" + std::string(bad) + "\""));
+    CHECK(contains(message, "an integer from 0 to 100000"));
+  }
+}
+
+TEST_CASE("STALLWATCH_LOG_FORMAT") {
+  CleanEnvironment env;
+  env.set("STALLWATCH_LOG_FORMAT", "json");
+  CHECK(resolve_config({}).log_format == stallwatch::log_format::json);
+  env.set("STALLWATCH_LOG_FORMAT", "text");
+  Options options;
+  options.log_format = stallwatch::log_format::json;
+  CHECK(resolve_config(options).log_format == stallwatch::log_format::text);
+  for (const char* bad : {"JSON", "yaml", ""}) {
+    CAPTURE(bad);
+    const auto message = env_error(env, "STALLWATCH_LOG_FORMAT", bad);
+    CHECK(contains(message, "STALLWATCH_LOG_FORMAT=\"" + std::string(bad) + "\""));
+    CHECK(contains(message, "expected text or json"));
+  }
+}
+
+TEST_CASE("STALLWATCH_METRICS_ADDR") {
+  CleanEnvironment env;
+  for (const char* good : {"off", "0.0.0.0:9464", "localhost:1", "metrics-host.example:65535", "[::1]:9464",
+                           "[fe80::1%eth0]:80", "[::ffff:127.0.0.1]:9100"}) {
+    CAPTURE(good);
+    env.set("STALLWATCH_METRICS_ADDR", good);
+    CHECK(resolve_config({}).metrics_addr == good);
+  }
+  for (const char* bad : {"", "localhost", ":9464", "host:", "host:0", "host:65536", "host:80x", "::1:9464", "[::1]",
+                          "[]:80", "[::1]9464", "[127.0.0.1]:80", "my host:80", "OFF"}) {
+    CAPTURE(bad);
+    const auto message = env_error(env, "STALLWATCH_METRICS_ADDR", bad);
+    CHECK(contains(message, "STALLWATCH_METRICS_ADDR=\"" + std::string(bad) + "\""));
+    CHECK(contains(message, "host:port with a port from 1 to 65535, [ipv6]:port, or off"));
+  }
+}
+
+TEST_CASE("STALLWATCH_STRICT") {
+  CleanEnvironment env;
+  env.set("STALLWATCH_STRICT", "1");
+  CHECK(resolve_config({}).strict);
+  env.set("STALLWATCH_STRICT", "0");
+  Options options;
+  options.strict = true;
+  CHECK_FALSE(resolve_config(options).strict);
+  for (const char* bad : {"true", "2", "on", ""}) {
+    CAPTURE(bad);
+    const auto message = env_error(env, "STALLWATCH_STRICT", bad);
+    CHECK(contains(message, "STALLWATCH_STRICT=\"" + std::string(bad) + "\""));
+    CHECK(contains(message, "expected 1 or 0"));
+  }
+}
+
+TEST_CASE("STALLWATCH_STACK_KB") {
+  CleanEnvironment env;
+  env.set("STALLWATCH_STACK_KB", "16");
+  CHECK(resolve_config({}).stack_kb == 16);
+  env.set("STALLWATCH_STACK_KB", "65536");
+  CHECK(resolve_config({}).stack_kb == 65536);
+  for (const char* bad : {"15", "65537", "64k", "0x40", "-64"}) {
+    CAPTURE(bad);
+    const auto message = env_error(env, "STALLWATCH_STACK_KB", bad);
+    CHECK(contains(message, "STALLWATCH_STACK_KB=\"" + std::string(bad) + "\""));
+    CHECK(contains(message, "an integer from 16 to 65536"));
+  }
+}
+
+TEST_CASE("STALLWATCH_SIGNAL") {
+  CleanEnvironment env;
+  env.set("STALLWATCH_SIGNAL", std::to_string(SIGRTMIN + 2).c_str());
+  CHECK(resolve_config({}).capture_signal == SIGRTMIN + 2);
+  env.set("STALLWATCH_SIGNAL", "SIGRTMIN+6");
+  CHECK(resolve_config({}).capture_signal == SIGRTMIN + 6);
+  env.set("STALLWATCH_SIGNAL", "SIGRTMAX-1");
+  CHECK(resolve_config({}).capture_signal == SIGRTMAX - 1);
+  env.set("STALLWATCH_SIGNAL", "SIGRTMAX");
+  CHECK(resolve_config({}).capture_signal == SIGRTMAX);
+  const std::string below = std::to_string(SIGRTMIN - 1);
+  const std::string above = std::to_string(SIGRTMAX + 1);
+  for (const std::string& bad : {below, above, std::string("11"), std::string("SIGUSR1"), std::string("SIGRTMIN+99"),
+                                 std::string("SIGRTMIN-1"), std::string("SIGRTMIN+"), std::string("")}) {
+    CAPTURE(bad);
+    const auto message = env_error(env, "STALLWATCH_SIGNAL", bad.c_str());
+    CHECK(contains(message, "STALLWATCH_SIGNAL=\"" + bad + "\""));
+    CHECK(contains(message, "a real-time signal number from " + std::to_string(SIGRTMIN) + " to " +
+                                std::to_string(SIGRTMAX)));
+  }
+}
+
+TEST_CASE("environment overrides Options, which override the defaults") {
+  CleanEnvironment env;
+  Options options;
+  options.threshold = std::chrono::milliseconds(20);
+  options.reports_per_minute = 3;
+  options.metrics_addr = "127.0.0.1:9999";
+  options.stack_kb = 128;
+  options.capture_signal = SIGRTMIN + 1;
+  options.watchdog = false;
+  const Config from_options = resolve_config(options);
+  CHECK(from_options.threshold == std::chrono::milliseconds(20));
+  CHECK(from_options.reports_per_minute == 3);
+  CHECK(from_options.metrics_addr == "127.0.0.1:9999");
+  CHECK(from_options.stack_kb == 128);
+  CHECK(from_options.capture_signal == SIGRTMIN + 1);
+  CHECK_FALSE(from_options.watchdog);
+
+  env.set("STALLWATCH_THRESHOLD_MS", "70");
+  env.set("STALLWATCH_REPORTS_PER_MINUTE", "5");
+  env.set("STALLWATCH_METRICS_ADDR", "off");
+  env.set("STALLWATCH_STACK_KB", "256");
+  env.set("STALLWATCH_SIGNAL", "SIGRTMIN+3");
+  env.set("STALLWATCH_WATCHDOG", "on");
+  const Config from_env = resolve_config(options);
+  CHECK(from_env.threshold == std::chrono::milliseconds(70));
+  CHECK(from_env.reports_per_minute == 5);
+  CHECK(from_env.metrics_addr == "off");
+  CHECK(from_env.stack_kb == 256);
+  CHECK(from_env.capture_signal == SIGRTMIN + 3);
+  CHECK(from_env.watchdog);
+}
+
+TEST_CASE("the log sink is carried over") {
+  CleanEnvironment env;
+  std::string seen;
+  Options options;
+  options.log_sink = [&](std::string_view line) { seen = line; };
+  const Config c = resolve_config(options);
+  REQUIRE(c.log_sink);
+  c.log_sink("hello");
+  CHECK(seen == "hello");
+}
+
+TEST_CASE("invalid Options fields are errors naming the field") {
+  CleanEnvironment env;
+  {
+    Options o;
+    o.threshold = std::chrono::milliseconds(0);
+    CHECK(error_of(o) == "stallwatch: Options::threshold = 0 ms is not valid: expected an integer from 1 to 600000 ms");
+  }
+  {
+    Options o;
+    o.reports_per_minute = -1;
+    CHECK(error_of(o) ==
+          "stallwatch: Options::reports_per_minute = -1 is not valid: expected an integer from 0 to 100000");
+  }
+  {
+    Options o;
+    o.stack_kb = 8;
+    CHECK(error_of(o) == "stallwatch: Options::stack_kb = 8 KiB is not valid: expected an integer from 16 to 65536 KiB");
+  }
+  {
+    Options o;
+    o.stack_kb = static_cast<std::size_t>(-1);
+    CHECK(contains(error_of(o), "Options::stack_kb = 18446744073709551615 KiB"));
+  }
+  {
+    Options o;
+    o.metrics_addr = "nowhere";
+    CHECK(error_of(o) == "stallwatch: Options::metrics_addr = \"nowhere\" is not valid: expected host:port with a "
+                         "port from 1 to 65535, [ipv6]:port, or off");
+  }
+  {
+    Options o;
+    o.capture_signal = SIGSEGV;
+    const auto message = error_of(o);
+    CHECK(contains(message, "Options::capture_signal = " + std::to_string(SIGSEGV)));
+    CHECK(contains(message, "real-time signal"));
+  }
+  {
+    Options o;
+    o.log_format = static_cast<stallwatch::log_format>(7);
+    CHECK(contains(error_of(o), "Options::log_format = log_format(7) is not valid: expected text or json"));
+  }
+}
+
+TEST_CASE("a valid variable replaces an invalid field; an invalid variable is an error whatever the field") {
+  CleanEnvironment env;
+  Options options;
+  options.threshold = std::chrono::milliseconds(0);
+  env.set("STALLWATCH_THRESHOLD_MS", "30");
+  CHECK(resolve_config(options).threshold == std::chrono::milliseconds(30));
+  options.threshold = std::chrono::milliseconds(30);
+  env.set("STALLWATCH_THRESHOLD_MS", "30 ms");
+  CHECK(contains(error_of(options), "STALLWATCH_THRESHOLD_MS=\"30 ms\""));
+}
+
+TEST_CASE("values in errors are escaped and bounded") {
+  CleanEnvironment env;
+  const auto message = env_error(env, "STALLWATCH_LOG_FORMAT", "a\"b\nc");
+  CHECK(contains(message, "STALLWATCH_LOG_FORMAT=\"a\\\"b\\x0ac\""));
+  const std::string long_value(500, 'x');
+  const auto long_message = env_error(env, "STALLWATCH_LOG_FORMAT", long_value.c_str());
+  CHECK(long_message.size() < 250);
+  CHECK(contains(long_message, "...\""));
+}
