@@ -1,15 +1,18 @@
 #include "metrics/endpoint.hpp"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-#include <CivetServer.h>
 #include <prometheus/exposer.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <system_error>
 #include <string>
 #include <vector>
 
@@ -18,27 +21,6 @@
 
 namespace stallwatch::metrics {
 namespace {
-
-// civetweb reports why it could not start (bind errors, bad port specs)
-// through its log callback while the Exposer constructor runs on this
-// thread; the messages are kept here for the one log line we write.
-thread_local std::string* civetweb_messages = nullptr;
-
-// Messages outside a start-up (per-connection errors on worker threads) are
-// dropped: returning 1 also keeps civetweb from printing them itself.
-int capture_civetweb_message(const mg_connection*, const char* message) {
-  if (civetweb_messages != nullptr && civetweb_messages->empty()) *civetweb_messages = message;
-  return 1;
-}
-
-const CivetCallbacks& civetweb_callbacks() {
-  static const CivetCallbacks callbacks = [] {
-    CivetCallbacks c{};
-    c.log_message = capture_civetweb_message;
-    return c;
-  }();
-  return callbacks;
-}
 
 // Quotes a user-supplied value for a log line: printable ASCII as is,
 // quotes, backslashes and everything else escaped.
@@ -68,6 +50,26 @@ HostPort split_host_port(std::string_view address) {
   const auto colon = address.rfind(':');
   if (colon == std::string_view::npos) return {address, {}};
   return {address.substr(0, colon), address.substr(colon + 1)};
+}
+
+// Why the server could not bind `host:port` (an IPv4 address): tries the
+// same bind on a scratch socket, as the server does (with SO_REUSEADDR), and
+// returns the system's reason. prometheus-cpp only says that binding failed.
+std::string bind_failure_reason(const std::string& host, std::string_view port, const char* fallback) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(std::stoul(std::string(port))));
+  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) return fallback;
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::system_category().message(errno);
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  std::string reason = fallback;
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    reason = "cannot bind: " + std::system_category().message(errno);
+  }
+  close(fd);
+  return reason;
 }
 
 // The process's built-in endpoint. Never destroyed: its civetweb threads run
@@ -128,21 +130,16 @@ EndpointStart start_endpoint(const std::string& address,
 
   const HostPort hp = split_host_port(address);
   // Resolved here so the server never does a name lookup.
-  const std::string bind_address =
-      hp.host == "localhost" ? "127.0.0.1:" + std::string(hp.port) : address;
-
-  std::string civetweb_message;
-  civetweb_messages = &civetweb_message;
+  const std::string host = hp.host == "localhost" ? "127.0.0.1" : std::string(hp.host);
   try {
-    result.exposer = std::make_unique<prometheus::Exposer>(bind_address, 2, &civetweb_callbacks());
+    result.exposer = std::make_unique<prometheus::Exposer>(host + ":" + std::string(hp.port), 2);
     result.exposer->RegisterCollectable(collectable);
     const std::vector<int> ports = result.exposer->GetListeningPorts();
     result.port = ports.empty() ? 0 : ports.front();
   } catch (const std::exception& e) {
     result.exposer.reset();
-    result.error = civetweb_message.empty() ? e.what() : civetweb_message;
+    result.error = bind_failure_reason(host, hp.port, e.what());
   }
-  civetweb_messages = nullptr;
   return result;
 }
 

@@ -1,0 +1,395 @@
+// Tests of the metrics part: the collectable's families against LoopRecords
+// filled by hand, the /metrics endpoint (bad address, port in use, a real
+// scrape checked by promtool) and the public register_metrics API.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <doctest/doctest.h>
+#include <prometheus/exposer.h>
+#include <prometheus/text_serializer.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "core/coarse_clock.hpp"
+#include "core/log.hpp"
+#include "core/loop_record.hpp"
+#include "metrics/collectable.hpp"
+#include "metrics/endpoint.hpp"
+#include "stallwatch/metrics.hpp"
+
+namespace {
+
+using stallwatch::core::LogHistogram;
+using stallwatch::core::LoopRecord;
+using stallwatch::core::StallKind;
+namespace metrics = stallwatch::metrics;
+
+const prometheus::MetricFamily* find_family(const std::vector<prometheus::MetricFamily>& families,
+                                            const std::string& name) {
+  for (const auto& f : families) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
+}
+
+std::string label(const prometheus::ClientMetric& m, const std::string& name) {
+  for (const auto& l : m.label) {
+    if (l.name == name) return l.value;
+  }
+  return "<absent>";
+}
+
+// The sample of `family` whose labels match `loop` (and `kind` if given).
+const prometheus::ClientMetric* find_sample(const prometheus::MetricFamily& family, int loop,
+                                            const std::string& kind = {}) {
+  for (const auto& m : family.metric) {
+    if (label(m, "loop") == std::to_string(loop) && (kind.empty() || label(m, "kind") == kind)) return &m;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> label_names(const prometheus::MetricFamily& family) {
+  std::vector<std::string> names;
+  for (const auto& m : family.metric) {
+    for (const auto& l : m.label) {
+      if (std::find(names.begin(), names.end(), l.name) == names.end()) names.push_back(l.name);
+    }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// A loop record no test has written yet. Records are reused with their
+// counters (they stay monotonic), so each test claims a new one and holds it
+// until the binary ends.
+struct ClaimedRecord {
+  LoopRecord& record = stallwatch::core::claim_loop_record();
+};
+
+// Fills a record with known values: every per-loop metric gets something.
+void fill(LoopRecord& r) {
+  r.threshold_ns.store(40'000'000);
+  r.slice.seq.store(1234);
+  r.stats.slice_duration.record(5'000);        // ≤ 10 µs bucket
+  r.stats.slice_duration.record(15'000);       // ≤ 20 µs bucket
+  r.stats.slice_duration.record(20'000'000);   // ≤ 20.48 ms bucket
+  r.stats.loop_lag.record(30'000);
+  r.stats.fibers_spawned.add(17);
+  r.stats.fibers_alive.store(5);
+  r.stats.ready_fibers.store(2);
+  r.stalls.stalls[static_cast<int>(StallKind::cpu)].add(3);
+  r.stalls.stalls[static_cast<int>(StallKind::blocked)].add(2);
+  r.stalls.stall_duration.record(60'000'000);
+  r.stalls.stall_duration.record(200'000'000);
+  r.stalls.stall_duration.record(20'000'000'000);  // 20 s: past the last finite bound
+  r.stalls.reports.add(4);
+  r.stalls.reports_suppressed.add(1);
+}
+
+// GET http://127.0.0.1:port/path; returns the whole response (head and body).
+std::string http_get(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  REQUIRE(write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+  std::string response;
+  char buf[4096];
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) response.append(buf, static_cast<std::size_t>(n));
+  close(fd);
+  return response;
+}
+
+std::string body_of(const std::string& response) {
+  const auto end_of_head = response.find("\r\n\r\n");
+  return end_of_head == std::string::npos ? std::string() : response.substr(end_of_head + 4);
+}
+
+// A listening socket on a kernel-chosen loopback port, to make a port busy.
+struct BusyPort {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int port = 0;
+  BusyPort() {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(listen(fd, 1) == 0);
+    socklen_t len = sizeof addr;
+    REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    port = ntohs(addr.sin_port);
+  }
+  ~BusyPort() { close(fd); }
+};
+
+bool have_promtool() { return std::system("command -v promtool >/dev/null 2>&1") == 0; }
+
+// Runs `promtool check metrics` on text; returns its exit status and output.
+int promtool_check(const std::string& text, std::string& output) {
+  char path[] = "/tmp/stallwatch-metrics-XXXXXX";
+  const int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  REQUIRE(write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  close(fd);
+  const std::string command = std::string("promtool check metrics < ") + path + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buf[512];
+  while (fgets(buf, sizeof buf, pipe) != nullptr) output += buf;
+  const int status = pclose(pipe);
+  unlink(path);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Log lines written through core::log_line during this test binary.
+std::mutex logged_mutex;
+std::vector<std::string> logged;
+
+void capture_log() {
+  static const bool installed = [] {
+    stallwatch::Config config;
+    config.log_sink = [](std::string_view line) {
+      std::lock_guard lock(logged_mutex);
+      logged.emplace_back(line);
+    };
+    stallwatch::core::configure_log(config);
+    return true;
+  }();
+  (void)installed;
+}
+
+}  // namespace
+
+TEST_CASE("log histograms become cumulative Prometheus buckets with _sum and _count") {
+  std::uint64_t counts[LogHistogram::bucket_count] = {};
+  counts[0] = 2;                              // ≤ 10 µs
+  counts[3] = 5;                              // ≤ 80 µs
+  counts[LogHistogram::finite_buckets] = 1;   // +Inf only
+  const auto h = metrics::to_prometheus_histogram(counts, 2'500'000'000);
+
+  REQUIRE(h.bucket.size() == static_cast<std::size_t>(LogHistogram::bucket_count));
+  CHECK(h.bucket[0].upper_bound == doctest::Approx(10e-6));
+  CHECK(h.bucket[0].cumulative_count == 2);
+  CHECK(h.bucket[2].cumulative_count == 2);
+  CHECK(h.bucket[3].upper_bound == doctest::Approx(80e-6));
+  CHECK(h.bucket[3].cumulative_count == 7);
+  CHECK(h.bucket[LogHistogram::finite_buckets - 1].upper_bound == doctest::Approx(10.48576));
+  CHECK(h.bucket[LogHistogram::finite_buckets - 1].cumulative_count == 7);
+  CHECK(std::isinf(h.bucket.back().upper_bound));
+  CHECK(h.bucket.back().cumulative_count == 8);
+  CHECK(h.sample_count == 8);
+  CHECK(h.sample_sum == doctest::Approx(2.5));
+  for (std::size_t i = 1; i < h.bucket.size(); ++i) {
+    CHECK(h.bucket[i].upper_bound > h.bucket[i - 1].upper_bound);
+    CHECK(h.bucket[i].cumulative_count >= h.bucket[i - 1].cumulative_count);
+  }
+}
+
+TEST_CASE("the collectable reports every DESIGN.md family with its type, labels and values") {
+  ClaimedRecord claimed;
+  LoopRecord& r = claimed.record;
+  fill(r);
+  const int loop = r.index;
+
+  const auto families = metrics::shared_collectable()->Collect();
+
+  using T = prometheus::MetricType;
+  const std::vector<std::tuple<std::string, T, std::vector<std::string>>> expected = {
+      {"stallwatch_slices_total", T::Counter, {"loop"}},
+      {"stallwatch_slice_duration_seconds", T::Histogram, {"loop"}},
+      {"stallwatch_current_slice_seconds", T::Gauge, {"loop"}},
+      {"stallwatch_stalls_total", T::Counter, {"kind", "loop"}},
+      {"stallwatch_stall_duration_seconds", T::Histogram, {"loop"}},
+      {"stallwatch_stall_reports_total", T::Counter, {"loop"}},
+      {"stallwatch_stall_reports_suppressed_total", T::Counter, {"loop"}},
+      {"stallwatch_loop_lag_seconds", T::Histogram, {"loop"}},
+      {"stallwatch_fibers", T::Gauge, {"loop"}},
+      {"stallwatch_ready_fibers", T::Gauge, {"loop"}},
+      {"stallwatch_fibers_spawned_total", T::Counter, {"loop"}},
+      {"stallwatch_in_thread_pending", T::Gauge, {}},
+      {"stallwatch_in_thread_duration_seconds", T::Histogram, {}},
+      {"stallwatch_threshold_seconds", T::Gauge, {}},
+  };
+  for (const auto& [name, type, labels] : expected) {
+    CAPTURE(name);
+    const auto* f = find_family(families, name);
+    REQUIRE(f != nullptr);
+    CHECK(f->type == type);
+    CHECK_FALSE(f->help.empty());
+    CHECK(label_names(*f) == labels);
+  }
+  if (const auto* blocking = find_family(families, "stallwatch_blocking_calls_total")) {
+    CHECK(blocking->type == T::Counter);
+    CHECK(label_names(*blocking) == std::vector<std::string>{"function"});
+  }
+
+  CHECK(find_sample(*find_family(families, "stallwatch_slices_total"), loop)->counter.value == 1234);
+  const auto& stalls = *find_family(families, "stallwatch_stalls_total");
+  CHECK(find_sample(stalls, loop, "cpu")->counter.value == 3);
+  CHECK(find_sample(stalls, loop, "blocked")->counter.value == 2);
+  CHECK(find_sample(stalls, loop, "preempted")->counter.value == 0);
+  CHECK(find_sample(*find_family(families, "stallwatch_stall_reports_total"), loop)->counter.value == 4);
+  CHECK(find_sample(*find_family(families, "stallwatch_stall_reports_suppressed_total"), loop)->counter.value ==
+        1);
+  CHECK(find_sample(*find_family(families, "stallwatch_fibers"), loop)->gauge.value == 5);
+  CHECK(find_sample(*find_family(families, "stallwatch_ready_fibers"), loop)->gauge.value == 2);
+  CHECK(find_sample(*find_family(families, "stallwatch_fibers_spawned_total"), loop)->counter.value == 17);
+
+  const auto& stall_h = find_sample(*find_family(families, "stallwatch_stall_duration_seconds"), loop)->histogram;
+  CHECK(stall_h.sample_count == 3);
+  CHECK(stall_h.sample_sum == doctest::Approx(20.26));
+  CHECK(stall_h.bucket.back().cumulative_count == 3);
+  CHECK(stall_h.bucket[LogHistogram::finite_buckets - 1].cumulative_count == 2);
+
+  const auto& slice_h = find_sample(*find_family(families, "stallwatch_slice_duration_seconds"), loop)->histogram;
+  CHECK(slice_h.sample_count == 3);
+  CHECK(slice_h.bucket[0].cumulative_count == 1);
+  CHECK(slice_h.bucket[1].cumulative_count == 2);
+  CHECK(slice_h.sample_sum == doctest::Approx(0.02002));
+
+  const auto& lag_h = find_sample(*find_family(families, "stallwatch_loop_lag_seconds"), loop)->histogram;
+  CHECK(lag_h.sample_count == 1);
+  CHECK(lag_h.bucket[1].cumulative_count == 0);
+  CHECK(lag_h.bucket[2].cumulative_count == 1);
+
+  CHECK(find_family(families, "stallwatch_threshold_seconds")->metric.at(0).gauge.value == doctest::Approx(0.04));
+}
+
+TEST_CASE("current slice age: grows while a slice runs, 0 while the loop is idle or ended") {
+  ClaimedRecord claimed;
+  LoopRecord& r = claimed.record;
+  r.active.store(true);
+  r.slice.start_ns.store(stallwatch::core::monotonic_ns() - 3'000'000'000);
+  r.slice.idle.store(false);
+
+  auto current = [&] {
+    const auto families = metrics::shared_collectable()->Collect();
+    return find_sample(*find_family(families, "stallwatch_current_slice_seconds"), r.index)->gauge.value;
+  };
+  const double running = current();
+  CHECK(running >= 3.0);
+  CHECK(running < 3600.0);
+
+  r.slice.idle.store(true);
+  CHECK(current() == 0.0);
+
+  r.slice.idle.store(false);
+  r.active.store(false);
+  CHECK(current() == 0.0);
+}
+
+TEST_CASE("text exposition: cumulative buckets, +Inf, _sum, _count and label values") {
+  ClaimedRecord claimed;
+  fill(claimed.record);
+  const std::string loop = std::to_string(claimed.record.index);
+  const std::string text = prometheus::TextSerializer().Serialize(metrics::shared_collectable()->Collect());
+
+  CHECK(text.find("# TYPE stallwatch_stall_duration_seconds histogram") != std::string::npos);
+  CHECK(text.find("stallwatch_stall_duration_seconds_bucket{loop=\"" + loop + "\",le=\"+Inf\"} 3") !=
+        std::string::npos);
+  CHECK(text.find("stallwatch_stall_duration_seconds_count{loop=\"" + loop + "\"} 3") != std::string::npos);
+  CHECK(text.find("stallwatch_stall_duration_seconds_sum{loop=\"" + loop + "\"} 20.26") != std::string::npos);
+  CHECK(text.find("stallwatch_stalls_total{loop=\"" + loop + "\",kind=\"cpu\"} 3") != std::string::npos);
+  CHECK(text.find("# TYPE stallwatch_slices_total counter") != std::string::npos);
+  CHECK(text.find("stallwatch_slices_total{loop=\"" + loop + "\"} 1234") != std::string::npos);
+}
+
+TEST_CASE("address validation names what is wrong") {
+  CHECK(metrics::address_error("127.0.0.1:9464").empty());
+  CHECK(metrics::address_error("0.0.0.0:0").empty());
+  CHECK(metrics::address_error("localhost:9464").empty());
+  CHECK(metrics::address_error("9464").find("host:port") != std::string::npos);
+  CHECK(metrics::address_error(":9464").find("host") != std::string::npos);
+  CHECK(metrics::address_error("999.1.1.1:80").find("IPv4") != std::string::npos);
+  CHECK(metrics::address_error("example.com:80").find("IPv4") != std::string::npos);
+  CHECK(metrics::address_error("[::1]:9464").find("IPv6") != std::string::npos);
+  CHECK(metrics::address_error("127.0.0.1:65536").find("port") != std::string::npos);
+  CHECK(metrics::address_error("127.0.0.1:").find("port") != std::string::npos);
+  CHECK(metrics::address_error("127.0.0.1:94a4").find("port") != std::string::npos);
+  CHECK(metrics::address_error("127.0.0.1:9464s").find("port") != std::string::npos);
+}
+
+TEST_CASE("start_endpoint: a malformed address or a port in use fails with the reason, never throws") {
+  const auto collectable = metrics::shared_collectable();
+
+  metrics::EndpointStart bad;
+  CHECK_NOTHROW(bad = metrics::start_endpoint("127.0.0.1:99999", collectable));
+  CHECK(bad.exposer == nullptr);
+  CHECK(bad.error.find("port") != std::string::npos);
+
+  BusyPort busy;
+  metrics::EndpointStart in_use;
+  CHECK_NOTHROW(in_use = metrics::start_endpoint("127.0.0.1:" + std::to_string(busy.port), collectable));
+  CHECK(in_use.exposer == nullptr);
+  CHECK(in_use.error.find("Address already in use") != std::string::npos);
+
+  metrics::EndpointStart unassignable;
+  CHECK_NOTHROW(unassignable = metrics::start_endpoint("192.0.2.1:9464", collectable));
+  CHECK(unassignable.exposer == nullptr);
+  CHECK_FALSE(unassignable.error.empty());
+}
+
+TEST_CASE("ensure_endpoint: a port in use is one clear log line naming the address; the caller runs on") {
+  capture_log();
+  BusyPort busy;
+  stallwatch::Config config;
+  config.metrics_addr = "127.0.0.1:" + std::to_string(busy.port);
+  CHECK_NOTHROW(metrics::ensure_endpoint(config));
+  CHECK_NOTHROW(metrics::ensure_endpoint(config));  // once per process: no second line
+
+  std::lock_guard lock(logged_mutex);
+  std::vector<std::string> mine;
+  for (const auto& line : logged) {
+    if (line.find("metrics endpoint") != std::string::npos) mine.push_back(line);
+  }
+  REQUIRE(mine.size() == 1);
+  CHECK(mine[0].find(config.metrics_addr) != std::string::npos);
+  CHECK(mine[0].find("Address already in use") != std::string::npos);
+}
+
+TEST_CASE("a real scrape of /metrics is served and passes promtool check metrics") {
+  ClaimedRecord claimed;
+  fill(claimed.record);
+  metrics::EndpointStart start = metrics::start_endpoint("127.0.0.1:0", metrics::shared_collectable());
+  REQUIRE_MESSAGE(start.exposer != nullptr, start.error);
+  REQUIRE(start.port > 0);
+
+  const std::string response = http_get(start.port, "/metrics");
+  CHECK(response.rfind("HTTP/1.1 200", 0) == 0);
+  const std::string body = body_of(response);
+  CHECK(body.find("stallwatch_stalls_total{loop=\"" + std::to_string(claimed.record.index) + "\",kind=\"cpu\"} 3") !=
+        std::string::npos);
+
+  if (!have_promtool()) {
+    WARN_MESSAGE(false, "promtool not installed (Debian package prometheus): promtool check skipped");
+    return;
+  }
+  std::string output;
+  CHECK_MESSAGE(promtool_check(body, output) == 0, output);
+}
+
+TEST_CASE("register_metrics serves stallwatch's families from the service's own exposer") {
+  prometheus::Exposer exposer("127.0.0.1:0", 1);
+  stallwatch::register_metrics(exposer, "/service-metrics");
+  CHECK(stallwatch::metrics_collectable() == stallwatch::metrics_collectable());
+
+  ClaimedRecord claimed;
+  fill(claimed.record);
+  const int port = exposer.GetListeningPorts().at(0);
+  const std::string body = body_of(http_get(port, "/service-metrics"));
+  CHECK(body.find("stallwatch_slices_total{loop=\"" + std::to_string(claimed.record.index) + "\"} 1234") !=
+        std::string::npos);
+}
