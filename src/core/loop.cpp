@@ -139,6 +139,8 @@ void Loop::finish_fiber(Fiber* self) noexcept {
   if (task->error && task->refs() == 1) {
     try {
       std::rethrow_exception(task->error);
+    } catch (const cancelled&) {
+      // A detached fiber cancelled on purpose (e.g. as run() drains): expected.
     } catch (const std::exception& e) {
       log_line("stallwatch: fiber " + std::to_string(self->id) + " \"" + self->name +
                "\" ended with an exception nobody will join: " + e.what());

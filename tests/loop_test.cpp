@@ -1,0 +1,157 @@
+// run, spawn, Task, yield, sleep, cancellation, many fibers.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "stallwatch/loop.hpp"
+#include "stallwatch/sync.hpp"
+
+using namespace std::chrono_literals;
+namespace sw = stallwatch;
+
+TEST_CASE("run returns the main fiber's result and rethrows its exception") {
+  CHECK(sw::run([] { return 42; }) == 42);
+  CHECK_THROWS_WITH_AS(sw::run([]() -> int { throw std::runtime_error("boom"); }), "boom", std::runtime_error);
+  CHECK_FALSE(sw::on_loop());
+}
+
+TEST_CASE("spawn and join return values and rethrow across join") {
+  sw::run([] {
+    auto a = sw::spawn([] { return std::string("a"); }, "a");
+    auto b = sw::spawn([]() -> int { throw std::invalid_argument("bad b"); }, "b");
+    CHECK(a.join() == "a");
+    CHECK_THROWS_WITH_AS(b.join(), "bad b", std::invalid_argument);
+    CHECK_FALSE(a.valid());
+  });
+}
+
+TEST_CASE("calls outside a loop throw not_on_loop") {
+  CHECK_THROWS_AS(sw::yield(), sw::not_on_loop);
+  CHECK_THROWS_AS(sw::sleep_for(1ms), sw::not_on_loop);
+  CHECK_THROWS_AS(sw::spawn([] {}), sw::not_on_loop);
+}
+
+TEST_CASE("run inside a loop is refused") {
+  sw::run([] { CHECK_THROWS_AS(sw::run([] {}), std::logic_error); });
+}
+
+TEST_CASE("yield interleaves ready fibers in FIFO order") {
+  std::vector<int> order;
+  sw::run([&] {
+    auto a = sw::spawn([&] {
+      for (int i = 0; i < 3; ++i) {
+        order.push_back(1);
+        sw::yield();
+      }
+    });
+    auto b = sw::spawn([&] {
+      for (int i = 0; i < 3; ++i) {
+        order.push_back(2);
+        sw::yield();
+      }
+    });
+    a.join();
+    b.join();
+  });
+  CHECK(order == std::vector<int>{1, 2, 1, 2, 1, 2});
+}
+
+TEST_CASE("sleep_for parks without blocking the loop and wakes in deadline order") {
+  std::vector<int> woke;
+  const auto start = std::chrono::steady_clock::now();
+  sw::run([&] {
+    std::vector<sw::Task<void>> tasks;
+    for (int ms : {60, 20, 40}) {
+      tasks.push_back(sw::spawn([&woke, ms] {
+        sw::sleep_for(std::chrono::milliseconds(ms));
+        woke.push_back(ms);
+      }));
+    }
+    for (auto& t : tasks) t.join();
+  });
+  const auto took = std::chrono::steady_clock::now() - start;
+  CHECK(woke == std::vector<int>{20, 40, 60});
+  CHECK(took >= 60ms);
+  CHECK(took < 2s);  // concurrent, not 120 ms in sequence; generous for a noisy machine
+}
+
+TEST_CASE("fiber ids and names") {
+  sw::run([] {
+    CHECK(sw::this_fiber_name() == "main");
+    auto t = sw::spawn([] { return std::string(sw::this_fiber_name()); }, "handler GET /");
+    const auto id = t.id();
+    CHECK(id != sw::this_fiber_id());
+    CHECK(t.join() == "handler GET /");
+    CHECK(sw::this_loop_index() >= 0);
+  });
+}
+
+TEST_CASE("join with a deadline throws deadline_exceeded and the task keeps running") {
+  sw::run([] {
+    auto slow = sw::spawn([] {
+      sw::sleep_for(50ms);
+      return 7;
+    });
+    CHECK_THROWS_AS(slow.join(sw::deadline_after(5ms)), sw::deadline_exceeded);
+    CHECK(slow.join() == 7);
+  });
+}
+
+TEST_CASE("cancel wakes a parked fiber with cancelled, and yield is a cancellation point") {
+  sw::run([] {
+    auto sleeper = sw::spawn([] { sw::sleep_for(10s); });
+    auto spinner = sw::spawn([] {
+      for (;;) sw::yield();
+    });
+    sw::yield();
+    sleeper.cancel();
+    spinner.cancel();
+    CHECK_THROWS_AS(sleeper.join(), sw::cancelled);
+    CHECK_THROWS_AS(spinner.join(), sw::cancelled);
+  });
+}
+
+TEST_CASE("fibers still running when main returns are cancelled and drained") {
+  bool unwound = false;
+  sw::run([&] {
+    struct Flag {
+      bool& f;
+      ~Flag() { f = true; }
+    };
+    sw::spawn([&] {
+      Flag flag{unwound};
+      sw::sleep_for(1h);
+    });  // detached
+  });
+  CHECK(unwound);
+}
+
+TEST_CASE("100,000 fibers sleeping at once") {
+  constexpr int count = 100'000;
+  int finished = 0;
+  sw::run(sw::Options{.stack_kb = 16}, [&] {
+    std::vector<sw::Task<void>> tasks;
+    tasks.reserve(count);
+    for (int i = 0; i < count; ++i) {
+      tasks.push_back(sw::spawn([&finished, i] {
+        sw::sleep_for(std::chrono::milliseconds(10 + i % 50));
+        ++finished;
+      }));
+    }
+    for (auto& t : tasks) t.join();
+  });
+  CHECK(finished == count);
+}
+
+TEST_CASE("two threads each run their own loop") {
+  int results[2] = {0, 0};
+  std::thread other([&] { results[1] = sw::run([] { sw::sleep_for(5ms); return sw::this_loop_index() >= 0 ? 2 : -1; }); });
+  results[0] = sw::run([] { sw::sleep_for(5ms); return 1; });
+  other.join();
+  CHECK(results[0] == 1);
+  CHECK(results[1] == 2);
+}
