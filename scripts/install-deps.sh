@@ -10,7 +10,11 @@ PACKAGES=(
   prometheus
 )
 
-# Extra packages for the groups asked for on the command line (e.g. "bench").
+# Extra packages for the groups asked for on the command line.
+# test: what the test suite drives for real (Prometheus, bpftrace, load tools).
+TEST_PACKAGES=(
+  bpftrace
+)
 BENCH_PACKAGES=(
   libbenchmark-dev libboost-fiber-dev
 )
@@ -18,8 +22,9 @@ BENCH_PACKAGES=(
 wanted=("${PACKAGES[@]}")
 for group in "$@"; do
   case "$group" in
+    test) wanted+=("${TEST_PACKAGES[@]}") ;;
     bench) wanted+=("${BENCH_PACKAGES[@]}") ;;
-    *) echo "install-deps.sh: unknown group '$group' (accepted: bench)" >&2; exit 2 ;;
+    *) echo "install-deps.sh: unknown group '$group' (accepted: test, bench)" >&2; exit 2 ;;
   esac
 done
 

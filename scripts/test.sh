@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test: the plain build runs
+# all suites; an ASan+UBSan build runs the unit suite again; a ThreadSanitizer
+# build runs the watchdog and thread-pool tests. Ends with `N passed, N failed`.
+#
+#   scripts/test.sh            # everything
+#   SUITES="unit" scripts/test.sh   # only some suites of the plain build
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh test || exit 1
+
+jobs=$(nproc)
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}"
+
+build() {  # build DIR [meson options...]
+  local dir=$1
+  shift
+  if [ ! -f "$dir/build.ninja" ]; then
+    meson setup "$dir" "$@" >/dev/null || return 1
+  fi
+  ninja -C "$dir" -j "$jobs" >"$dir.build.log" 2>&1 || { tail -50 "$dir.build.log"; return 1; }
+}
+
+run_suites() {  # run_suites DIR SUITE...
+  local dir=$1
+  shift
+  local args=()
+  for suite in "$@"; do args+=(--suite "$suite"); done
+  meson test -C "$dir" --num-processes "$jobs" --print-errorlogs "${args[@]}" || true
+}
+
+dirs=()
+status=0
+
+if build build; then
+  # shellcheck disable=SC2086
+  run_suites build ${SUITES:-unit integration load}
+  dirs+=(build)
+else
+  echo "test.sh: the plain build failed" >&2
+  status=1
+fi
+
+if [ -z "${SUITES:-}" ]; then
+  if build build-asan -Db_sanitize=address,undefined -Db_lundef=false; then
+    run_suites build-asan unit
+    dirs+=(build-asan)
+  else
+    echo "test.sh: the ASan+UBSan build failed" >&2
+    status=1
+  fi
+  if build build-tsan -Db_sanitize=thread -Db_lundef=false; then
+    run_suites build-tsan tsan
+    dirs+=(build-tsan)
+  else
+    echo "test.sh: the ThreadSanitizer build failed" >&2
+    status=1
+  fi
+fi
+
+if [ ${#dirs[@]} -gt 0 ]; then
+  python3 scripts/summarize-tests.py "${dirs[@]}" || status=1
+else
+  echo "0 passed, 1 failed"
+fi
+exit $status
