@@ -15,6 +15,10 @@ PACKAGES=(
 TEST_PACKAGES=(
   bpftrace
 )
+# demo: what scripts/demo-drive.sh uses to send its requests.
+DEMO_PACKAGES=(
+  curl
+)
 BENCH_PACKAGES=(
   libbenchmark-dev libboost-fiber-dev
 )
@@ -23,8 +27,9 @@ wanted=("${PACKAGES[@]}")
 for group in "$@"; do
   case "$group" in
     test) wanted+=("${TEST_PACKAGES[@]}") ;;
+    demo) wanted+=("${DEMO_PACKAGES[@]}") ;;
     bench) wanted+=("${BENCH_PACKAGES[@]}") ;;
-    *) echo "install-deps.sh: unknown group '$group' (accepted: test, bench)" >&2; exit 2 ;;
+    *) echo "install-deps.sh: unknown group '$group' (accepted: test, demo, bench)" >&2; exit 2 ;;
   esac
 done
 
