@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Packaging: install into a scratch root, then build and run a program outside
+# the tree with nothing but `pkg-config --cflags --libs stallwatch`.
+set -euo pipefail
+build_dir=$1
+source_dir=$2
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+
+meson install -C "$build_dir" --destdir "$root" --no-rebuild --quiet
+pc=$(find "$root" -name stallwatch.pc | head -1)
+[ -n "$pc" ] || { echo "stallwatch.pc was not installed" >&2; exit 1; }
+find "$root" -path '*include/stallwatch/stallwatch.hpp' | grep -q . || { echo "headers not installed" >&2; exit 1; }
+
+export PKG_CONFIG_PATH=$(dirname "$pc")
+export PKG_CONFIG_SYSROOT_DIR=$root
+flags=$(pkg-config --cflags --libs stallwatch)
+g++ -std=c++20 "$source_dir/examples/cooperate.cpp" $flags -o "$root/consumer"
+libdir=$(dirname "$(find "$root" -name 'libstallwatch.so' | head -1)")
+output=$(STALLWATCH_METRICS_ADDR=off LD_LIBRARY_PATH=$libdir "$root/consumer")
+echo "$output"
+grep -q "sum=5050 collect=3" <<<"$output"
+grep -q "tick 3" <<<"$output"
