@@ -1,0 +1,137 @@
+#include "watchdog/symbolizer.hpp"
+
+#include <cxxabi.h>
+#include <elfutils/libdwfl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "core/coarse_clock.hpp"
+
+namespace stallwatch::watchdog {
+namespace {
+
+constexpr std::size_t cache_limit = 1 << 16;
+// After a miss (an address no known module covers, e.g. a library dlopen'd
+// since the last report) the mappings are read again, at most this often.
+constexpr std::uint64_t rereport_interval_ns = 1'000'000'000;
+
+std::string demangle(const char* name) {
+  int status = 0;
+  char* out = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+  if (status != 0 || out == nullptr) return name;
+  std::string result(out);
+  std::free(out);
+  return result;
+}
+
+std::string hex(const unsigned char* bytes, int len) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string s;
+  s.reserve(static_cast<std::size_t>(len) * 2);
+  for (int i = 0; i < len; ++i) {
+    s.push_back(digits[bytes[i] >> 4]);
+    s.push_back(digits[bytes[i] & 0xf]);
+  }
+  return s;
+}
+
+std::string base_name(const char* path) {
+  if (path == nullptr) return {};
+  std::string_view p(path);
+  const auto slash = p.rfind('/');
+  return std::string(slash == std::string_view::npos ? p : p.substr(slash + 1));
+}
+
+const Dwfl_Callbacks proc_callbacks = {
+    .find_elf = dwfl_linux_proc_find_elf,
+    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .section_address = nullptr,
+    .debuginfo_path = nullptr,
+};
+
+}  // namespace
+
+std::string normalize_path(const std::string& path) {
+  return std::filesystem::path(path).lexically_normal().string();
+}
+
+std::string Frame::short_name() const {
+  if (!function.empty()) return function;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "+0x%zx", static_cast<std::size_t>(module_offset));
+  return (module.empty() ? std::string("??") : module) + buf;
+}
+
+struct Symbolizer::DwflHandle {
+  ::Dwfl* handle = nullptr;
+  ~DwflHandle() {
+    if (handle != nullptr) dwfl_end(handle);
+  }
+};
+
+Symbolizer::Symbolizer() : dwfl_(std::make_unique<DwflHandle>()) {
+  dwfl_->handle = dwfl_begin(&proc_callbacks);
+  report_mappings();
+}
+
+Symbolizer::~Symbolizer() = default;
+
+bool Symbolizer::report_mappings() {
+  if (dwfl_->handle == nullptr) return false;
+  last_report_ns_ = core::monotonic_ns();
+  dwfl_report_begin(dwfl_->handle);
+  const int rc = dwfl_linux_proc_report(dwfl_->handle, getpid());
+  dwfl_report_end(dwfl_->handle, nullptr, nullptr);
+  return rc == 0;
+}
+
+const Frame& Symbolizer::symbolize(std::uintptr_t pc, bool return_address) {
+  const std::uintptr_t lookup = return_address && pc > 0 ? pc - 1 : pc;
+  auto it = cache_.find(lookup);
+  if (it != cache_.end()) return it->second;
+  if (cache_.size() >= cache_limit) cache_.clear();
+  Frame frame = resolve(pc, lookup);
+  return cache_.emplace(lookup, std::move(frame)).first->second;
+}
+
+Frame Symbolizer::resolve(std::uintptr_t pc, std::uintptr_t lookup) {
+  Frame frame;
+  frame.pc = pc;
+  if (dwfl_->handle == nullptr) return frame;
+  ::Dwfl_Module* module = dwfl_addrmodule(dwfl_->handle, lookup);
+  if (module == nullptr && core::monotonic_ns() - last_report_ns_ >= rereport_interval_ns) {
+    report_mappings();
+    module = dwfl_addrmodule(dwfl_->handle, lookup);
+  }
+  if (module == nullptr) return frame;
+
+  Dwarf_Addr start = 0;
+  const char* main_file = nullptr;
+  const char* name = dwfl_module_info(module, nullptr, &start, nullptr, nullptr, nullptr, &main_file, nullptr);
+  frame.module = base_name(main_file != nullptr ? main_file : name);
+  frame.module_offset = pc - static_cast<std::uintptr_t>(start);
+
+  const unsigned char* id_bits = nullptr;
+  GElf_Addr id_vaddr = 0;
+  const int id_len = dwfl_module_build_id(module, &id_bits, &id_vaddr);
+  if (id_len > 0) frame.build_id = hex(id_bits, id_len);
+
+  GElf_Off offset = 0;
+  GElf_Sym sym;
+  const char* symbol = dwfl_module_addrinfo(module, lookup, &offset, &sym, nullptr, nullptr, nullptr);
+  if (symbol != nullptr) frame.function = demangle(symbol);
+
+  if (::Dwfl_Line* line = dwfl_module_getsrc(module, lookup)) {
+    int lineno = 0;
+    const char* file = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr);
+    if (file != nullptr && lineno > 0) {
+      frame.file = normalize_path(file);
+      frame.line = lineno;
+    }
+  }
+  return frame;
+}
+
+}  // namespace stallwatch::watchdog

@@ -1,0 +1,52 @@
+// Turns program counters into function, file:line, module+offset and
+// build-id, with libdw over the process's own mappings and DWARF. Reads the
+// ELF symbol tables too, so executables linked without -rdynamic still get
+// names. Watchdog thread only (one instance, not thread-safe); caches every
+// answer. NOT async-signal-safe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+namespace stallwatch::watchdog {
+
+struct Frame {
+  std::uintptr_t pc = 0;
+  std::string function;          // demangled; empty when no symbol covers pc
+  std::string file;              // source file, empty without debug info
+  int line = 0;                  // 0 without debug info
+  std::string module;            // file name of the mapped object, e.g. "libc.so.6"
+  std::uintptr_t module_offset = 0;
+  std::string build_id;          // hex, empty when the object has none
+
+  // The frame as one profile entry: function, else module+offset.
+  std::string short_name() const;
+};
+
+class Symbolizer {
+ public:
+  Symbolizer();
+  ~Symbolizer();
+  Symbolizer(const Symbolizer&) = delete;
+  Symbolizer& operator=(const Symbolizer&) = delete;
+
+  // return_address: pc is where a call returns to, so the call itself (pc - 1)
+  // is looked up; false for the interrupted instruction of frame #0.
+  const Frame& symbolize(std::uintptr_t pc, bool return_address);
+
+ private:
+  struct DwflHandle;
+  bool report_mappings();
+  Frame resolve(std::uintptr_t pc, std::uintptr_t lookup);
+
+  std::unique_ptr<DwflHandle> dwfl_;
+  std::unordered_map<std::uintptr_t, Frame> cache_;  // key: lookup address
+  std::uint64_t last_report_ns_ = 0;
+};
+
+// "/a/b/../c.cpp" → "/a/c.cpp".
+std::string normalize_path(const std::string& path);
+
+}  // namespace stallwatch::watchdog

@@ -1,0 +1,404 @@
+// The watchdog thread: one per process, started by the first loop and stopped
+// with the last. Each tick it publishes the coarse clock and looks at every
+// loop's slice counter; a slice older than the threshold is a stall, sampled
+// at T, 2T, 4T … until it ends, each sample a stack captured on the loop
+// thread (capture_signal.cpp, sigsafe/), symbolized and classified here, then
+// reported through the loop's sink under its rate limit.
+#include "watchdog/watchdog.hpp"
+
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "core/coarse_clock.hpp"
+#include "core/log.hpp"
+#include "core/probe.hpp"
+#include "stallwatch/watchdog.hpp"
+#include "watchdog/capture_signal.hpp"
+#include "watchdog/report.hpp"
+#include "watchdog/report_limiter.hpp"
+#include "watchdog/stall_profile.hpp"
+#include "watchdog/symbolizer.hpp"
+#include "watchdog/thread_probe.hpp"
+
+namespace stallwatch::watchdog {
+namespace {
+
+constexpr std::uint64_t min_tick_ns = 250'000;
+constexpr std::uint64_t max_tick_ns = 50'000'000;
+
+pid_t current_tid() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+
+// A stall being followed: one slice past the threshold.
+struct Stall {
+  std::uint64_t seq = 0;
+  std::uint64_t start_ns = 0;
+  std::uint64_t next_sample_age_ns = 0;
+  std::uint64_t last_sample_age_ns = 0;
+  int samples = 0;
+  int reported = 0;
+  std::uint64_t fiber_id = 0;
+  std::string fiber_name;
+  std::vector<std::string> last_stack;  // profile frames of the latest sample
+};
+
+struct WatchedLoop {
+  core::LoopRecord* record = nullptr;
+  pid_t tid = 0;
+  int signo = 0;
+  std::uint64_t threshold_ns = 0;
+  bool strict = false;
+  log_format format = log_format::text;
+  std::function<void(std::string_view)> sink;
+  std::unique_ptr<CaptureSlot> slot;
+  ThreadProbe probe;
+  ReportLimiter limiter{10};
+
+  // The slice seen last tick, and the thread's times when it was first seen.
+  bool seen = false;
+  std::uint64_t seen_seq = 0;
+  std::uint64_t seen_at_ns = 0;
+  ThreadTimes base_times;
+  bool stalled = false;
+  Stall stall;
+};
+
+struct State {
+  std::mutex lifecycle;  // loop_started / loop_stopped / fork, whole operations
+  std::mutex mutex;      // the fields below
+  std::condition_variable wake;
+  std::vector<std::unique_ptr<WatchedLoop>> loops;
+  std::thread* thread = nullptr;  // leaked on purpose in a forked child
+  bool stop = false;
+
+  std::atomic<std::uint64_t> stall_count{0};
+  std::mutex last_report_mutex;
+  std::string last_report;
+};
+
+State& state() {
+  static State* s = new State;  // never destroyed: loops may end during exit
+  return *s;
+}
+
+void write_line(WatchedLoop& w, const std::string& line) {
+  if (w.sink) {
+    try {
+      w.sink(line);
+      return;
+    } catch (...) {
+      // A sink that throws must not end the watchdog: the line goes to the
+      // process log instead.
+    }
+  }
+  core::log_line(line);
+}
+
+std::uint64_t tick_ns(const State& s) {
+  std::uint64_t tick = max_tick_ns;
+  for (const auto& w : s.loops) tick = std::min(tick, w->threshold_ns / 8);
+  return std::clamp(tick, min_tick_ns, max_tick_ns);
+}
+
+std::uint64_t capture_timeout_ns(const WatchedLoop& w) {
+  return std::clamp<std::uint64_t>(w.threshold_ns / 2, 5'000'000, 100'000'000);
+}
+
+void flush_suppressed(WatchedLoop& w, std::uint64_t count) {
+  if (count > 0) write_line(w, format_suppressed(w.record->index, count, w.format));
+}
+
+// The slice ended (or the loop went idle or stopped): account the stall and
+// write its `stall ended` line if any of its samples was reported.
+void finish_stall(WatchedLoop& w, std::uint64_t end_ns) {
+  Stall& st = w.stall;
+  w.stalled = false;
+  const std::uint64_t wall = end_ns > st.start_ns ? end_ns - st.start_ns : 0;
+  ThreadTimes now_times;
+  const bool have_times = w.probe.read_times(now_times);
+  const std::uint64_t cpu = have_times && now_times.cpu_ns > w.base_times.cpu_ns ? now_times.cpu_ns - w.base_times.cpu_ns : 0;
+  if (wall > st.last_sample_age_ns) profile_add(st.last_stack, wall - st.last_sample_age_ns);
+  w.record->stalls.stall_duration.record(wall);
+  STALLWATCH_PROBE3(stall_end, w.record->index, st.fiber_id, wall);
+  if (st.reported > 0) {
+    StallEnd e;
+    e.loop = w.record->index;
+    e.fiber_id = st.fiber_id;
+    e.fiber_name = st.fiber_name;
+    e.wall_ns = wall;
+    e.cpu_ns = cpu;
+    e.samples = st.samples;
+    write_line(w, format_end(e, w.format));
+  }
+}
+
+std::vector<std::string> profile_frames(const StallSample& s) {
+  std::vector<std::string> frames;
+  if (s.timed_out || s.outcome != CaptureOutcome::captured) {
+    frames.emplace_back(s.timed_out ? "[stack not captured: timeout]"
+                        : s.outcome == CaptureOutcome::in_switch ? "[stack not captured: context switch]"
+                        : s.outcome == CaptureOutcome::exception ? "[stack not captured: exception unwinding]"
+                                                                 : "[stack not captured]");
+    return frames;
+  }
+  for (const Frame& f : s.frames) frames.push_back(f.short_name());
+  return frames;
+}
+
+// Takes one sample of w's stall: classify, capture, symbolize, report.
+// Returns false when the slice had already ended when the handler ran.
+bool take_sample(State& s, WatchedLoop& w, Symbolizer& symbolizer, std::uint64_t now, std::uint64_t age) {
+  Stall& st = w.stall;
+  SyscallState sys;
+  w.probe.read_syscall(sys);
+  ThreadTimes times;
+  const bool have_times = w.probe.read_times(times);
+
+  StallSample sample;
+  sample.loop = w.record->index;
+  sample.threshold_ns = w.threshold_ns;
+  sample.wall_ns = age;
+  sample.cpu_ns = have_times && times.cpu_ns > w.base_times.cpu_ns ? times.cpu_ns - w.base_times.cpu_ns : 0;
+  sample.kind = classify(sys, w.base_times, have_times ? times : w.base_times, now - w.seen_at_ns);
+  sample.sample = st.samples + 1;
+
+  CaptureSlot& slot = *w.slot;
+  const std::uint64_t request = request_capture(slot, w.tid, w.signo);
+  if (request != 0 && wait_for_capture(slot, request, capture_timeout_ns(w))) {
+    if (slot.slice_seq != st.seq) return false;
+    sample.outcome = slot.outcome;
+    sample.fiber_id = slot.fiber_id;
+    sample.fiber_name.assign(slot.fiber_name, slot.fiber_name_len);
+    for (int i = 0; i < slot.depth; ++i) sample.frames.push_back(symbolizer.symbolize(slot.pcs[i], i > 0));
+    sample.stack_id = stack_hash(slot.pcs, slot.depth);
+  } else {
+    sample.timed_out = true;
+    sample.fiber_id = w.record->slice.fiber_id.load(std::memory_order_relaxed);
+    sample.fiber_name = st.samples > 0 ? st.fiber_name : std::string();
+  }
+
+  if (st.samples == 0) {
+    st.fiber_id = sample.fiber_id;
+    st.fiber_name = sample.fiber_name;
+    w.record->stalls.stalls[static_cast<int>(sample.kind.kind)].add();
+    s.stall_count.fetch_add(1, std::memory_order_relaxed);
+    STALLWATCH_PROBE3(stall_begin, w.record->index, sample.fiber_id, age);
+  }
+  ++st.samples;
+
+  st.last_stack = profile_frames(sample);
+  profile_add(st.last_stack, age - st.last_sample_age_ns);
+  st.last_sample_age_ns = age;
+
+  const bool admitted = w.strict || w.limiter.admit(now);
+  if (admitted && sample.stack_id != 0) sample.seen = w.limiter.note_stack(sample.stack_id);
+  {
+    std::lock_guard lock(s.last_report_mutex);
+    StallSample full = sample;
+    full.seen = 1;
+    s.last_report = format_sample(full, log_format::text);
+  }
+  if (admitted) {
+    write_line(w, format_sample(sample, w.format));
+    w.record->stalls.reports.add();
+    ++st.reported;
+    if (w.strict) _exit(strict_exit_status);
+  } else {
+    w.record->stalls.reports_suppressed.add();
+  }
+  return true;
+}
+
+void check_loop(State& s, WatchedLoop& w, Symbolizer& symbolizer, std::uint64_t now) {
+  core::SliceState& slice = w.record->slice;
+  const std::uint64_t seq = slice.seq.load(std::memory_order_acquire);
+  const std::uint64_t start = slice.start_ns.load(std::memory_order_relaxed);
+  const bool idle = slice.idle.load(std::memory_order_acquire);
+  if (slice.seq.load(std::memory_order_acquire) != seq) return;  // a switch raced with us: next tick
+
+  if (idle || !w.seen || seq != w.seen_seq) {
+    if (w.stalled) finish_stall(w, !idle && start > w.stall.start_ns ? start : now);
+    w.seen = true;
+    w.seen_seq = seq;
+    w.seen_at_ns = now;
+    if (!idle) w.probe.read_times(w.base_times);
+    if (idle) {
+      w.seen = false;  // the next wake-up is a new slice whatever its number
+      return;
+    }
+  }
+  const std::uint64_t age = now > start ? now - start : 0;
+  if (!w.stalled) {
+    if (age < w.threshold_ns) return;
+    w.stalled = true;
+    w.stall = Stall{};
+    w.stall.seq = seq;
+    w.stall.start_ns = start;
+    w.stall.next_sample_age_ns = w.threshold_ns;
+  }
+  if (age < w.stall.next_sample_age_ns) return;
+  if (!take_sample(s, w, symbolizer, now, age)) {
+    // The slice ended between our look and the capture: a stall all the same.
+    if (w.stall.samples == 0) {
+      w.record->stalls.stalls[static_cast<int>(core::StallKind::cpu)].add();
+      s.stall_count.fetch_add(1, std::memory_order_relaxed);
+    }
+    finish_stall(w, core::monotonic_ns());
+    w.seen = false;
+    return;
+  }
+  // Next sample at twice the age this one reached: T, 2T, 4T, …
+  while (w.stall.next_sample_age_ns <= age) w.stall.next_sample_age_ns *= 2;
+}
+
+void run_watchdog() {
+  State& s = state();
+  Symbolizer symbolizer;
+  std::unique_lock lock(s.mutex);
+  while (!s.stop) {
+    const std::uint64_t now = core::refresh_now();
+    for (auto& w : s.loops) {
+      check_loop(s, *w, symbolizer, now);
+      flush_suppressed(*w, w->limiter.take_expired_summary(now));
+    }
+    s.wake.wait_for(lock, std::chrono::nanoseconds(tick_ns(s)), [&s] { return s.stop; });
+  }
+}
+
+// Starts the thread with every signal blocked, so process-directed signals
+// go to the service's own threads. Called with s.mutex held.
+void start_thread(State& s) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  s.stop = false;
+  s.thread = new std::thread(run_watchdog);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+// Ends w's bookkeeping: the stall in progress and the pending summary.
+void retire_loop(WatchedLoop& w) {
+  if (w.stalled) finish_stall(w, core::monotonic_ns());
+  flush_suppressed(w, w.limiter.take_pending());
+}
+
+void prepare_fork() {
+  State& s = state();
+  s.lifecycle.lock();
+  s.mutex.lock();
+}
+
+void parent_after_fork() {
+  State& s = state();
+  s.mutex.unlock();
+  s.lifecycle.unlock();
+}
+
+// The child has only the forking thread. Its loop, if it runs one, stays
+// watched by a new watchdog thread; the other loops' threads are gone.
+void child_after_fork() {
+  State& s = state();
+  s.thread = nullptr;  // the parent's thread does not exist here
+  s.stop = false;
+  CaptureSlot* mine = tls_capture_slot;
+  std::erase_if(s.loops, [mine](const auto& w) { return w->slot.get() != mine; });
+  for (auto& w : s.loops) {
+    w->tid = current_tid();
+    w->record->tid.store(w->tid, std::memory_order_relaxed);
+    w->probe = ThreadProbe(w->tid);
+    w->slot->requested.store(0, std::memory_order_relaxed);
+    w->slot->published.store(0, std::memory_order_relaxed);
+    w->seen = false;
+    w->stalled = false;
+  }
+  if (!s.loops.empty()) start_thread(s);
+  s.mutex.unlock();
+  s.lifecycle.unlock();
+}
+
+}  // namespace
+
+void loop_started(core::LoopRecord& record, const Config& config) {
+  if (!config.watchdog) return;
+  State& s = state();
+  static std::once_flag atfork_once;
+  std::call_once(atfork_once, [] { pthread_atfork(prepare_fork, parent_after_fork, child_after_fork); });
+
+  auto w = std::make_unique<WatchedLoop>();
+  w->record = &record;
+  w->tid = current_tid();
+  w->signo = config.capture_signal != 0 ? config.capture_signal : default_capture_signal();
+  w->threshold_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(config.threshold).count());
+  w->strict = config.strict;
+  w->format = config.log_format;
+  w->sink = config.log_sink;
+  w->limiter = ReportLimiter(config.reports_per_minute);
+  w->probe = ThreadProbe(w->tid);
+  w->slot = std::make_unique<CaptureSlot>();
+  w->slot->slice_counter = &record.slice.seq;
+  record.threshold_ns.store(w->threshold_ns, std::memory_order_relaxed);
+
+  install_capture_handler(w->signo);
+  prime_unwinder();
+  tls_capture_slot = w->slot.get();
+
+  std::lock_guard life(s.lifecycle);
+  std::lock_guard lock(s.mutex);
+  s.loops.push_back(std::move(w));
+  if (s.thread == nullptr) start_thread(s);
+}
+
+void loop_stopped(core::LoopRecord& record) {
+  State& s = state();
+  std::lock_guard life(s.lifecycle);
+  std::thread* to_join = nullptr;
+  {
+    std::lock_guard lock(s.mutex);
+    auto it = std::find_if(s.loops.begin(), s.loops.end(), [&](const auto& w) { return w->record == &record; });
+    if (it == s.loops.end()) return;
+    retire_loop(**it);
+    // The handler runs on this thread only, so once the slot is unhooked here
+    // no handler can be using it.
+    if (tls_capture_slot == (*it)->slot.get()) tls_capture_slot = nullptr;
+    s.loops.erase(it);
+    if (s.loops.empty() && s.thread != nullptr) {
+      s.stop = true;
+      to_join = std::exchange(s.thread, nullptr);
+    }
+  }
+  if (to_join != nullptr) {
+    s.wake.notify_all();
+    to_join->join();
+    delete to_join;
+  }
+}
+
+}  // namespace stallwatch::watchdog
+
+namespace stallwatch {
+inline namespace v1 {
+
+std::uint64_t stall_count() noexcept {
+  return watchdog::state().stall_count.load(std::memory_order_relaxed);
+}
+
+std::string last_stall_report() {
+  auto& s = watchdog::state();
+  std::lock_guard lock(s.last_report_mutex);
+  return s.last_report;
+}
+
+}  // namespace v1
+}  // namespace stallwatch
