@@ -1,0 +1,161 @@
+// Connections of one loop: read, parse, answer, keep alive; drain on stop.
+#include "server.hpp"
+
+#include <sys/socket.h>
+
+#include <string>
+#include <system_error>
+#include <unordered_set>
+
+#include <stallwatch/errors.hpp>
+#include <stallwatch/io.hpp>
+#include <stallwatch/loop.hpp>
+#include <stallwatch/net.hpp>
+
+#include "endpoints.hpp"
+#include "http.hpp"
+
+namespace demo {
+
+namespace {
+
+using stallwatch::Clock;
+
+struct Connection {
+  int fd = -1;
+  bool idle = true;  // waiting for the first byte of a request
+};
+
+struct LoopState {
+  std::unordered_set<Connection*> connections;
+  bool stopping = false;
+};
+
+// The answer to "/" is the same every time: build it once per thread.
+const std::string& hello_response() {
+  static thread_local const std::string response = format_response(200, "hello", true);
+  return response;
+}
+
+void answer(const Request& request, bool keep_alive, std::string& out) {
+  const Route route = route_for(request.method, request.url);
+  if (route.endpoint == Endpoint::hello && keep_alive) {
+    out += hello_response();
+    return;
+  }
+  Response response;
+  try {
+    response = run_endpoint(route);
+  } catch (const std::exception& e) {
+    response = {500, std::string("error: ") + e.what() + "\n"};
+  }
+  out += format_response(response.status, response.body, keep_alive);
+}
+
+void serve_connection(stallwatch::TcpStream stream, LoopState& loop, const ServerConfig& config) {
+  Connection self{stream.fd(), true};
+  loop.connections.insert(&self);
+  struct Unregister {
+    LoopState& loop;
+    Connection* self;
+    ~Unregister() { loop.connections.erase(self); }
+  } unregister{loop, &self};
+
+  RequestParser parser;
+  std::string out;
+  char buffer[16384];
+  stallwatch::Deadline deadline = stallwatch::deadline_after(config.header_timeout);
+  for (;;) {
+    self.idle = !parser.in_progress();
+    std::size_t n = 0;
+    try {
+      n = stream.read_some(buffer, sizeof buffer, deadline);
+    } catch (const stallwatch::deadline_exceeded&) {
+      // Idle past the timeout: just close. Slow mid-request: say so first.
+      if (parser.in_progress()) stream.write_all(format_response(408, "request timeout\n", false));
+      return;
+    }
+    if (n == 0) return;  // the peer closed (or a drain shut our read side)
+    self.idle = false;
+
+    std::size_t pos = 0;
+    while (pos < n) {
+      const RequestParser::Result result = parser.feed(buffer + pos, n - pos);
+      pos += result.consumed;
+      if (result.status == RequestParser::Status::error) {
+        out += format_response(parser.error_status(), std::string(reason_phrase(parser.error_status())) + "\n", false);
+        stream.write_all(out);
+        return;
+      }
+      if (result.status == RequestParser::Status::need_more) break;
+      const bool keep_alive = parser.request().keep_alive && !loop.stopping;
+      answer(parser.request(), keep_alive, out);
+      if (!keep_alive) {
+        stream.write_all(out);
+        stream.shutdown_write();
+        return;
+      }
+      parser.next();
+      deadline = stallwatch::deadline_after(config.header_timeout);
+    }
+    if (!out.empty()) {
+      stream.write_all(out);
+      out.clear();
+    }
+  }
+}
+
+void accept_connections(stallwatch::TcpListener& listener, LoopState& loop, const ServerConfig& config) {
+  for (;;) {
+    stallwatch::TcpStream stream = listener.accept();
+    stallwatch::spawn(
+        [stream = std::move(stream), &loop, &config]() mutable {
+          try {
+            serve_connection(std::move(stream), loop, config);
+          } catch (const std::system_error&) {
+            // reset or broken pipe: the client is gone, nothing to answer
+          } catch (const stallwatch::cancelled&) {
+            // the drain timed out while this request was still running
+          }
+        },
+        "http connection");
+  }
+}
+
+// Stops the drain: idle connections are parked in a read; shutting down
+// their read side wakes that read with end of stream.
+void close_idle(LoopState& loop) {
+  for (Connection* c : loop.connections) {
+    if (c->idle) ::shutdown(c->fd, SHUT_RD);
+  }
+}
+
+}  // namespace
+
+void serve(const ServerConfig& config, int stop_fd, const std::function<void()>& on_listening) {
+  stallwatch::ListenOptions options;
+  options.reuse_port = true;
+  stallwatch::TcpListener listener = stallwatch::TcpListener::bind("127.0.0.1", config.port, options);
+  on_listening();
+
+  LoopState loop;
+  auto acceptor = stallwatch::spawn([&] { accept_connections(listener, loop, config); }, "http acceptor");
+  stallwatch::wait_readable(stop_fd);
+
+  loop.stopping = true;
+  acceptor.cancel();
+  try {
+    acceptor.join();
+  } catch (const stallwatch::cancelled&) {
+  }
+  listener.close();
+
+  const auto give_up = Clock::now() + config.drain_timeout;
+  while (!loop.connections.empty() && Clock::now() < give_up) {
+    close_idle(loop);
+    stallwatch::sleep_for(std::chrono::milliseconds(10));
+  }
+  // Whatever is still busy is cancelled when this main fiber returns.
+}
+
+}  // namespace demo

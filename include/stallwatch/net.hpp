@@ -1,0 +1,146 @@
+// stallwatch/net.hpp — TCP listener and stream that park the fiber, never the loop.
+//
+// Every call here runs on a loop thread, from a fiber. Sockets are
+// O_NONBLOCK: a read or write tries the system call first and parks the fiber
+// on the loop's reactor only when the kernel says EAGAIN, so a busy
+// connection costs no reactor round trip. Name resolution runs on the
+// in_thread pool, because getaddrinfo blocks.
+//
+//   auto listener = stallwatch::TcpListener::bind("127.0.0.1", 8080);
+//   for (;;) {
+//     stallwatch::TcpStream conn = listener.accept();
+//     stallwatch::spawn([c = std::move(conn)]() mutable {
+//       char buf[4096];
+//       while (std::size_t n = c.read_some(buf, sizeof buf)) c.write_all(buf, n);
+//     }, "echo");
+//   }
+//
+// Errors: a deadline throws stallwatch::deadline_exceeded, a cancelled fiber
+// stallwatch::cancelled, a failed system call std::system_error carrying its
+// errno (ECONNRESET for a peer reset, EPIPE for a write after the peer
+// closed), a premature end of stream in read_exact stallwatch::end_of_stream.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "stallwatch/deadline.hpp"
+#include "stallwatch/export.hpp"
+
+namespace stallwatch {
+inline namespace v1 {
+
+// The peer closed its side before read_exact got all the bytes it asked for.
+class STALLWATCH_EXPORT end_of_stream : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// An IPv4 or IPv6 address with a port.
+struct STALLWATCH_EXPORT SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+
+  // "127.0.0.1:8080" or "[::1]:8080".
+  std::string to_string() const;
+  std::uint16_t port() const;
+};
+
+// Resolves host (a name or a numeric address) and port to addresses, in the
+// resolver's order. Numeric hosts are parsed on the loop; names go through
+// getaddrinfo on the in_thread pool. Throws std::system_error (category
+// "getaddrinfo") naming the host when it cannot be resolved. Loop thread.
+STALLWATCH_EXPORT std::vector<SocketAddress> resolve(std::string_view host, std::uint16_t port);
+
+// A connected TCP socket owned by one fiber at a time. Move-only; the
+// destructor closes it (telling the reactor first).
+class STALLWATCH_EXPORT TcpStream {
+ public:
+  TcpStream() = default;
+  // Takes ownership of a connected socket and makes it O_NONBLOCK.
+  explicit TcpStream(int fd);
+  TcpStream(TcpStream&& other) noexcept;
+  TcpStream& operator=(TcpStream&& other) noexcept;
+  TcpStream(const TcpStream&) = delete;
+  TcpStream& operator=(const TcpStream&) = delete;
+  ~TcpStream();
+
+  // Resolves host and connects to the first address that accepts, within
+  // the deadline. Throws deadline_exceeded, or std::system_error with the
+  // last address's error (ECONNREFUSED, ...).
+  static TcpStream connect(std::string_view host, std::uint16_t port, Deadline deadline = {});
+  static TcpStream connect(const SocketAddress& address, Deadline deadline = {});
+
+  // Reads at most size bytes; parks until at least one is available.
+  // Returns 0 once the peer has closed its side (half-close included).
+  std::size_t read_some(void* buffer, std::size_t size, Deadline deadline = {});
+  // Reads exactly size bytes or throws end_of_stream.
+  void read_exact(void* buffer, std::size_t size, Deadline deadline = {});
+  // Writes all of data, parking while the socket buffer is full. Never
+  // raises SIGPIPE: a closed peer is std::system_error(EPIPE).
+  void write_all(const void* data, std::size_t size, Deadline deadline = {});
+  void write_all(std::string_view data, Deadline deadline = {}) { write_all(data.data(), data.size(), deadline); }
+  // Half-close: no more writes from this side; reads go on.
+  void shutdown_write();
+  // Closes now (idempotent).
+  void close() noexcept;
+
+  // TCP_NODELAY on or off.
+  void set_no_delay(bool on);
+  SocketAddress peer_address() const;
+  int fd() const { return fd_; }
+  bool is_open() const { return fd_ >= 0; }
+
+ private:
+  friend class TcpListener;
+  int fd_ = -1;
+};
+
+struct ListenOptions {
+  int backlog = 4096;
+  // SO_REUSEPORT: several loops each bind their own listener on one port
+  // and the kernel spreads connections between them.
+  bool reuse_port = false;
+};
+
+// A listening TCP socket. Move-only.
+class STALLWATCH_EXPORT TcpListener {
+ public:
+  TcpListener() = default;
+  TcpListener(TcpListener&& other) noexcept;
+  TcpListener& operator=(TcpListener&& other) noexcept;
+  TcpListener(const TcpListener&) = delete;
+  TcpListener& operator=(const TcpListener&) = delete;
+  ~TcpListener();
+
+  // Binds host:port (port 0 picks a free one) with SO_REUSEADDR and listens.
+  // host must be numeric. Throws std::system_error naming the address.
+  static TcpListener bind(std::string_view host, std::uint16_t port, ListenOptions options = {});
+
+  // Parks until a connection arrives. When the process is out of
+  // descriptors (EMFILE/ENFILE) it backs off with a growing sleep (1 ms up
+  // to 1 s), counts it (accept_backoffs_total), and tries again; it never
+  // spins. Connections reset before they are accepted are skipped.
+  TcpStream accept(Deadline deadline = {});
+
+  // The bound address (with the real port when bound to port 0).
+  SocketAddress local_address() const;
+  int fd() const { return fd_; }
+  void close() noexcept;
+
+ private:
+  explicit TcpListener(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
+// Times accept backed off for lack of descriptors, process-wide. Any thread.
+STALLWATCH_EXPORT std::uint64_t accept_backoffs_total() noexcept;
+
+}  // namespace v1
+}  // namespace stallwatch

@@ -1,0 +1,331 @@
+// TCP on the loop: non-blocking sockets that try the system call first and
+// park on the reactor only on EAGAIN.
+#include "stallwatch/net.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#include "stallwatch/errors.hpp"
+#include "stallwatch/in_thread.hpp"
+#include "stallwatch/io.hpp"
+#include "stallwatch/loop.hpp"
+
+namespace stallwatch {
+inline namespace v1 {
+
+namespace {
+
+std::atomic<std::uint64_t> accept_backoffs{0};
+
+[[noreturn]] void throw_errno(int err, const std::string& what) {
+  throw std::system_error(err, std::generic_category(), "stallwatch: " + what);
+}
+
+void set_nonblocking(int fd) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) throw_errno(errno, "fcntl(O_NONBLOCK)");
+}
+
+void close_fd(int fd) noexcept {
+  if (fd < 0) return;
+  forget_fd(fd);
+  ::close(fd);
+}
+
+// Parses a numeric IPv4 or IPv6 host without touching the resolver.
+bool parse_numeric(std::string_view host, std::uint16_t port, SocketAddress& out) {
+  std::string h(host);
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&out.storage);
+  if (::inet_pton(AF_INET, h.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    out.length = sizeof(sockaddr_in);
+    return true;
+  }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+  if (::inet_pton(AF_INET6, h.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    out.length = sizeof(sockaddr_in6);
+    return true;
+  }
+  out = SocketAddress{};
+  return false;
+}
+
+class GaiCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "getaddrinfo"; }
+  std::string message(int code) const override { return ::gai_strerror(code); }
+};
+
+const std::error_category& gai_category() {
+  static const GaiCategory category;
+  return category;
+}
+
+// Blocking: runs on the in_thread pool.
+std::vector<SocketAddress> getaddrinfo_blocking(const std::string& host, std::uint16_t port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_ADDRCONFIG;
+  addrinfo* list = nullptr;
+  const std::string service = std::to_string(port);
+  const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &list);
+  if (rc != 0) {
+    throw std::system_error(rc, gai_category(), "stallwatch: resolve '" + host + "'");
+  }
+  std::vector<SocketAddress> out;
+  for (addrinfo* a = list; a != nullptr; a = a->ai_next) {
+    SocketAddress address;
+    std::memcpy(&address.storage, a->ai_addr, a->ai_addrlen);
+    address.length = a->ai_addrlen;
+    out.push_back(address);
+  }
+  ::freeaddrinfo(list);
+  return out;
+}
+
+}  // namespace
+
+std::string SocketAddress::to_string() const {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (storage.ss_family == AF_INET) {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&storage);
+    ::inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
+    return std::string(text) + ":" + std::to_string(ntohs(v4->sin_port));
+  }
+  if (storage.ss_family == AF_INET6) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&storage);
+    ::inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
+    return "[" + std::string(text) + "]:" + std::to_string(ntohs(v6->sin6_port));
+  }
+  return "(unspecified)";
+}
+
+std::uint16_t SocketAddress::port() const {
+  if (storage.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&storage)->sin_port);
+  if (storage.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port);
+  return 0;
+}
+
+std::vector<SocketAddress> resolve(std::string_view host, std::uint16_t port) {
+  SocketAddress numeric;
+  if (parse_numeric(host, port, numeric)) return {numeric};
+  return in_thread(getaddrinfo_blocking, std::string(host), port);
+}
+
+// ---- TcpStream ----
+
+TcpStream::TcpStream(int fd) : fd_(fd) {
+  if (fd_ >= 0) set_nonblocking(fd_);
+}
+
+TcpStream::TcpStream(TcpStream&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+
+TcpStream& TcpStream::operator=(TcpStream&& other) noexcept {
+  if (this != &other) {
+    close();
+    fd_ = std::exchange(other.fd_, -1);
+  }
+  return *this;
+}
+
+TcpStream::~TcpStream() { close(); }
+
+void TcpStream::close() noexcept { close_fd(std::exchange(fd_, -1)); }
+
+TcpStream TcpStream::connect(const SocketAddress& address, Deadline deadline) {
+  const int fd = ::socket(address.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw_errno(errno, "socket");
+  TcpStream stream;
+  stream.fd_ = fd;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&address.storage), address.length) == 0) return stream;
+  if (errno != EINPROGRESS) throw_errno(errno, "connect " + address.to_string());
+  wait_writable(fd, deadline);
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+  if (err != 0) throw_errno(err, "connect " + address.to_string());
+  return stream;
+}
+
+TcpStream TcpStream::connect(std::string_view host, std::uint16_t port, Deadline deadline) {
+  const std::vector<SocketAddress> addresses = resolve(host, port);
+  std::exception_ptr last;
+  for (const SocketAddress& address : addresses) {
+    try {
+      return connect(address, deadline);
+    } catch (const std::system_error&) {
+      last = std::current_exception();
+    }
+  }
+  if (last) std::rethrow_exception(last);
+  throw std::system_error(EADDRNOTAVAIL, std::generic_category(),
+                          "stallwatch: connect: no address for '" + std::string(host) + "'");
+}
+
+std::size_t TcpStream::read_some(void* buffer, std::size_t size, Deadline deadline) {
+  if (fd_ < 0) throw_errno(EBADF, "read on a closed stream");
+  for (;;) {
+    const ssize_t n = ::recv(fd_, buffer, size, 0);
+    if (n >= 0) return static_cast<std::size_t>(n);
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) throw_errno(errno, "read");
+    wait_readable(fd_, deadline);
+  }
+}
+
+void TcpStream::read_exact(void* buffer, std::size_t size, Deadline deadline) {
+  auto* p = static_cast<char*>(buffer);
+  std::size_t got = 0;
+  while (got < size) {
+    const std::size_t n = read_some(p + got, size - got, deadline);
+    if (n == 0) {
+      throw end_of_stream("stallwatch: read_exact: peer closed after " + std::to_string(got) + " of " +
+                          std::to_string(size) + " bytes");
+    }
+    got += n;
+  }
+}
+
+void TcpStream::write_all(const void* data, std::size_t size, Deadline deadline) {
+  if (fd_ < 0) throw_errno(EBADF, "write on a closed stream");
+  const auto* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::send(fd_, p, size, MSG_NOSIGNAL);
+    if (n >= 0) {
+      p += n;
+      size -= static_cast<std::size_t>(n);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) throw_errno(errno, "write");
+    wait_writable(fd_, deadline);
+  }
+}
+
+void TcpStream::shutdown_write() {
+  if (fd_ >= 0 && ::shutdown(fd_, SHUT_WR) < 0 && errno != ENOTCONN) throw_errno(errno, "shutdown");
+}
+
+void TcpStream::set_no_delay(bool on) {
+  const int value = on ? 1 : 0;
+  if (::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &value, sizeof value) < 0) throw_errno(errno, "TCP_NODELAY");
+}
+
+SocketAddress TcpStream::peer_address() const {
+  SocketAddress address;
+  address.length = sizeof address.storage;
+  if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&address.storage), &address.length) < 0) {
+    throw_errno(errno, "getpeername");
+  }
+  return address;
+}
+
+// ---- TcpListener ----
+
+TcpListener::TcpListener(TcpListener&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+
+TcpListener& TcpListener::operator=(TcpListener&& other) noexcept {
+  if (this != &other) {
+    close();
+    fd_ = std::exchange(other.fd_, -1);
+  }
+  return *this;
+}
+
+TcpListener::~TcpListener() { close(); }
+
+void TcpListener::close() noexcept { close_fd(std::exchange(fd_, -1)); }
+
+TcpListener TcpListener::bind(std::string_view host, std::uint16_t port, ListenOptions options) {
+  SocketAddress address;
+  if (!parse_numeric(host, port, address)) {
+    throw std::system_error(EINVAL, std::generic_category(),
+                            "stallwatch: listen: '" + std::string(host) + "' is not a numeric address");
+  }
+  const int fd = ::socket(address.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw_errno(errno, "socket");
+  TcpListener listener(fd);
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (options.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+    throw_errno(errno, "SO_REUSEPORT");
+  }
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&address.storage), address.length) < 0) {
+    throw_errno(errno, "bind " + address.to_string());
+  }
+  if (::listen(fd, options.backlog) < 0) throw_errno(errno, "listen " + address.to_string());
+  return listener;
+}
+
+TcpStream TcpListener::accept(Deadline deadline) {
+  if (fd_ < 0) throw_errno(EBADF, "accept on a closed listener");
+  auto backoff = std::chrono::milliseconds(1);
+  for (;;) {
+    const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      TcpStream stream;  // accept4 already made it non-blocking
+      stream.fd_ = fd;
+      return stream;
+    }
+    switch (errno) {
+      case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+      case EWOULDBLOCK:
+#endif
+        wait_readable(fd_, deadline);
+        break;
+      case EINTR:
+      case ECONNABORTED:  // reset while queued: take the next one
+      case EPROTO:
+        break;
+      case EMFILE:
+      case ENFILE:
+      case ENOBUFS:
+      case ENOMEM:
+        // Out of descriptors: the pending connection stays queued and the
+        // listener stays readable, so waiting on it would spin. Sleep.
+        accept_backoffs.fetch_add(1, std::memory_order_relaxed);
+        if (deadline.is_set() && Clock::now() + backoff > deadline.at) {
+          throw deadline_exceeded("stallwatch: TcpListener::accept: deadline exceeded");
+        }
+        sleep_for(backoff);
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+        break;
+      default:
+        throw_errno(errno, "accept");
+    }
+  }
+}
+
+SocketAddress TcpListener::local_address() const {
+  SocketAddress address;
+  address.length = sizeof address.storage;
+  if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&address.storage), &address.length) < 0) {
+    throw_errno(errno, "getsockname");
+  }
+  return address;
+}
+
+std::uint64_t accept_backoffs_total() noexcept { return accept_backoffs.load(std::memory_order_relaxed); }
+
+}  // namespace v1
+}  // namespace stallwatch
