@@ -1,0 +1,518 @@
+// The library side of the blocking-call probes: the per-fiber allow_blocking
+// scopes, the check the interposers make before every probed call, and the
+// recording of a flagged call (count, first-call-per-site report with its
+// stack, rate limit, strict-mode exit). Runs on loop threads, never in a
+// signal handler; the stack is taken with libunwind at the call itself.
+#include "core/blocking_calls.hpp"
+
+#include <cxxabi.h>
+#include <dlfcn.h>
+#include <libunwind.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <unordered_set>
+#include <utility>
+
+#include "core/log.hpp"
+#include "core/loop_record.hpp"
+#include "core/thread_state.hpp"
+#include "probes/probed_functions.hpp"
+#include "stallwatch/allow_blocking.hpp"
+#include "stallwatch/errors.hpp"
+
+namespace stallwatch::core {
+namespace {
+
+constexpr int max_frames = 32;
+// The frames that tell one call site from another (the same call instruction
+// reached from different callers counts as different sites).
+constexpr int call_site_frames = 8;
+// Call sites remembered as "already reported"; past this, new sites are
+// counted but no longer reported (said once in the log).
+constexpr std::size_t max_call_sites = 4096;
+constexpr std::chrono::seconds report_window{60};
+constexpr std::string_view other_function = "other";
+
+// ---- allow_blocking scopes, per fiber ----
+
+// The thread state is per thread, but a scope belongs to the fiber that opened
+// it: while that fiber is parked inside its scope, the other fibers of the
+// loop stay checked. Few entries (fibers inside a scope right now).
+struct AllowedFiber {
+  std::uint64_t fiber_id;
+  int depth;
+};
+thread_local std::vector<AllowedFiber> tls_allowed_fibers;
+
+bool fiber_allowed(std::uint64_t fiber_id) {
+  for (const AllowedFiber& f : tls_allowed_fibers) {
+    if (f.fiber_id == fiber_id) return true;
+  }
+  return false;
+}
+
+// ---- process-wide recording state ----
+
+struct CallCount {
+  std::string function;
+  std::uint64_t count = 0;
+};
+
+struct RecordState {
+  std::mutex mutex;
+  bool strict = false;
+  int reports_per_minute = 10;
+  std::vector<AllowEntry> allow;
+  std::vector<CallCount> counts;  // at most max_counted_functions, "other" included
+  std::unordered_set<std::uint64_t> reported_sites;
+  bool site_table_full_said = false;
+  std::chrono::steady_clock::time_point window_start{};
+  int reports_in_window = 0;
+  std::uint64_t suppressed_in_window = 0;
+};
+
+RecordState& record_state() {
+  // Never destroyed: fibers of other threads may record while statics die.
+  static RecordState* s = new RecordState;
+  return *s;
+}
+
+void count_call(RecordState& s, std::string_view function) {
+  for (CallCount& c : s.counts) {
+    if (c.function == function) {
+      ++c.count;
+      return;
+    }
+  }
+  const std::string_view name = s.counts.size() + 1 < max_counted_functions ? function : other_function;
+  for (CallCount& c : s.counts) {
+    if (c.function == name) {
+      ++c.count;
+      return;
+    }
+  }
+  s.counts.push_back(CallCount{std::string(name), 1});
+}
+
+// Opens a new rate window when the last one is over; returns the summary line
+// for the reports the last window held back, or "".
+std::string roll_report_window(RecordState& s, std::chrono::steady_clock::time_point now) {
+  if (now - s.window_start < report_window) return {};
+  std::string summary;
+  if (s.suppressed_in_window > 0) {
+    summary = "stallwatch: suppressed " + std::to_string(s.suppressed_in_window) +
+              " blocking-call reports in the last minute (STALLWATCH_REPORTS_PER_MINUTE=" +
+              std::to_string(s.reports_per_minute) + ")";
+  }
+  s.window_start = now;
+  s.reports_in_window = 0;
+  s.suppressed_in_window = 0;
+  return summary;
+}
+
+// ---- the calling stack ----
+
+struct Stack {
+  void* pcs[max_frames];
+  int size = 0;
+};
+
+// Base address of the module holding addr, or null.
+const void* module_base(const void* addr) {
+  Dl_info info;
+  if (addr == nullptr || dladdr(addr, &info) == 0) return nullptr;
+  return info.dli_fbase;
+}
+
+const void* probes_module_base() {
+  static const void* base = module_base(dlsym(RTLD_DEFAULT, "stallwatch_probes_active"));
+  return base;
+}
+
+// The stack of the code that made the blocking call: the frames from
+// `return_address` (where stallwatch_probe_record returns to) outward, minus
+// the interposer's own frame in libstallwatch-probes.
+__attribute__((noinline)) Stack capture_caller_stack(const void* return_address) {
+  Stack all;
+  all.size = unw_backtrace(all.pcs, max_frames);
+  int first = 0;
+  for (int i = 0; i < all.size; ++i) {
+    if (all.pcs[i] == return_address) {
+      first = i;
+      break;
+    }
+  }
+  const void* probes = probes_module_base();
+  while (probes != nullptr && first < all.size && module_base(all.pcs[first]) == probes) ++first;
+  Stack stack;
+  for (int i = first; i < all.size; ++i) stack.pcs[stack.size++] = all.pcs[i];
+  return stack;
+}
+
+std::uint64_t call_site_key(std::string_view function, const Stack& stack) {
+  std::uint64_t h = 1469598103934665603ull;  // FNV-1a
+  auto mix = [&h](std::uint64_t v) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= (v >> (i * 8)) & 0xff;
+      h *= 1099511628211ull;
+    }
+  };
+  for (char c : function) mix(static_cast<unsigned char>(c));
+  for (int i = 0; i < std::min(stack.size, call_site_frames); ++i) mix(reinterpret_cast<std::uintptr_t>(stack.pcs[i]));
+  return h;
+}
+
+std::string base_name(const char* path) {
+  if (path == nullptr) return {};
+  const char* slash = std::strrchr(path, '/');
+  return slash != nullptr ? slash + 1 : path;
+}
+
+struct Frame {
+  std::uintptr_t pc = 0;
+  std::string function;  // demangled, empty when unknown
+  std::uintptr_t function_offset = 0;
+  std::string module;  // file base name, empty when unknown
+  std::uintptr_t module_offset = 0;
+};
+
+// Names a return address with dladdr: exported symbols only (an executable
+// built without -rdynamic shows its module and offset, not its function names).
+Frame describe(void* pc) {
+  Frame frame;
+  frame.pc = reinterpret_cast<std::uintptr_t>(pc);
+  // A return address points past the call; look up the call instruction.
+  const auto* lookup = reinterpret_cast<const void*>(frame.pc - 1);
+  Dl_info info;
+  if (dladdr(lookup, &info) == 0) return frame;
+  frame.module = base_name(info.dli_fname);
+  frame.module_offset = frame.pc - reinterpret_cast<std::uintptr_t>(info.dli_fbase);
+  if (info.dli_sname != nullptr) {
+    int status = 0;
+    char* demangled = abi::__cxa_demangle(info.dli_sname, nullptr, nullptr, &status);
+    frame.function = status == 0 && demangled != nullptr ? demangled : info.dli_sname;
+    std::free(demangled);
+    frame.function_offset = frame.pc - reinterpret_cast<std::uintptr_t>(info.dli_saddr);
+  }
+  return frame;
+}
+
+std::vector<std::string> stack_modules(const Stack& stack) {
+  std::vector<std::string> modules;
+  for (int i = 0; i < stack.size; ++i) {
+    Dl_info info;
+    if (dladdr(reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(stack.pcs[i]) - 1), &info) != 0) {
+      modules.push_back(base_name(info.dli_fname));
+    }
+  }
+  return modules;
+}
+
+// ---- the report ----
+
+std::string hex(std::uintptr_t v, int width = 0) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%0*llx", width, static_cast<unsigned long long>(v));
+  return buf;
+}
+
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+struct CallContext {
+  std::string_view function;
+  int loop = -1;
+  std::uint64_t fiber_id = 0;
+  std::string_view fiber_name;
+  bool strict = false;
+};
+
+std::string text_report(const CallContext& call, const std::vector<Frame>& frames) {
+  std::string out = "stallwatch: blocking call " + std::string(call.function) + " on loop=" +
+                    std::to_string(call.loop) + " fiber=" + std::to_string(call.fiber_id) + " \"" +
+                    std::string(call.fiber_name) + "\"";
+  if (call.strict) {
+    out += " in strict mode (STALLWATCH_STRICT=1): ending the process with status " +
+           std::to_string(blocking_call_exit_status);
+  } else {
+    out += ", first from this call site";
+  }
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    const Frame& f = frames[i];
+    out += "\n  #" + std::to_string(i) + " " + hex(f.pc, 16) + " ";
+    out += f.function.empty() ? std::string("??") : f.function + "+" + hex(f.function_offset);
+    if (!f.module.empty()) out += " (" + f.module + "+" + hex(f.module_offset) + ")";
+  }
+  return out;
+}
+
+std::string json_report(const CallContext& call, const std::vector<Frame>& frames) {
+  std::string out = "{\"event\":\"blocking_call\",\"function\":" + json_string(call.function) +
+                    ",\"loop\":" + std::to_string(call.loop) + ",\"fiber\":" + std::to_string(call.fiber_id) +
+                    ",\"fiber_name\":" + json_string(call.fiber_name) +
+                    ",\"strict\":" + (call.strict ? "true" : "false");
+  if (call.strict) out += ",\"exit_status\":" + std::to_string(blocking_call_exit_status);
+  out += ",\"frames\":[";
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    const Frame& f = frames[i];
+    if (i > 0) out += ',';
+    out += "{\"pc\":" + json_string(hex(f.pc)) + ",\"function\":" + json_string(f.function) +
+           ",\"module\":" + json_string(f.module) + ",\"offset\":" + json_string(hex(f.module_offset)) + "}";
+  }
+  return out + "]}";
+}
+
+void log_report(const CallContext& call, const Stack& stack) {
+  std::vector<Frame> frames;
+  frames.reserve(static_cast<std::size_t>(stack.size));
+  for (int i = 0; i < stack.size; ++i) frames.push_back(describe(stack.pcs[i]));
+  log_line(current_log_format() == log_format::json ? json_report(call, frames) : text_report(call, frames));
+}
+
+[[noreturn]] void end_process() {
+  std::fflush(nullptr);
+  _exit(blocking_call_exit_status);
+}
+
+void record_blocking_call(std::string_view function, const void* return_address) {
+  const ThreadState& ts = tls_thread_state;
+  CallContext call;
+  call.function = function;
+  call.loop = ts.loop != nullptr ? ts.loop->index : -1;
+  call.fiber_id = ts.fiber_id;
+  call.fiber_name = ts.fiber_name != nullptr ? std::string_view(ts.fiber_name, ts.fiber_name_len) : std::string_view();
+
+  const Stack stack = capture_caller_stack(return_address);
+  RecordState& s = record_state();
+
+  std::vector<AllowEntry> allow;
+  {
+    std::lock_guard lock(s.mutex);
+    allow = s.allow;
+    call.strict = s.strict;
+  }
+  if (!allow.empty() && allow_list_permits(allow, function, stack_modules(stack))) return;
+
+  bool report = false;
+  std::string summary;
+  std::string table_full;
+  {
+    std::lock_guard lock(s.mutex);
+    count_call(s, function);
+    if (!call.strict) {
+      const std::uint64_t site = call_site_key(function, stack);
+      if (!s.reported_sites.contains(site)) {
+        summary = roll_report_window(s, std::chrono::steady_clock::now());
+        if (s.reported_sites.size() >= max_call_sites) {
+          if (!s.site_table_full_said) {
+            s.site_table_full_said = true;
+            table_full = "stallwatch: " + std::to_string(max_call_sites) +
+                         " blocking-call sites reported; calls from new sites are counted but no longer reported";
+          }
+        } else if (s.reports_in_window < s.reports_per_minute) {
+          ++s.reports_in_window;
+          s.reported_sites.insert(site);
+          report = true;
+        } else {
+          // Not marked as reported: the site is reported once the rate allows.
+          ++s.suppressed_in_window;
+        }
+      }
+    }
+  }
+  if (!summary.empty()) log_line(summary);
+  if (!table_full.empty()) log_line(table_full);
+  if (call.strict) {
+    log_report(call, stack);
+    end_process();
+  }
+  if (report) log_report(call, stack);
+}
+
+bool known_function(std::string_view name) {
+  return std::find(std::begin(probes::probed_functions), std::end(probes::probed_functions), name) !=
+         std::end(probes::probed_functions);
+}
+
+bool valid_module_name(std::string_view module) {
+  return !module.empty() && std::all_of(module.begin(), module.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '-' || c == '+';
+  });
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+[[noreturn]] void throw_allow_error(std::string_view text, std::string_view entry, std::string_view problem) {
+  std::string accepted;
+  for (std::string_view name : probes::probed_functions) {
+    if (!accepted.empty()) accepted += ", ";
+    accepted += name;
+  }
+  throw config_error("stallwatch: STALLWATCH_ALLOW=\"" + std::string(text) + "\": entry \"" + std::string(entry) +
+                     "\" " + std::string(problem) +
+                     "; accepted: a comma-separated list of function or function@module (module: a file name "
+                     "such as libcurl or libcurl.so.4), function one of * " +
+                     accepted);
+}
+
+}  // namespace
+
+std::vector<AllowEntry> parse_allow_list(std::string_view text) {
+  std::vector<AllowEntry> entries;
+  if (trim(text).empty()) return entries;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    std::size_t end = text.find(',', start);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view entry = trim(text.substr(start, end - start));
+    start = end + 1;
+    if (entry.empty()) throw_allow_error(text, entry, "is empty");
+    const std::size_t at = entry.find('@');
+    const std::string_view function = at == std::string_view::npos ? entry : entry.substr(0, at);
+    if (function.empty()) throw_allow_error(text, entry, "has no function before '@'");
+    if (function != "*" && !known_function(function)) throw_allow_error(text, entry, "names a function not probed");
+    AllowEntry parsed{std::string(function), {}};
+    if (at != std::string_view::npos) {
+      const std::string_view module = entry.substr(at + 1);
+      if (module.empty()) throw_allow_error(text, entry, "has no module after '@'");
+      if (!valid_module_name(module)) {
+        throw_allow_error(text, entry, "has a module that is not a file name (letters, digits, . _ - +)");
+      }
+      parsed.module = std::string(module);
+    } else if (function == "*") {
+      throw_allow_error(text, entry, "allows every call everywhere: name a module (*@module)");
+    }
+    entries.push_back(std::move(parsed));
+  }
+  return entries;
+}
+
+bool allow_list_permits(const std::vector<AllowEntry>& allow, std::string_view function,
+                        const std::vector<std::string>& modules) {
+  for (const AllowEntry& entry : allow) {
+    if (entry.function != "*" && entry.function != function) continue;
+    if (entry.module.empty()) return true;
+    for (const std::string& m : modules) {
+      if (m.starts_with(entry.module) && (m.size() == entry.module.size() || m[entry.module.size()] == '.')) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+void for_each_blocking_call_count(const std::function<void(std::string_view, std::uint64_t)>& fn) {
+  std::vector<CallCount> counts;
+  {
+    RecordState& s = record_state();
+    std::lock_guard lock(s.mutex);
+    counts = s.counts;
+  }
+  for (const CallCount& c : counts) fn(c.function, c.count);
+}
+
+void configure_blocking_calls(const Config& config) {
+  const char* env = std::getenv("STALLWATCH_ALLOW");
+  std::vector<AllowEntry> allow = parse_allow_list(env != nullptr ? env : "");
+  {
+    RecordState& s = record_state();
+    std::lock_guard lock(s.mutex);
+    s.strict = config.strict;
+    s.reports_per_minute = config.reports_per_minute;
+    s.allow = std::move(allow);
+  }
+  check_probes_canary(config);
+}
+
+bool probes_interposed() {
+  const void* marker = dlsym(RTLD_DEFAULT, "stallwatch_probes_active");
+  if (marker == nullptr) return false;
+  // The first nanosleep in the global scope must be the probes' own.
+  return module_base(dlsym(RTLD_DEFAULT, "nanosleep")) == module_base(marker);
+}
+
+void check_probes_canary(const Config& config) {
+  if (!config.strict || probes_interposed()) return;
+  const std::string message =
+      "stallwatch: STALLWATCH_STRICT=1 but the blocking-call probes are not active: run with "
+      "LD_PRELOAD=libstallwatch-probes.so (or link stallwatch-probes before libc), or set STALLWATCH_STRICT=0";
+  log_line(message);
+  throw config_error(message);
+}
+
+}  // namespace stallwatch::core
+
+extern "C" bool stallwatch_probe_should_flag() noexcept {
+  using stallwatch::core::tls_thread_state;
+  if (!stallwatch::core::on_loop_fiber()) [[likely]] return false;
+  return stallwatch::core::tls_allowed_fibers.empty() ||
+         !stallwatch::core::fiber_allowed(tls_thread_state.fiber_id);
+}
+
+extern "C" __attribute__((noinline)) void stallwatch_probe_record(const char* function) noexcept {
+  const int saved_errno = errno;
+  const void* return_address = __builtin_return_address(0);
+  {
+    // The recording itself locks, logs and writes: none of that is flagged.
+    stallwatch::core::InternalBlockingScope internal;
+    try {
+      stallwatch::core::record_blocking_call(function, return_address);
+    } catch (...) {
+      // Out of memory while reporting: the call still goes ahead, uncounted.
+    }
+  }
+  errno = saved_errno;
+}
+
+namespace stallwatch {
+inline namespace v1 {
+
+allow_blocking::allow_blocking() : fiber_id_(core::tls_thread_state.fiber_id) {
+  for (core::AllowedFiber& f : core::tls_allowed_fibers) {
+    if (f.fiber_id == fiber_id_) {
+      ++f.depth;
+      return;
+    }
+  }
+  core::tls_allowed_fibers.push_back(core::AllowedFiber{fiber_id_, 1});
+}
+
+allow_blocking::~allow_blocking() {
+  auto& fibers = core::tls_allowed_fibers;
+  for (auto it = fibers.begin(); it != fibers.end(); ++it) {
+    if (it->fiber_id == fiber_id_) {
+      if (--it->depth == 0) fibers.erase(it);
+      return;
+    }
+  }
+}
+
+}  // namespace v1
+}  // namespace stallwatch
