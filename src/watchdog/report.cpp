@@ -117,6 +117,7 @@ void append_frame_text(std::string& out, int index, const Frame& f) {
   out += f.function.empty() ? std::string("??") : f.function;
   if (!f.file.empty()) out += " at " + f.file + ":" + std::to_string(f.line);
   out += " (" + (f.module.empty() ? std::string("??") : f.module) + "+0x" + hex64(f.module_offset, 1) + ")";
+  if (f.inlined) out += " inlined";
 }
 
 // "build-id module=hex ..." for the distinct modules of the stack.
@@ -139,7 +140,7 @@ void append_frame_json(std::string& out, const Frame& f) {
   append_json_string(out, f.module);
   out += ",\"offset\":\"0x" + hex64(f.module_offset, 1) + "\",\"build_id\":";
   append_json_string(out, f.build_id);
-  out.push_back('}');
+  out += f.inlined ? ",\"inlined\":true}" : ",\"inlined\":false}";
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include "watchdog/symbolizer.hpp"
 
 #include <cxxabi.h>
+#include <dwarf.h>
+#include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 #include <unistd.h>
 
@@ -51,6 +53,48 @@ const Dwfl_Callbacks proc_callbacks = {
     .debuginfo_path = nullptr,
 };
 
+// The name of a subprogram or inlined-subroutine DIE, demangled.
+std::string die_name(Dwarf_Die* die) {
+  Dwarf_Attribute attr;
+  if (const char* linkage = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_linkage_name, &attr))) {
+    return demangle(linkage);
+  }
+  const char* name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_name, &attr));
+  return name != nullptr ? name : "??";
+}
+
+// The functions inlined at lookup, innermost first, each at its position in
+// the code; file/line come in as the innermost position and leave as the
+// call site in the function that holds the code.
+std::vector<Frame> inline_frames(Dwfl_Module* module, std::uintptr_t lookup, const Frame& base, std::string& file,
+                                 int& line) {
+  std::vector<Frame> frames;
+  Dwarf_Addr bias = 0;
+  Dwarf_Die* cu = dwfl_module_addrdie(module, lookup, &bias);
+  if (cu == nullptr) return frames;
+  Dwarf_Die* scopes = nullptr;
+  const int n = dwarf_getscopes(cu, lookup - bias, &scopes);
+  Dwarf_Files* files = nullptr;
+  const bool have_files = dwarf_getsrcfiles(cu, &files, nullptr) == 0;
+  for (int i = 0; i < n; ++i) {
+    if (dwarf_tag(&scopes[i]) != DW_TAG_inlined_subroutine) continue;
+    Frame f = base;
+    f.function = die_name(&scopes[i]);
+    f.file = file.empty() ? std::string() : normalize_path(file);
+    f.line = line;
+    f.inlined = true;
+    frames.push_back(std::move(f));
+    Dwarf_Attribute attr;
+    Dwarf_Word value = 0;
+    if (dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_line, &attr), &value) == 0) line = static_cast<int>(value);
+    if (have_files && dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_file, &attr), &value) == 0) {
+      if (const char* name = dwarf_filesrc(files, value, nullptr, nullptr)) file = name;
+    }
+  }
+  std::free(scopes);
+  return frames;
+}
+
 }  // namespace
 
 std::string normalize_path(const std::string& path) {
@@ -87,25 +131,25 @@ bool Symbolizer::report_mappings() {
   return rc == 0;
 }
 
-const Frame& Symbolizer::symbolize(std::uintptr_t pc, bool return_address) {
+const std::vector<Frame>& Symbolizer::symbolize(std::uintptr_t pc, bool return_address) {
   const std::uintptr_t lookup = return_address && pc > 0 ? pc - 1 : pc;
   auto it = cache_.find(lookup);
   if (it != cache_.end()) return it->second;
   if (cache_.size() >= cache_limit) cache_.clear();
-  Frame frame = resolve(pc, lookup);
-  return cache_.emplace(lookup, std::move(frame)).first->second;
+  return cache_.emplace(lookup, resolve(pc, lookup)).first->second;
 }
 
-Frame Symbolizer::resolve(std::uintptr_t pc, std::uintptr_t lookup) {
+std::vector<Frame> Symbolizer::resolve(std::uintptr_t pc, std::uintptr_t lookup) {
   Frame frame;
   frame.pc = pc;
-  if (dwfl_->handle == nullptr) return frame;
+  frame.module_offset = pc;
+  if (dwfl_->handle == nullptr) return {frame};
   ::Dwfl_Module* module = dwfl_addrmodule(dwfl_->handle, lookup);
   if (module == nullptr && core::monotonic_ns() - last_report_ns_ >= rereport_interval_ns) {
     report_mappings();
     module = dwfl_addrmodule(dwfl_->handle, lookup);
   }
-  if (module == nullptr) return frame;
+  if (module == nullptr) return {frame};
 
   Dwarf_Addr start = 0;
   const char* main_file = nullptr;
@@ -113,6 +157,9 @@ Frame Symbolizer::resolve(std::uintptr_t pc, std::uintptr_t lookup) {
   frame.module = base_name(main_file != nullptr ? main_file : name);
   frame.module_offset = pc - static_cast<std::uintptr_t>(start);
 
+  // Loads the ELF file: the build-id is unknown until then.
+  Dwarf_Addr bias = 0;
+  dwfl_module_getelf(module, &bias);
   const unsigned char* id_bits = nullptr;
   GElf_Addr id_vaddr = 0;
   const int id_len = dwfl_module_build_id(module, &id_bits, &id_vaddr);
@@ -123,15 +170,19 @@ Frame Symbolizer::resolve(std::uintptr_t pc, std::uintptr_t lookup) {
   const char* symbol = dwfl_module_addrinfo(module, lookup, &offset, &sym, nullptr, nullptr, nullptr);
   if (symbol != nullptr) frame.function = demangle(symbol);
 
+  std::string file;
+  int lineno = 0;
   if (::Dwfl_Line* line = dwfl_module_getsrc(module, lookup)) {
-    int lineno = 0;
-    const char* file = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr);
-    if (file != nullptr && lineno > 0) {
-      frame.file = normalize_path(file);
-      frame.line = lineno;
-    }
+    const char* name = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr);
+    if (name != nullptr && lineno > 0) file = name;
   }
-  return frame;
+  std::vector<Frame> frames = inline_frames(module, lookup, frame, file, lineno);
+  if (!file.empty() && lineno > 0) {
+    frame.file = normalize_path(file);
+    frame.line = lineno;
+  }
+  frames.push_back(std::move(frame));
+  return frames;
 }
 
 }  // namespace stallwatch::watchdog

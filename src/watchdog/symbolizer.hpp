@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace stallwatch::watchdog {
 
@@ -20,6 +21,7 @@ struct Frame {
   std::string module;            // file name of the mapped object, e.g. "libc.so.6"
   std::uintptr_t module_offset = 0;
   std::string build_id;          // hex, empty when the object has none
+  bool inlined = false;          // an inlined call inside the next frame (same pc)
 
   // The frame as one profile entry: function, else module+offset.
   std::string short_name() const;
@@ -32,17 +34,20 @@ class Symbolizer {
   Symbolizer(const Symbolizer&) = delete;
   Symbolizer& operator=(const Symbolizer&) = delete;
 
-  // return_address: pc is where a call returns to, so the call itself (pc - 1)
-  // is looked up; false for the interrupted instruction of frame #0.
-  const Frame& symbolize(std::uintptr_t pc, bool return_address);
+  // The frames at pc, innermost first: the functions inlined at pc (each with
+  // the file:line inside it), then the function that holds the code, at the
+  // line that calls the outermost inline. return_address: pc is where a call
+  // returns to, so the call itself (pc - 1) is looked up; false for the
+  // interrupted instruction of frame #0. Never empty.
+  const std::vector<Frame>& symbolize(std::uintptr_t pc, bool return_address);
 
  private:
   struct DwflHandle;
   bool report_mappings();
-  Frame resolve(std::uintptr_t pc, std::uintptr_t lookup);
+  std::vector<Frame> resolve(std::uintptr_t pc, std::uintptr_t lookup);
 
   std::unique_ptr<DwflHandle> dwfl_;
-  std::unordered_map<std::uintptr_t, Frame> cache_;  // key: lookup address
+  std::unordered_map<std::uintptr_t, std::vector<Frame>> cache_;  // key: lookup address
   std::uint64_t last_report_ns_ = 0;
 };
 

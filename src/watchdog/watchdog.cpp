@@ -181,7 +181,10 @@ bool take_sample(State& s, WatchedLoop& w, Symbolizer& symbolizer, std::uint64_t
     sample.outcome = slot.outcome;
     sample.fiber_id = slot.fiber_id;
     sample.fiber_name.assign(slot.fiber_name, slot.fiber_name_len);
-    for (int i = 0; i < slot.depth; ++i) sample.frames.push_back(symbolizer.symbolize(slot.pcs[i], i > 0));
+    for (int i = 0; i < slot.depth; ++i) {
+      const std::vector<Frame>& at_pc = symbolizer.symbolize(slot.pcs[i], i > 0);
+      sample.frames.insert(sample.frames.end(), at_pc.begin(), at_pc.end());
+    }
     sample.stack_id = stack_hash(slot.pcs, slot.depth);
   } else {
     sample.timed_out = true;
@@ -265,6 +268,7 @@ void check_loop(State& s, WatchedLoop& w, Symbolizer& symbolizer, std::uint64_t 
 
 void run_watchdog() {
   State& s = state();
+  pthread_setname_np(pthread_self(), "stallwatch-wd");
   Symbolizer symbolizer;
   std::unique_lock lock(s.mutex);
   while (!s.stop) {

@@ -1,0 +1,292 @@
+// The watchdog end to end, with real loops: stalls named by function and
+// file:line while they last, cooperative code never reported, rate limit,
+// dedup, two loops, the profile, fork, and the thread stopping with the last
+// loop.
+#include <doctest/doctest.h>
+
+#include <dirent.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/loop_record.hpp"
+#include "stallwatch/loop.hpp"
+#include "stallwatch/testing.hpp"
+#include "stallwatch/watchdog.hpp"
+
+using namespace std::chrono_literals;
+namespace sw = stallwatch;
+
+namespace {
+
+// Collects the lines a loop logs; thread-safe.
+struct Lines {
+  std::mutex mutex;
+  std::vector<std::string> lines;
+
+  sw::Options options(int threshold_ms = 50) {
+    sw::Options o;
+    o.threshold = std::chrono::milliseconds(threshold_ms);
+    o.log_format = sw::log_format::text;
+    o.reports_per_minute = 100;
+    o.log_sink = [this](std::string_view line) {
+      std::lock_guard lock(mutex);
+      lines.emplace_back(line);
+    };
+    return o;
+  }
+  std::vector<std::string> snapshot() {
+    std::lock_guard lock(mutex);
+    return lines;
+  }
+  int count_containing(const std::string& needle) {
+    int n = 0;
+    for (const auto& l : snapshot()) n += l.find(needle) != std::string::npos ? 1 : 0;
+    return n;
+  }
+  std::string all() {
+    std::string out;
+    for (const auto& l : snapshot()) out += l + "\n";
+    return out;
+  }
+};
+
+std::uint64_t now_ns() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now().time_since_epoch())
+                                        .count());
+}
+
+std::atomic<std::uint64_t> burn_sink{0};
+
+// Computes for ms milliseconds of wall time; returns true if `lines` got a
+// report naming this function while it was still running.
+__attribute__((noinline)) bool cpu_burn(int ms, Lines* lines) {
+  const std::uint64_t end = now_ns() + static_cast<std::uint64_t>(ms) * 1'000'000;
+  std::uint64_t x = 1;
+  bool seen = false;
+  int n = 0;
+  while (now_ns() < end) {
+    for (int i = 0; i < 10000; ++i) x = x * 6364136223846793005ull + 1;
+    if (lines != nullptr && !seen && ++n % 64 == 0) seen = lines->count_containing("cpu_burn(int,") > 0;
+  }
+  burn_sink += x;
+  return seen;
+}
+
+// Blocks the loop thread in usleep for ms milliseconds (resuming after the
+// capture signal cuts a sleep short); true if a report naming this function
+// arrived while it was still blocking.
+__attribute__((noinline)) bool blocking_sleep(int ms, Lines* lines) {
+  const std::uint64_t end = now_ns() + static_cast<std::uint64_t>(ms) * 1'000'000;
+  bool seen = false;
+  for (std::uint64_t now = now_ns(); now < end; now = now_ns()) {
+    usleep(static_cast<useconds_t>(std::min<std::uint64_t>((end - now) / 1000, 20'000)));
+    if (!seen && lines != nullptr) seen = lines->count_containing("blocking_sleep(int,") > 0;
+  }
+  return seen;
+}
+
+std::uint64_t suppressed_on(int loop_index) {
+  std::uint64_t n = 0;
+  stallwatch::core::for_each_loop_record([&](stallwatch::core::LoopRecord& r) {
+    if (r.index == loop_index) n = r.stalls.reports_suppressed.get();
+  });
+  return n;
+}
+
+bool watchdog_thread_alive() {
+  DIR* dir = opendir("/proc/self/task");
+  bool found = false;
+  while (dirent* e = readdir(dir)) {
+    std::ifstream comm(std::string("/proc/self/task/") + e->d_name + "/comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name == "stallwatch-wd") found = true;
+  }
+  closedir(dir);
+  return found;
+}
+
+}  // namespace
+
+TEST_CASE("a CPU-bound function is named with file:line while it still stalls") {
+  Lines lines;
+  bool seen_while_stalled = false;
+  sw::run(lines.options(), [&] {
+    auto t = sw::spawn([&] { return cpu_burn(400, &lines); }, "cpu hog");
+    seen_while_stalled = t.join();
+  });
+  INFO(lines.all());
+  CHECK(seen_while_stalled);
+  CHECK(lines.count_containing("\"cpu hog\" on-cpu for ") >= 1);
+  CHECK(lines.count_containing("cpu_burn(int, (anonymous namespace)::Lines*) at ") >= 1);
+  CHECK(lines.count_containing("tests/watchdog_test.cpp:") >= 1);
+  CHECK(lines.count_containing("(watchdog_test+0x") >= 1);
+  // Samples at T, 2T, 4T: a 400 ms stall at T = 50 ms has about 3 or 4.
+  CHECK(lines.count_containing("sample 2") >= 1);
+  CHECK(lines.count_containing("stall ended loop=") == 1);
+  CHECK_FALSE(watchdog_thread_alive());
+}
+
+TEST_CASE("a blocking usleep is named, and classified blocked in clock_nanosleep") {
+  Lines lines;
+  bool seen_while_stalled = false;
+  sw::run(lines.options(), [&] {
+    auto t = sw::spawn([&] { return blocking_sleep(300, &lines); }, "sleepy");
+    seen_while_stalled = t.join();
+  });
+  INFO(lines.all());
+  CHECK(seen_while_stalled);
+  CHECK(lines.count_containing("\"sleepy\" blocked in clock_nanosleep for ") >= 1);
+  CHECK(lines.count_containing("blocking_sleep(int, (anonymous namespace)::Lines*) at ") >= 1);
+  CHECK(lines.count_containing("stall ended loop=") == 1);
+}
+
+TEST_CASE("cooperative sleep_for, yield and join are never reported") {
+  STALLWATCH_FAIL_ON_STALL();
+  Lines lines;
+  sw::run(lines.options(20), [&] {
+    auto a = sw::spawn([] { sw::sleep_for(200ms); }, "sleeper");
+    auto b = sw::spawn([] {
+      for (int i = 0; i < 100; ++i) {
+        sw::sleep_for(2ms);
+        sw::yield();
+      }
+    }, "yielder");
+    a.join();
+    b.join();
+    sw::sleep_for(100ms);
+  });
+  INFO(lines.all());
+  CHECK(lines.snapshot().empty());
+}
+
+TEST_CASE("the rate limit holds reports back, counts them and summarises them") {
+  Lines lines;
+  auto options = lines.options();
+  options.reports_per_minute = 2;
+  int loop_index = -1;
+  sw::run(options, [&] {
+    loop_index = sw::this_loop_index();
+    for (int i = 0; i < 5; ++i) {
+      cpu_burn(80, nullptr);
+      sw::yield();
+    }
+  });
+  INFO(lines.all());
+  CHECK(lines.count_containing("stallwatch: stall loop=") == 2);
+  CHECK(lines.count_containing("stall ended") == 2);
+  CHECK(lines.count_containing("stallwatch: suppressed 3 stall reports on loop " + std::to_string(loop_index)) == 1);
+  CHECK(suppressed_on(loop_index) >= 3);
+}
+
+TEST_CASE("identical stacks are deduplicated with a count") {
+  Lines lines;
+  sw::run(lines.options(), [&] {
+    for (int i = 0; i < 3; ++i) {
+      cpu_burn(70, nullptr);
+      sw::yield();
+    }
+  });
+  INFO(lines.all());
+  // Frame #0 differs between samples (the PC moves in the loop), so compare
+  // what dedup promises: a repeated stack is printed once, then counted.
+  CHECK(lines.count_containing("stallwatch: stall loop=") == 3);
+  const int full = lines.count_containing("#0 0x");
+  const int repeats = lines.count_containing("same stack as an earlier report");
+  CHECK(full + repeats == 3);
+}
+
+TEST_CASE("two threads each running a loop are both watched") {
+  Lines lines;
+  std::atomic<int> index_a{-1}, index_b{-1};
+  auto body = [&](std::atomic<int>& index) {
+    sw::run(lines.options(), [&] {
+      index = sw::this_loop_index();
+      sw::spawn([] { cpu_burn(200, nullptr); }, "twin").join();
+    });
+  };
+  std::thread a([&] { body(index_a); });
+  std::thread b([&] { body(index_b); });
+  a.join();
+  b.join();
+  INFO(lines.all());
+  REQUIRE(index_a != index_b);
+  CHECK(lines.count_containing("stallwatch: stall loop=" + std::to_string(index_a.load()) + " ") >= 1);
+  CHECK(lines.count_containing("stallwatch: stall loop=" + std::to_string(index_b.load()) + " ") >= 1);
+  CHECK_FALSE(watchdog_thread_alive());
+}
+
+TEST_CASE("the stall profile aggregates stall stacks in folded format, in memory and on disk") {
+  sw::reset_stall_profile();
+  Lines lines;
+  sw::run(lines.options(), [&] { cpu_burn(250, nullptr); });
+  const std::string folded = sw::stall_profile_folded();
+  INFO(folded);
+  REQUIRE(folded.find("cpu_burn(int, (anonymous namespace)::Lines*)") != std::string::npos);
+  // Each line: frames joined by ';', a space, a positive count of microseconds.
+  std::istringstream in(folded);
+  std::uint64_t total_us = 0;
+  for (std::string line; std::getline(in, line);) {
+    const auto space = line.rfind(' ');
+    REQUIRE(space != std::string::npos);
+    total_us += std::stoull(line.substr(space + 1));
+  }
+  CHECK(total_us >= 150'000);  // the stall lasted ~250 ms, of which > T was seen
+  CHECK(total_us <= 2'000'000);
+
+  const std::string path = "watchdog_test_profile.folded";
+  sw::write_stall_profile(path);
+  std::ifstream file(path);
+  std::stringstream content;
+  content << file.rdbuf();
+  CHECK(content.str() == folded);
+  std::remove(path.c_str());
+  CHECK_THROWS_AS(sw::write_stall_profile("/nonexistent-dir/x.folded"), std::system_error);
+}
+
+TEST_CASE("a forked child keeps working and keeps being watched") {
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  int status = -1;
+  Lines lines;
+  sw::run(lines.options(), [&] {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      const std::uint64_t before = sw::stall_count();
+      cpu_burn(200, nullptr);
+      sw::yield();
+      sw::sleep_for(20ms);
+      const char ok = sw::stall_count() > before ? 'y' : 'n';
+      (void)!write(fds[1], &ok, 1);
+      _exit(0);
+    }
+    REQUIRE(pid > 0);
+    waitpid(pid, &status, 0);
+  });
+  close(fds[1]);
+  char answer = 0;
+  CHECK(read(fds[0], &answer, 1) == 1);
+  close(fds[0]);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(answer == 'y');
+}
+
+TEST_CASE("stall_count and last_stall_report follow the stalls") {
+  Lines lines;
+  const std::uint64_t before = sw::stall_count();
+  sw::run(lines.options(), [&] { cpu_burn(120, nullptr); });
+  CHECK(sw::stall_count() == before + 1);
+  CHECK(sw::last_stall_report().find("cpu_burn(int,") != std::string::npos);
+}
