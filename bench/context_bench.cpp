@@ -64,10 +64,10 @@ void spawn_join(bench::CaseArgs const& args) {
   });
 }
 
-// n fibers each started and suspended once; the sample is the ms until all
+// n fibers each started and suspended once; the sample is the CPU ms until all
 // are suspended. Then each is resumed to its end.
 void parked(bench::CaseArgs const& args) {
-  auto start = bench::clock_type::now();
+  const std::uint64_t start = bench::now_ns(bench::Timing::thread_cpu);
   std::vector<ctx::fiber> all;
   all.reserve(args.n);
   for (std::uint64_t i = 0; i < args.n; ++i) {
@@ -77,7 +77,7 @@ void parked(bench::CaseArgs const& args) {
     }));
     all.back() = std::move(all.back()).resume();
   }
-  bench::print_sample(bench::elapsed_ns(start) / 1e6);
+  bench::print_sample(static_cast<double>(bench::now_ns(bench::Timing::thread_cpu) - start) / 1e6);
   for (auto& f : all) f = std::move(f).resume();
 }
 

@@ -267,9 +267,13 @@ void print_ratio(const char* target, const char* how, const Summary& num, const 
 }
 
 std::string with_commas(std::uint64_t n) {
-  std::string digits = std::to_string(n);
-  for (int at = static_cast<int>(digits.size()) - 3; at > 0; at -= 3) digits.insert(static_cast<std::size_t>(at), ",");
-  return digits;
+  const std::string digits = std::to_string(n);
+  std::string out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
 }
 
 double mem_available_mib() {
@@ -318,12 +322,15 @@ int main(int argc, char** argv) {
       {"yield_1000", "yield among 1,000 fibers", "ns/yield", 2'000'000 / scale, 7, 1, false},
       {"spawn_join", "spawn+join, one at a time", "ns/fiber", 200'000 / scale, 7, 1, false},
       {"in_thread", "in_thread round trip", "ns/call", 50'000 / scale, 5, 1, false},
-      {"parked", with_commas(100'000 / scale) + " parked fibers", "ms to park all", 100'000 / scale, 1, 3, true},
-      {"parked", with_commas(1'000'000 / scale) + " parked fibers", "ms to park all", 1'000'000 / scale, 1, 1, true},
+      {"parked", with_commas(100'000 / scale) + " parked fibers", "CPU ms to park all", 100'000 / scale, 1, 3, true},
+      {"parked", with_commas(1'000'000 / scale) + " parked fibers", "CPU ms to park all", 1'000'000 / scale, 1, 1, true},
   };
 
   print_machine();
   std::printf("Load average before: %s\n\n", loadavg().c_str());
+  std::printf("Median over repetitions (min in brackets). Times are the measuring thread's CPU time\n"
+              "(CLOCK_THREAD_CPUTIME_ID), so other processes on this shared machine do not count;\n"
+              "in_thread is wall-clock time, because it waits for another thread.\n\n");
 
   std::vector<Row> rows;
   for (const auto& spec : specs) {

@@ -52,7 +52,7 @@ void spawn_join(bench::CaseArgs const& args) {
   });
 }
 
-// n fibers wait on one condition variable; the sample is the ms until all of
+// n fibers wait on one condition variable; the sample is the CPU ms until all of
 // them wait. Then they are released and joined.
 void parked(bench::CaseArgs const& args) {
   fibers::mutex mutex;
@@ -60,7 +60,7 @@ void parked(bench::CaseArgs const& args) {
   bool released = false;
   std::uint64_t waiting = 0;
 
-  auto start = bench::clock_type::now();
+  const std::uint64_t start = bench::now_ns(bench::Timing::thread_cpu);
   std::vector<fibers::fiber> all;
   all.reserve(args.n);
   for (std::uint64_t i = 0; i < args.n; ++i) {
@@ -71,7 +71,7 @@ void parked(bench::CaseArgs const& args) {
     });
   }
   while (waiting < args.n) this_fiber::yield();
-  bench::print_sample(bench::elapsed_ns(start) / 1e6);
+  bench::print_sample(static_cast<double>(bench::now_ns(bench::Timing::thread_cpu) - start) / 1e6);
 
   {
     std::unique_lock lock(mutex);
@@ -134,7 +134,7 @@ void in_thread(bench::CaseArgs const& args) {
       offload.submit([&promise] { promise.set_value(1); });
       bench::keep(result.get());
     }
-  });
+  }, bench::Timing::wall);
 }
 
 }  // namespace

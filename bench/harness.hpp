@@ -15,7 +15,7 @@
 
 #include <unistd.h>
 
-#include <chrono>
+#include <ctime>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -27,8 +27,6 @@
 
 namespace bench {
 
-using clock_type = std::chrono::steady_clock;
-
 inline constexpr int exit_unsupported = 3;
 // A child that runs longer than this is killed by SIGALRM: a benchmark must
 // stop by itself even when the scheduler under test hangs.
@@ -38,10 +36,6 @@ inline constexpr unsigned child_time_limit_s = 300;
 template <class T>
 inline void keep(T const& value) {
   asm volatile("" : : "r,m"(value) : "memory");
-}
-
-inline double elapsed_ns(clock_type::time_point start) {
-  return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - start).count());
 }
 
 // What one case receives: the size of one repetition and how many to run.
@@ -59,15 +53,28 @@ inline void print_sample(double value) {
   std::fflush(stdout);
 }
 
+// Which clock a timed case reads. The machine is shared, so a case that runs
+// on one thread is timed by that thread's CPU time: the time the OS gives to
+// other processes does not count against it. A case that waits for another
+// thread (in_thread) is timed by the wall clock.
+enum class Timing { thread_cpu, wall };
+
+inline std::uint64_t now_ns(Timing timing) {
+  timespec ts{};
+  clock_gettime(timing == Timing::thread_cpu ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
 // Runs body once untimed (to warm caches, stacks and pools), then reps times,
-// printing total_ns / ops_per_rep for each repetition. body(n) must perform
+// printing the time per operation of each repetition. body(n) must perform
 // exactly ops_per_rep operations.
-inline void time_per_op(CaseArgs const& args, double ops_per_rep, const std::function<void(std::uint64_t)>& body) {
+inline void time_per_op(CaseArgs const& args, double ops_per_rep, const std::function<void(std::uint64_t)>& body,
+                        Timing timing = Timing::thread_cpu) {
   body(args.n);
   for (int r = 0; r < args.reps; ++r) {
-    auto start = clock_type::now();
+    const std::uint64_t start = now_ns(timing);
     body(args.n);
-    print_sample(elapsed_ns(start) / ops_per_rep);
+    print_sample(static_cast<double>(now_ns(timing) - start) / ops_per_rep);
   }
 }
 

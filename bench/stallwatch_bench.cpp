@@ -61,14 +61,14 @@ void spawn_join(bench::CaseArgs const& args) {
   });
 }
 
-// n fibers wait on one Event; the sample is the ms until all of them wait.
+// n fibers wait on one Event; the sample is the CPU ms until all of them wait.
 // Then the event is set and every fiber joined.
 void parked(bench::CaseArgs const& args) {
   stallwatch::run(bench_options(true), [&] {
     stallwatch::Event released;
     std::uint64_t waiting = 0;
 
-    auto start = bench::clock_type::now();
+    const std::uint64_t start = bench::now_ns(bench::Timing::thread_cpu);
     std::vector<stallwatch::Task<void>> all;
     all.reserve(args.n);
     for (std::uint64_t i = 0; i < args.n; ++i) {
@@ -78,7 +78,7 @@ void parked(bench::CaseArgs const& args) {
       }));
     }
     while (waiting < args.n) stallwatch::yield();
-    bench::print_sample(bench::elapsed_ns(start) / 1e6);
+    bench::print_sample(static_cast<double>(bench::now_ns(bench::Timing::thread_cpu) - start) / 1e6);
 
     released.set();
     for (auto& t : all) t.join();
@@ -91,7 +91,7 @@ void in_thread(bench::CaseArgs const& args) {
   stallwatch::run(bench_options(true), [&] {
     bench::time_per_op(args, static_cast<double>(args.n), [](std::uint64_t n) {
       for (std::uint64_t i = 0; i < n; ++i) bench::keep(stallwatch::in_thread([] { return 1; }));
-    });
+    }, bench::Timing::wall);
   });
 }
 
