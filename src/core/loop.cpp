@@ -120,10 +120,18 @@ void Loop::start(detail::TaskBase* task, std::string_view name) {
   make_ready(fiber, WakeReason::notified);
 }
 
+// Set while finish_fiber moves to the next fiber with ontop_fcontext. When
+// that fiber has never run, the transfer_t its entry receives is not the one
+// release_dead_fiber returned (the fresh context's trampoline reads other
+// registers), so fiber_entry must not trust it.
+namespace {
+thread_local bool tls_entering_from_dead_fiber = false;
+}  // namespace
+
 void Loop::fiber_entry(bctx::transfer_t from) noexcept {
   Loop* loop = tls_loop;
   Fiber* self = loop->running_;
-  auto* previous = static_cast<Fiber*>(from.data);
+  auto* previous = std::exchange(tls_entering_from_dead_fiber, false) ? nullptr : static_cast<Fiber*>(from.data);
   if (previous != nullptr) previous->context = from.fctx;
   sanitizer_finish_switch(self->sanitizer, previous != nullptr ? &previous->sanitizer : nullptr);
   tls_thread_state.in_switch = 0;
@@ -165,6 +173,7 @@ void Loop::finish_fiber(Fiber* self) noexcept {
   sanitizer_start_switch(self->sanitizer, next->sanitizer, true);
   running_ = next;
   // Release this stack from the next fiber's stack, once we are off it.
+  tls_entering_from_dead_fiber = true;
   bctx::ontop_fcontext(next->context, self, &Loop::release_dead_fiber);
   __builtin_unreachable();
 }
@@ -207,6 +216,7 @@ void Loop::switch_to(Fiber* from, Fiber* to) noexcept {
   sanitizer_start_switch(from->sanitizer, to->sanitizer, false);
   running_ = to;
   const bctx::transfer_t back = bctx::jump_fcontext(to->context, from);
+  tls_entering_from_dead_fiber = false;
   // Resumed: whoever jumped here passed itself, to save where it stopped.
   auto* previous = static_cast<Fiber*>(back.data);
   if (previous != nullptr) previous->context = back.fctx;
