@@ -1,0 +1,250 @@
+// TcpListener / TcpStream / resolve (net.hpp), on 127.0.0.1 only.
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "stallwatch/errors.hpp"
+#include "stallwatch/loop.hpp"
+#include "stallwatch/net.hpp"
+
+using namespace std::chrono_literals;
+namespace sw = stallwatch;
+
+namespace {
+
+sw::TcpListener local_listener(sw::ListenOptions options = {}) { return sw::TcpListener::bind("127.0.0.1", 0, options); }
+
+std::uint16_t port_of(const sw::TcpListener& l) { return l.local_address().port(); }
+
+int error_code(const std::system_error& e) { return e.code().value(); }
+
+}  // namespace
+
+TEST_CASE("echo round trip between a connecting and an accepting fiber") {
+  sw::run([] {
+    auto listener = local_listener();
+    auto server = sw::spawn([&] {
+      sw::TcpStream conn = listener.accept(sw::deadline_after(5s));
+      char buf[64];
+      std::size_t n;
+      std::string seen;
+      while ((n = conn.read_some(buf, sizeof buf)) > 0) {
+        seen.append(buf, n);
+        conn.write_all(buf, n);
+      }
+      return seen;
+    });
+    sw::TcpStream client = sw::TcpStream::connect("127.0.0.1", port_of(listener), sw::deadline_after(5s));
+    client.set_no_delay(true);
+    client.write_all("ping pong");
+    char reply[9];
+    client.read_exact(reply, sizeof reply, sw::deadline_after(5s));
+    CHECK(std::string(reply, sizeof reply) == "ping pong");
+    client.shutdown_write();
+    CHECK(server.join() == "ping pong");
+  });
+}
+
+TEST_CASE("a large write parks until the reader drains it") {
+  sw::run([] {
+    auto listener = local_listener();
+    const std::string payload(8 << 20, 'x');  // far more than the socket buffers hold
+    auto writer = sw::spawn([&] {
+      sw::TcpStream conn = listener.accept();
+      conn.write_all(payload);
+    });
+    sw::TcpStream client = sw::TcpStream::connect("127.0.0.1", port_of(listener));
+    std::string got(payload.size(), '\0');
+    client.read_exact(got.data(), got.size(), sw::deadline_after(30s));
+    writer.join();
+    CHECK(got == payload);
+  });
+}
+
+TEST_CASE("half-close: reads see end of stream, the other direction still works") {
+  sw::run([] {
+    auto listener = local_listener();
+    auto server = sw::spawn([&] {
+      sw::TcpStream conn = listener.accept();
+      char buf[16];
+      std::string request;
+      std::size_t n;
+      while ((n = conn.read_some(buf, sizeof buf)) > 0) request.append(buf, n);
+      conn.write_all("got " + request);  // after the client's FIN
+    });
+    sw::TcpStream client = sw::TcpStream::connect("127.0.0.1", port_of(listener));
+    client.write_all("abc");
+    client.shutdown_write();
+    char reply[7];
+    client.read_exact(reply, sizeof reply, sw::deadline_after(5s));
+    CHECK(std::string(reply, sizeof reply) == "got abc");
+    server.join();
+    char more;
+    CHECK(client.read_some(&more, 1, sw::deadline_after(5s)) == 0);
+  });
+}
+
+TEST_CASE("read_exact throws end_of_stream when the peer closes early") {
+  sw::run([] {
+    auto listener = local_listener();
+    auto server = sw::spawn([&] {
+      sw::TcpStream conn = listener.accept();
+      conn.write_all("abc");
+    });
+    sw::TcpStream client = sw::TcpStream::connect("127.0.0.1", port_of(listener));
+    server.join();
+    char buf[10];
+    CHECK_THROWS_AS(client.read_exact(buf, sizeof buf, sw::deadline_after(5s)), sw::end_of_stream);
+  });
+}
+
+TEST_CASE("a peer reset is ECONNRESET; writing to a closed peer is an error, not SIGPIPE") {
+  sw::run([] {
+    auto listener = local_listener();
+    sw::TcpStream client = sw::TcpStream::connect("127.0.0.1", port_of(listener));
+    sw::TcpStream conn = listener.accept();
+    // SO_LINGER 0: close sends RST instead of FIN.
+    linger hard{1, 0};
+    REQUIRE(setsockopt(client.fd(), SOL_SOCKET, SO_LINGER, &hard, sizeof hard) == 0);
+    client.close();
+    char buf[4];
+    try {
+      conn.read_some(buf, sizeof buf, sw::deadline_after(5s));
+      FAIL("read after a reset should throw");
+    } catch (const std::system_error& e) {
+      CHECK(error_code(e) == ECONNRESET);
+    }
+
+    sw::TcpStream client2 = sw::TcpStream::connect("127.0.0.1", port_of(listener));
+    sw::TcpStream conn2 = listener.accept();
+    conn2.close();
+    bool failed = false;
+    const std::string chunk(65536, 'y');
+    for (int i = 0; i < 100 && !failed; ++i) {
+      try {
+        client2.write_all(chunk, sw::deadline_after(5s));
+      } catch (const std::system_error& e) {
+        CHECK((error_code(e) == EPIPE || error_code(e) == ECONNRESET));
+        failed = true;
+      }
+      sw::sleep_for(1ms);
+    }
+    CHECK(failed);
+  });
+}
+
+TEST_CASE("connect to a closed port is ECONNREFUSED") {
+  sw::run([] {
+    std::uint16_t port;
+    {
+      auto listener = local_listener();
+      port = port_of(listener);
+    }
+    try {
+      sw::TcpStream::connect("127.0.0.1", port, sw::deadline_after(5s));
+      FAIL("connect should fail");
+    } catch (const std::system_error& e) {
+      CHECK(error_code(e) == ECONNREFUSED);
+    }
+  });
+}
+
+TEST_CASE("connect by name goes through resolve and tries each address") {
+  sw::run([] {
+    auto listener = local_listener();
+    auto server = sw::spawn([&] { listener.accept(sw::deadline_after(5s)); });
+    // "localhost" may resolve to ::1 first, where nobody listens: the
+    // 127.0.0.1 entry must still be tried.
+    sw::TcpStream client = sw::TcpStream::connect("localhost", port_of(listener), sw::deadline_after(5s));
+    CHECK(client.peer_address().to_string() == "127.0.0.1:" + std::to_string(port_of(listener)));
+    server.join();
+  });
+}
+
+TEST_CASE("resolve: numeric addresses, names, and a clear error for unknown names") {
+  sw::run([] {
+    auto numeric = sw::resolve("127.0.0.1", 80);
+    REQUIRE(numeric.size() == 1);
+    CHECK(numeric[0].to_string() == "127.0.0.1:80");
+    auto v6 = sw::resolve("::1", 443);
+    REQUIRE(v6.size() == 1);
+    CHECK(v6[0].to_string() == "[::1]:443");
+    CHECK_FALSE(sw::resolve("localhost", 8080).empty());
+    try {
+      sw::resolve("no-such-host.invalid", 80);
+      FAIL("resolve should fail");
+    } catch (const std::system_error& e) {
+      CHECK(std::string(e.what()).find("no-such-host.invalid") != std::string::npos);
+    }
+  });
+}
+
+TEST_CASE("accept and read honour their deadlines") {
+  sw::run([] {
+    auto listener = local_listener();
+    CHECK_THROWS_AS(listener.accept(sw::deadline_after(30ms)), sw::deadline_exceeded);
+    sw::TcpStream client = sw::TcpStream::connect("127.0.0.1", port_of(listener));
+    char c;
+    CHECK_THROWS_AS(client.read_some(&c, 1, sw::deadline_after(30ms)), sw::deadline_exceeded);
+  });
+}
+
+TEST_CASE("connect times out when the listener's queue is full") {
+  sw::run([] {
+    sw::ListenOptions options;
+    options.backlog = 0;
+    auto listener = local_listener(options);  // never accepts
+    std::vector<sw::TcpStream> held;
+    bool timed_out = false;
+    for (int i = 0; i < 20 && !timed_out; ++i) {
+      try {
+        held.push_back(sw::TcpStream::connect("127.0.0.1", port_of(listener), sw::deadline_after(200ms)));
+      } catch (const sw::deadline_exceeded&) {
+        timed_out = true;
+      }
+    }
+    CHECK(timed_out);
+  });
+}
+
+TEST_CASE("accept out of descriptors backs off and counts, then recovers") {
+  sw::run([] {
+    auto listener = local_listener();
+    sw::TcpStream client = sw::TcpStream::connect("127.0.0.1", port_of(listener));
+
+    rlimit saved{};
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    rlimit low = saved;
+    low.rlim_cur = 512;
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    std::vector<int> filler;
+    for (;;) {
+      const int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (fd < 0) break;
+      filler.push_back(fd);
+    }
+    REQUIRE(errno == EMFILE);
+
+    const std::uint64_t before = sw::accept_backoffs_total();
+    auto acceptor = sw::spawn([&] { return listener.accept(sw::deadline_after(30s)).is_open(); });
+    sw::sleep_for(300ms);
+    const std::uint64_t during = sw::accept_backoffs_total() - before;
+    CHECK_FALSE(acceptor.done());
+    CHECK(during >= 1);
+    CHECK(during <= 20);  // 1, 2, 4 … ms sleeps: a handful in 300 ms, never a spin
+
+    for (int fd : filler) close(fd);
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &saved) == 0);
+    CHECK(acceptor.join());
+  });
+}
