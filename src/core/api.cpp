@@ -2,6 +2,7 @@
 #include <chrono>
 #include <string>
 
+#include "core/blocking_calls.hpp"
 #include "core/fiber.hpp"
 #include "core/log.hpp"
 #include "core/loop.hpp"
@@ -57,7 +58,9 @@ void report_unobserved_error(TaskBase* task) noexcept {
 
 void run_main(const Options& options, TaskBase* main) {
   if (core::Loop::current() != nullptr) throw std::logic_error("stallwatch::run: this thread already runs a loop");
-  core::Loop loop(resolve_config(options));
+  const Config config = resolve_config(options);
+  core::configure_blocking_calls(config);  // STALLWATCH_ALLOW; strict-mode probes canary
+  core::Loop loop(config);
   loop.start(main, "main");
   loop.run_until_done(main);
 }
