@@ -8,9 +8,11 @@
 #include <cxxabi.h>
 #include <dlfcn.h>
 #include <libunwind.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -56,6 +58,17 @@ bool fiber_allowed(std::uint64_t fiber_id) {
     if (f.fiber_id == fiber_id) return true;
   }
   return false;
+}
+
+// ---- forked children ----
+
+// A child forked from a loop fiber inherits that thread's state, but no loop
+// runs in it: its calls block nobody. Set by the first fork child handler
+// (registered before any other of this library's); cleared when a loop starts.
+std::atomic<bool> in_forked_child{false};
+
+__attribute__((constructor(101))) void watch_forks() {
+  pthread_atfork(nullptr, nullptr, [] { in_forked_child.store(true, std::memory_order_relaxed); });
 }
 
 // ---- process-wide recording state ----
@@ -448,6 +461,7 @@ void configure_blocking_calls(const Config& config) {
     s.reports_per_minute = config.reports_per_minute;
     s.allow = std::move(allow);
   }
+  in_forked_child.store(false, std::memory_order_relaxed);
   check_probes_canary(config);
 }
 
@@ -472,6 +486,7 @@ void check_probes_canary(const Config& config) {
 extern "C" bool stallwatch_probe_should_flag() noexcept {
   using stallwatch::core::tls_thread_state;
   if (!stallwatch::core::on_loop_fiber()) [[likely]] return false;
+  if (stallwatch::core::in_forked_child.load(std::memory_order_relaxed)) return false;
   return stallwatch::core::tls_allowed_fibers.empty() ||
          !stallwatch::core::fiber_allowed(tls_thread_state.fiber_id);
 }

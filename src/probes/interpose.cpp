@@ -375,7 +375,7 @@ STALLWATCH_INTERPOSER pid_t wait4(pid_t pid, int* status, int options, struct ru
 // ---- file locks ----
 
 STALLWATCH_INTERPOSER int flock(int fd, int operation) {
-  flag_if("flock", [operation] { return (operation & LOCK_NB) == 0; });
+  flag_if("flock", [operation] { return (operation & (LOCK_SH | LOCK_EX)) != 0 && (operation & LOCK_NB) == 0; });
   return REAL(flock)(fd, operation);
 }
 

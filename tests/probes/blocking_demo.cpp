@@ -1,0 +1,356 @@
+// A program that makes known blocking calls on and off a loop, built without
+// the probes (they come in through LD_PRELOAD) and once more linked with them.
+// tests/probes_test.cpp runs it and reads what stallwatch logged on stderr.
+//
+//   probes_blocking_demo each       every probed function once on a loop fiber
+//   probes_blocking_demo quiet      the same calls off the loop (main thread, a
+//                                   plain thread, in_thread), and non-blocking
+//                                   forms of them on the loop
+//   probes_blocking_demo allow      allow_blocking scopes, with another fiber
+//                                   running while the allowed one is parked
+//   probes_blocking_demo usleep     one usleep on a loop fiber, then "after usleep"
+//   probes_blocking_demo repeat     usleep five times from one call site, once from another
+//
+// Exit status 0 when the scenario ran, 2 when run() threw (the message goes
+// to stderr), 70 when strict mode ended it.
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "stallwatch/allow_blocking.hpp"
+#include "stallwatch/in_thread.hpp"
+#include "stallwatch/loop.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// Long enough that the other side is surely waiting, far below the threshold.
+constexpr auto wait_time = 200ms;
+
+void check(bool ok, const char* what) {
+  if (!ok) throw std::runtime_error(std::string("probes_blocking_demo: ") + what + ": " + std::strerror(errno));
+}
+
+// Every wait here is far below the stall threshold.
+stallwatch::Options options() {
+  stallwatch::Options o;
+  o.threshold = std::chrono::seconds(10);
+  o.metrics_addr = "off";
+  return o;
+}
+
+std::string temp_path() { return "/tmp/probes_blocking_demo." + std::to_string(getpid()); }
+
+struct Pipe {
+  int fds[2];
+  explicit Pipe(int flags = 0) { check(pipe2(fds, flags) == 0, "pipe2"); }
+  ~Pipe() {
+    close(fds[0]);
+    close(fds[1]);
+  }
+};
+
+void sleeps() {
+  sleep(0);
+  usleep(1);
+  const timespec tiny{0, 1000};
+  nanosleep(&tiny, nullptr);
+  clock_nanosleep(CLOCK_MONOTONIC, 0, &tiny, nullptr);
+}
+
+void descriptors() {
+  Pipe p;
+  char c = 'x';
+  check(write(p.fds[1], &c, 1) == 1, "write");
+  pollfd pfd{p.fds[0], POLLIN, 0};
+  check(poll(&pfd, 1, 1000) == 1, "poll");
+  fd_set set;
+  FD_ZERO(&set);
+  FD_SET(p.fds[0], &set);
+  timeval tv{1, 0};
+  check(select(p.fds[0] + 1, &set, nullptr, nullptr, &tv) == 1, "select");
+  check(read(p.fds[0], &c, 1) == 1, "read");
+
+  int pair[2];
+  check(socketpair(AF_UNIX, SOCK_STREAM, 0, pair) == 0, "socketpair");
+  check(send(pair[0], &c, 1, 0) == 1, "send");
+  check(recv(pair[1], &c, 1, 0) == 1, "recv");
+  close(pair[0]);
+  close(pair[1]);
+
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  check(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0, "bind");
+  check(listen(listener, 4) == 0, "listen");
+  check(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0, "getsockname");
+  const int client = socket(AF_INET, SOCK_STREAM, 0);
+  check(connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0, "connect");
+  const int accepted = accept(listener, nullptr, nullptr);
+  check(accepted >= 0, "accept");
+  close(accepted);
+  close(client);
+  close(listener);
+}
+
+void files() {
+  const std::string path = temp_path();
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+  check(fd >= 0, "open");
+  char buf[4] = "abc";
+  check(pwrite(fd, buf, 3, 0) == 3, "pwrite");
+  check(pread(fd, buf, 3, 0) == 3, "pread");
+  check(fsync(fd) == 0, "fsync");
+  check(fdatasync(fd) == 0, "fdatasync");
+  check(flock(fd, LOCK_EX) == 0, "flock");
+  check(flock(fd, LOCK_UN) == 0, "flock unlock");
+  struct flock lock{};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  check(fcntl(fd, F_SETLKW, &lock) == 0, "fcntl F_SETLKW");
+  lock.l_type = F_UNLCK;
+  check(fcntl(fd, F_SETLK, &lock) == 0, "fcntl F_SETLK");
+  close(fd);
+  FILE* f = fopen(path.c_str(), "r");
+  check(f != nullptr, "fopen");
+  std::fclose(f);
+  unlink(path.c_str());
+}
+
+void names() {
+  addrinfo hints{};
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  check(getaddrinfo("127.0.0.1", "80", &hints, &res) == 0, "getaddrinfo");
+  freeaddrinfo(res);
+  check(gethostbyname("127.0.0.1") != nullptr, "gethostbyname");
+}
+
+pid_t child_that_exits() {
+  const pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  check(pid > 0, "fork");
+  return pid;
+}
+
+void processes() {
+  check(system("true") == 0, "system");
+  FILE* p = popen("true", "r");
+  check(p != nullptr, "popen");
+  pclose(p);
+  int status = 0;
+  check(waitpid(child_that_exits(), &status, 0) > 0, "waitpid");
+  check(wait4(child_that_exits(), &status, 0, nullptr) > 0, "wait4");
+}
+
+// Each of these really waits: another thread holds what is asked for.
+void thread_waits() {
+  sem_t sem;
+  sem_init(&sem, 0, 0);
+  std::thread poster([&] {
+    std::this_thread::sleep_for(wait_time);
+    sem_post(&sem);
+  });
+  check(sem_wait(&sem) == 0, "sem_wait");
+  poster.join();
+  sem_destroy(&sem);
+
+  pthread_t sleeper;
+  check(pthread_create(
+            &sleeper, nullptr,
+            [](void*) -> void* {
+              std::this_thread::sleep_for(wait_time);
+              return nullptr;
+            },
+            nullptr) == 0,
+        "pthread_create");
+  check(pthread_join(sleeper, nullptr) == 0, "pthread_join");
+
+  static pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+  std::atomic<bool> held{false};
+  std::thread holder([&] {
+    pthread_mutex_lock(&mutex);
+    held = true;
+    std::this_thread::sleep_for(wait_time);
+    pthread_mutex_unlock(&mutex);
+  });
+  while (!held) sched_yield();
+  check(pthread_mutex_lock(&mutex) == 0, "pthread_mutex_lock");
+  pthread_mutex_unlock(&mutex);
+  holder.join();
+}
+
+void every_probed_call() {
+  sleeps();
+  descriptors();
+  files();
+  names();
+  processes();
+  thread_waits();
+}
+
+// The calls of every_probed_call in forms that never wait.
+void non_blocking_forms() {
+  Pipe p(O_NONBLOCK);
+  char c = 'x';
+  check(write(p.fds[1], &c, 1) == 1, "write");
+  check(read(p.fds[0], &c, 1) == 1, "read");
+  check(read(p.fds[0], &c, 1) == -1 && errno == EAGAIN, "read EAGAIN");
+  pollfd pfd{p.fds[0], POLLIN, 0};
+  check(poll(&pfd, 1, 0) == 0, "poll");
+  timeval zero{0, 0};
+  check(select(0, nullptr, nullptr, nullptr, &zero) == 0, "select");
+
+  int pair[2];
+  check(socketpair(AF_UNIX, SOCK_STREAM, 0, pair) == 0, "socketpair");
+  check(send(pair[0], &c, 1, MSG_DONTWAIT) == 1, "send");
+  check(recv(pair[1], &c, 1, MSG_DONTWAIT) == 1, "recv");
+  close(pair[0]);
+  close(pair[1]);
+
+  const int null = open("/dev/null", O_WRONLY);  // not a regular file
+  check(null >= 0, "open /dev/null");
+  close(null);
+
+  int status = 0;
+  const pid_t pid = child_that_exits();
+  check(waitpid(pid, &status, WNOHANG) >= 0, "waitpid WNOHANG");
+  check(wait4(-1, &status, WNOHANG, nullptr) >= 0 || errno == ECHILD, "wait4 WNOHANG");
+
+  sem_t sem;
+  sem_init(&sem, 0, 1);
+  check(sem_wait(&sem) == 0, "sem_wait");  // available: no wait
+  sem_destroy(&sem);
+  static pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+  check(pthread_mutex_lock(&mutex) == 0, "pthread_mutex_lock");  // free: no wait
+  pthread_mutex_unlock(&mutex);
+
+  // stallwatch's own waits.
+  stallwatch::sleep_for(1ms);
+  stallwatch::yield();
+  stallwatch::in_thread([] {});
+  // Reap the child without blocking the loop.
+  stallwatch::in_thread([pid] {
+    int st = 0;
+    waitpid(pid, &st, 0);
+  });
+}
+
+int quiet() {
+  every_probed_call();  // on this plain thread, before any loop
+  return stallwatch::run(options(), [] {
+    std::thread plain(every_probed_call);
+    stallwatch::in_thread([&] { plain.join(); });
+    stallwatch::in_thread(every_probed_call);
+    stallwatch::spawn(non_blocking_forms, "non-blocking").join();
+    return 0;
+  });
+}
+
+int allow() {
+  return stallwatch::run(options(), [] {
+    auto allowed = stallwatch::spawn(
+        [] {
+          stallwatch::allow_blocking outer;
+          usleep(1);
+          {
+            stallwatch::allow_blocking inner;
+            usleep(1);
+          }
+          stallwatch::sleep_for(50ms);  // the other fiber runs meanwhile, still checked
+          usleep(1);
+        },
+        "allowed");
+    auto checked = stallwatch::spawn(
+        [] {
+          const timespec tiny{0, 1000};
+          nanosleep(&tiny, nullptr);
+        },
+        "checked");
+    allowed.join();
+    checked.join();
+    const timespec tiny{0, 1000};
+    clock_nanosleep(CLOCK_MONOTONIC, 0, &tiny, nullptr);  // after the scope: checked again
+    return 0;
+  });
+}
+
+int one_usleep() {
+  return stallwatch::run(options(), [] {
+    stallwatch::spawn(
+        [] {
+          usleep(1);
+          std::printf("after usleep\n");
+        },
+        "caller")
+        .join();
+    return 0;
+  });
+}
+
+void usleep_here() { usleep(1); }
+void usleep_there() { usleep(1); }
+
+int repeat() {
+  return stallwatch::run(options(), [] {
+    for (int i = 0; i < 5; ++i) usleep_here();
+    usleep_there();
+    return 0;
+  });
+}
+
+int run_scenario(std::string_view scenario) {
+  if (scenario == "each") {
+    return stallwatch::run(options(), [] {
+      stallwatch::spawn(every_probed_call, "probed").join();
+      return 0;
+    });
+  }
+  if (scenario == "quiet") return quiet();
+  if (scenario == "allow") return allow();
+  if (scenario == "usleep") return one_usleep();
+  if (scenario == "repeat") return repeat();
+  throw std::invalid_argument("probes_blocking_demo: unknown scenario " + std::string(scenario) +
+                              " (accepted: each, quiet, allow, usleep, repeat)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s each|quiet|allow|usleep|repeat\n", argv[0]);
+    return 2;
+  }
+  try {
+    const int status = run_scenario(argv[1]);
+    std::printf("done %s\n", argv[1]);
+    return status;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  }
+}

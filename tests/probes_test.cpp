@@ -1,0 +1,458 @@
+// Blocking-call probes: the allow-list parser, the guard, the recording path
+// (with a loop fiber's thread state set by hand), and real programs run with
+// the probes preloaded or linked (tests/probes/blocking_demo.cpp).
+#include <doctest/doctest.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/blocking_calls.hpp"
+#include "core/log.hpp"
+#include "core/loop_record.hpp"
+#include "core/thread_state.hpp"
+#include "probes/probed_functions.hpp"
+#include "stallwatch/allow_blocking.hpp"
+#include "stallwatch/errors.hpp"
+
+namespace core = stallwatch::core;
+
+namespace {
+
+// ---- in-process helpers ----
+
+std::mutex log_mutex;
+std::vector<std::string> logged;
+
+void capture_log() {
+  static const bool installed = [] {
+    stallwatch::Config config;
+    config.log_sink = [](std::string_view line) {
+      std::lock_guard lock(log_mutex);
+      logged.emplace_back(line);
+    };
+    core::configure_log(config);
+    return true;
+  }();
+  (void)installed;
+  std::lock_guard lock(log_mutex);
+  logged.clear();
+}
+
+std::vector<std::string> log_lines() {
+  std::lock_guard lock(log_mutex);
+  return logged;
+}
+
+std::uint64_t count_of(std::string_view function) {
+  std::uint64_t n = 0;
+  core::for_each_blocking_call_count([&](std::string_view f, std::uint64_t c) {
+    if (f == function) n = c;
+  });
+  return n;
+}
+
+// Makes the calling thread look like loop `index` running fiber `fiber`.
+class FakeLoopFiber {
+ public:
+  FakeLoopFiber(int index, std::uint64_t fiber) {
+    record_.index = index;
+    core::tls_thread_state.loop = &record_;
+    core::tls_thread_state.fiber_id = fiber;
+    core::tls_thread_state.fiber_name = "fake";
+    core::tls_thread_state.fiber_name_len = 4;
+  }
+  ~FakeLoopFiber() { core::tls_thread_state = core::ThreadState{}; }
+  void switch_to(std::uint64_t fiber) { core::tls_thread_state.fiber_id = fiber; }
+
+ private:
+  core::LoopRecord record_;
+};
+
+stallwatch::Config production(int reports_per_minute) {
+  stallwatch::Config config;
+  config.reports_per_minute = reports_per_minute;
+  return config;
+}
+
+std::string config_error_of(std::string_view allow) {
+  try {
+    core::parse_allow_list(allow);
+  } catch (const stallwatch::config_error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+// ---- running the demo program ----
+
+struct Outcome {
+  int exit_status = -1;  // -1 when killed by a signal
+  std::string out;
+  std::string err;
+};
+
+std::string env_or_skip(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? value : "";
+}
+
+// Runs program with argument, the STALLWATCH_* variables in env set (others
+// unset), with or without the probes preloaded; collects stdout and stderr.
+Outcome run_demo(const std::string& program, const std::string& argument,
+                 const std::map<std::string, std::string>& env, bool preload) {
+  int out_pipe[2];
+  int err_pipe[2];
+  REQUIRE(pipe(out_pipe) == 0);
+  REQUIRE(pipe(err_pipe) == 0);
+  const std::string probes = env_or_skip("PROBES_LIB");
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    for (const char* name : {"STALLWATCH_STRICT", "STALLWATCH_ALLOW", "STALLWATCH_LOG_FORMAT",
+                             "STALLWATCH_REPORTS_PER_MINUTE", "STALLWATCH_THRESHOLD_MS", "LD_PRELOAD"}) {
+      unsetenv(name);
+    }
+    setenv("STALLWATCH_METRICS_ADDR", "off", 1);
+    for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
+    if (preload) setenv("LD_PRELOAD", probes.c_str(), 1);
+    dup2(out_pipe[1], 1);
+    dup2(err_pipe[1], 2);
+    close(out_pipe[0]);
+    close(err_pipe[0]);
+    execl(program.c_str(), program.c_str(), argument.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  Outcome outcome;
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  int open_pipes = 2;
+  while (open_pipes > 0) {
+    if (poll(fds, 2, -1) < 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buf[4096];
+      const ssize_t n = read(fds[i].fd, buf, sizeof buf);
+      if (n <= 0) {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_pipes;
+      } else {
+        (i == 0 ? outcome.out : outcome.err).append(buf, static_cast<std::size_t>(n));
+      }
+    }
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  outcome.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return outcome;
+}
+
+Outcome run_preloaded(const std::string& argument, const std::map<std::string, std::string>& env = {}) {
+  return run_demo(env_or_skip("PROBES_DEMO"), argument, env, true);
+}
+
+std::size_t reports_of(const Outcome& o, const std::string& function) {
+  const std::string needle = "blocking call " + function + " on loop=";
+  std::size_t n = 0;
+  for (std::size_t at = o.err.find(needle); at != std::string::npos; at = o.err.find(needle, at + 1)) ++n;
+  return n;
+}
+
+bool have_programs() { return !env_or_skip("PROBES_LIB").empty() && !env_or_skip("PROBES_DEMO").empty(); }
+
+}  // namespace
+
+// ---- STALLWATCH_ALLOW ----
+
+TEST_CASE("STALLWATCH_ALLOW: functions, modules and blanks") {
+  using E = core::AllowEntry;
+  CHECK(core::parse_allow_list("").empty());
+  CHECK(core::parse_allow_list("  ").empty());
+  CHECK(core::parse_allow_list("read") == std::vector<E>{{"read", ""}});
+  CHECK(core::parse_allow_list(" getaddrinfo@libcurl , fsync,*@libpq.so.5") ==
+        std::vector<E>{{"getaddrinfo", "libcurl"}, {"fsync", ""}, {"*", "libpq.so.5"}});
+  for (std::string_view name : stallwatch::probes::probed_functions) {
+    CHECK(core::parse_allow_list(name).size() == 1);
+  }
+}
+
+TEST_CASE("STALLWATCH_ALLOW: a malformed list is a clear error") {
+  const std::string empty = config_error_of("read,,fsync");
+  CHECK(empty.find("STALLWATCH_ALLOW=\"read,,fsync\"") != std::string::npos);
+  CHECK(empty.find("is empty") != std::string::npos);
+  CHECK(empty.find("accepted: a comma-separated list of function or function@module") != std::string::npos);
+  CHECK(empty.find("pthread_mutex_lock") != std::string::npos);  // lists what is accepted
+  CHECK(config_error_of("read,").find("is empty") != std::string::npos);
+  CHECK(config_error_of("reed").find("entry \"reed\" names a function not probed") != std::string::npos);
+  CHECK(config_error_of("@libc").find("has no function before '@'") != std::string::npos);
+  CHECK(config_error_of("read@").find("has no module after '@'") != std::string::npos);
+  CHECK(config_error_of("read@lib/x.so").find("not a file name") != std::string::npos);
+  CHECK(config_error_of("read@a@b").find("not a file name") != std::string::npos);
+  CHECK(config_error_of("*").find("name a module") != std::string::npos);
+}
+
+TEST_CASE("STALLWATCH_ALLOW: an entry permits its function, from its module when it names one") {
+  const auto allow = core::parse_allow_list("fsync,getaddrinfo@libcurl,*@libpq");
+  const std::vector<std::string> app = {"service", "libstallwatch.so.0"};
+  const std::vector<std::string> curl = {"libcurl.so.4", "service"};
+  CHECK(core::allow_list_permits(allow, "fsync", app));
+  CHECK_FALSE(core::allow_list_permits(allow, "read", app));
+  CHECK(core::allow_list_permits(allow, "getaddrinfo", curl));
+  CHECK_FALSE(core::allow_list_permits(allow, "getaddrinfo", app));
+  CHECK_FALSE(core::allow_list_permits(allow, "getaddrinfo", {"libcurlx.so.1"}));
+  CHECK(core::allow_list_permits(allow, "write", {"libpq.so.5"}));
+  CHECK(core::allow_list_permits(allow, "recv", {"libpq"}));
+  CHECK_FALSE(core::allow_list_permits(allow, "recv", {"libpqxx.so"}));
+}
+
+// ---- which calls are flagged ----
+
+TEST_CASE("only a loop fiber outside internals and allow_blocking scopes is checked") {
+  CHECK_FALSE(stallwatch_probe_should_flag());  // plain thread
+  {
+    FakeLoopFiber fiber(0, 7);
+    CHECK(stallwatch_probe_should_flag());
+    {
+      core::InternalBlockingScope internal;
+      CHECK_FALSE(stallwatch_probe_should_flag());
+    }
+    fiber.switch_to(0);  // the scheduler itself
+    CHECK_FALSE(stallwatch_probe_should_flag());
+    fiber.switch_to(7);
+    CHECK(stallwatch_probe_should_flag());
+  }
+  CHECK_FALSE(stallwatch_probe_should_flag());
+}
+
+TEST_CASE("allow_blocking covers its own fiber only, nests, and ends with its scope") {
+  FakeLoopFiber fiber(0, 7);
+  {
+    stallwatch::allow_blocking outer;
+    CHECK_FALSE(stallwatch_probe_should_flag());
+    fiber.switch_to(8);  // fiber 7 parked inside its scope; fiber 8 runs
+    CHECK(stallwatch_probe_should_flag());
+    fiber.switch_to(7);
+    {
+      stallwatch::allow_blocking inner;
+      CHECK_FALSE(stallwatch_probe_should_flag());
+    }
+    CHECK_FALSE(stallwatch_probe_should_flag());
+  }
+  CHECK(stallwatch_probe_should_flag());
+}
+
+// ---- recording ----
+
+TEST_CASE("a recorded call is counted and its first call site is logged with its stack") {
+  capture_log();
+  core::configure_blocking_calls(production(100));
+  FakeLoopFiber fiber(3, 42);
+  const std::uint64_t before = count_of("fsync");
+  volatile int calls = 3;  // volatile: an unrolled loop would make three call sites
+  for (int i = 0; i < calls; ++i) stallwatch_probe_record("fsync");
+  CHECK(count_of("fsync") == before + 3);
+  const auto lines = log_lines();
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].starts_with("stallwatch: blocking call fsync on loop=3 fiber=42 \"fake\", first from this call site"));
+  CHECK(lines[0].find("\n  #0 0x") != std::string::npos);
+  CHECK(lines[0].find("probes_test") != std::string::npos);  // the caller's module
+}
+
+TEST_CASE("errno survives recording") {
+  FakeLoopFiber fiber(0, 9);
+  errno = EAGAIN;
+  stallwatch_probe_record("read");
+  CHECK(errno == EAGAIN);
+}
+
+TEST_CASE("reports beyond the rate are held back; the calls are still counted") {
+  capture_log();
+  core::configure_blocking_calls(production(2));
+  FakeLoopFiber fiber(0, 11);
+  const std::uint64_t before = count_of("pread") + count_of("pwrite") + count_of("send") + count_of("recv");
+  // Four call sites (the function name is part of the site).
+  for (const char* f : {"pread", "pwrite", "send", "recv"}) stallwatch_probe_record(f);
+  CHECK(count_of("pread") + count_of("pwrite") + count_of("send") + count_of("recv") == before + 4);
+  CHECK(log_lines().size() <= 2);
+  core::configure_blocking_calls(production(100));
+}
+
+TEST_CASE("STALLWATCH_ALLOW entries are not recorded") {
+  capture_log();
+  setenv("STALLWATCH_ALLOW", "flock,fcntl@probes_test", 1);
+  core::configure_blocking_calls(production(100));
+  unsetenv("STALLWATCH_ALLOW");
+  FakeLoopFiber fiber(0, 12);
+  const std::uint64_t flock_before = count_of("flock");
+  const std::uint64_t fcntl_before = count_of("fcntl");
+  stallwatch_probe_record("flock");
+  stallwatch_probe_record("fcntl");  // made from probes_test: permitted
+  CHECK(count_of("flock") == flock_before);
+  CHECK(count_of("fcntl") == fcntl_before);
+  CHECK(log_lines().empty());
+
+  setenv("STALLWATCH_ALLOW", "fcntl@libnothere", 1);
+  core::configure_blocking_calls(production(100));
+  unsetenv("STALLWATCH_ALLOW");
+  stallwatch_probe_record("fcntl");
+  CHECK(count_of("fcntl") == fcntl_before + 1);
+
+  setenv("STALLWATCH_ALLOW", "fcntl,,", 1);
+  CHECK_THROWS_AS(core::configure_blocking_calls(production(100)), stallwatch::config_error);
+  unsetenv("STALLWATCH_ALLOW");
+  core::configure_blocking_calls(production(100));
+}
+
+TEST_CASE("strict mode ends the process with status 70 at the first recorded call") {
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    stallwatch::Config strict;
+    strict.strict = true;
+    try {
+      core::configure_blocking_calls(strict);  // the canary fails here: no probes in this process
+    } catch (const stallwatch::config_error&) {
+    }
+    FakeLoopFiber fiber(0, 13);
+    stallwatch_probe_record("sleep");
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == core::blocking_call_exit_status);
+}
+
+TEST_CASE("the strict-mode canary names the missing preload") {
+  CHECK_FALSE(core::probes_interposed());
+  stallwatch::Config config;
+  CHECK_NOTHROW(core::check_probes_canary(config));  // production mode: no canary
+  config.strict = true;
+  try {
+    core::check_probes_canary(config);
+    FAIL("the canary passed without the probes");
+  } catch (const stallwatch::config_error& e) {
+    CHECK(std::string(e.what()).find("LD_PRELOAD=libstallwatch-probes.so") != std::string::npos);
+  }
+}
+
+TEST_CASE("distinct function names are bounded; the rest count as other") {
+  capture_log();
+  core::configure_blocking_calls(production(0));
+  FakeLoopFiber fiber(0, 14);
+  for (int i = 0; i < 80; ++i) stallwatch_probe_record(("made_up_" + std::to_string(i)).c_str());
+  std::size_t names = 0;
+  std::uint64_t other = 0;
+  core::for_each_blocking_call_count([&](std::string_view f, std::uint64_t c) {
+    ++names;
+    if (f == "other") other = c;
+  });
+  CHECK(names == core::max_counted_functions);
+  CHECK(other >= 80 - core::max_counted_functions);
+  core::configure_blocking_calls(production(100));
+}
+
+// ---- real programs ----
+
+TEST_CASE("preloaded: every probed function is flagged on a loop, far below the threshold") {
+  if (!have_programs()) return;
+  const Outcome o = run_preloaded("each", {{"STALLWATCH_REPORTS_PER_MINUTE", "1000"}});
+  CHECK(o.exit_status == 0);
+  CHECK(o.out == "done each\n");
+  for (std::string_view f : stallwatch::probes::probed_functions) {
+    INFO("function " << f << "\nstderr:\n" << o.err);
+    CHECK(reports_of(o, std::string(f)) >= 1);
+  }
+  CHECK(o.err.find("stallwatch: stall") == std::string::npos);  // no stall: the calls were short
+}
+
+TEST_CASE("linked: every probed function is flagged without LD_PRELOAD") {
+  const std::string linked = env_or_skip("PROBES_DEMO_LINKED");
+  if (linked.empty()) return;
+  const Outcome o = run_demo(linked, "each", {{"STALLWATCH_REPORTS_PER_MINUTE", "1000"}}, false);
+  CHECK(o.exit_status == 0);
+  for (std::string_view f : stallwatch::probes::probed_functions) {
+    INFO("function " << f << "\nstderr:\n" << o.err);
+    CHECK(reports_of(o, std::string(f)) >= 1);
+  }
+}
+
+TEST_CASE("preloaded: nothing is flagged off the loop, in in_thread, or when the call cannot wait") {
+  if (!have_programs()) return;
+  const Outcome o = run_preloaded("quiet");
+  INFO("stderr:\n" << o.err);
+  CHECK(o.exit_status == 0);
+  CHECK(o.out == "done quiet\n");
+  CHECK(o.err.find("blocking call") == std::string::npos);
+}
+
+TEST_CASE("preloaded: allow_blocking permits its fiber's calls only") {
+  if (!have_programs()) return;
+  const Outcome o = run_preloaded("allow");
+  INFO("stderr:\n" << o.err);
+  CHECK(o.exit_status == 0);
+  CHECK(reports_of(o, "usleep") == 0);
+  CHECK(reports_of(o, "nanosleep") == 1);
+  CHECK(o.err.find("blocking call nanosleep on loop=0 fiber=") != std::string::npos);
+  CHECK(o.err.find("\"checked\"") != std::string::npos);
+  CHECK(reports_of(o, "clock_nanosleep") == 1);
+}
+
+TEST_CASE("preloaded: the first call of each call site is logged, within the rate") {
+  if (!have_programs()) return;
+  const Outcome o = run_preloaded("repeat");
+  INFO("stderr:\n" << o.err);
+  CHECK(reports_of(o, "usleep") == 2);
+  const Outcome limited = run_preloaded("repeat", {{"STALLWATCH_REPORTS_PER_MINUTE", "1"}});
+  CHECK(reports_of(limited, "usleep") == 1);
+}
+
+TEST_CASE("preloaded strict mode: the first blocking call is reported with its stack and ends the process") {
+  if (!have_programs()) return;
+  const Outcome o = run_preloaded("usleep", {{"STALLWATCH_STRICT", "1"}});
+  INFO("stderr:\n" << o.err);
+  CHECK(o.exit_status == core::blocking_call_exit_status);
+  CHECK(o.out.find("after usleep") == std::string::npos);
+  CHECK(o.err.find("blocking call usleep on loop=0 fiber=") != std::string::npos);
+  CHECK(o.err.find("in strict mode (STALLWATCH_STRICT=1): ending the process with status 70") != std::string::npos);
+  CHECK(o.err.find("  #0 0x") != std::string::npos);
+  CHECK(o.err.find("(probes_blocking_demo+0x") != std::string::npos);
+}
+
+TEST_CASE("strict mode without the probes fails at start-up instead of passing silently") {
+  if (!have_programs()) return;
+  const Outcome o = run_demo(env_or_skip("PROBES_DEMO"), "usleep", {{"STALLWATCH_STRICT", "1"}}, false);
+  INFO("stderr:\n" << o.err);
+  CHECK(o.exit_status == 2);
+  CHECK(o.out.find("after usleep") == std::string::npos);
+  CHECK(o.err.find("blocking-call probes are not active") != std::string::npos);
+}
+
+TEST_CASE("preloaded: STALLWATCH_ALLOW permits by function and module; malformed is a clear error") {
+  if (!have_programs()) return;
+  CHECK(reports_of(run_preloaded("usleep", {{"STALLWATCH_ALLOW", "usleep"}}), "usleep") == 0);
+  const Outcome by_module =
+      run_preloaded("usleep", {{"STALLWATCH_ALLOW", "usleep@probes_blocking_demo"}, {"STALLWATCH_STRICT", "1"}});
+  CHECK(by_module.exit_status == 0);
+  CHECK(by_module.out.find("after usleep") != std::string::npos);
+  CHECK(reports_of(run_preloaded("usleep", {{"STALLWATCH_ALLOW", "usleep@libnothere"}}), "usleep") == 1);
+  const Outcome malformed = run_preloaded("usleep", {{"STALLWATCH_ALLOW", "usleep,,read"}});
+  INFO("stderr:\n" << malformed.err);
+  CHECK(malformed.exit_status == 2);
+  CHECK(malformed.err.find("STALLWATCH_ALLOW=\"usleep,,read\": entry \"\" is empty") != std::string::npos);
+}
+
+TEST_CASE("preloaded: JSON lines carry the same report") {
+  if (!have_programs()) return;
+  const Outcome o = run_preloaded("usleep", {{"STALLWATCH_LOG_FORMAT", "json"}});
+  INFO("stderr:\n" << o.err);
+  CHECK(o.err.find("{\"event\":\"blocking_call\",\"function\":\"usleep\",\"loop\":0,\"fiber\":") != std::string::npos);
+  CHECK(o.err.find("\"fiber_name\":\"caller\",\"strict\":false,\"frames\":[{\"pc\":\"0x") != std::string::npos);
+}
