@@ -128,7 +128,8 @@ TEST_CASE("a CPU-bound function is named with file:line while it still stalls") 
   });
   INFO(lines.all());
   CHECK(seen_while_stalled);
-  CHECK(lines.count_containing("\"cpu hog\" on-cpu for ") >= 1);
+  // on-cpu, or preempted when the machine is too loaded to give it a CPU.
+  CHECK(lines.count_containing("\"cpu hog\" on-cpu for ") + lines.count_containing("\"cpu hog\" preempted for ") >= 1);
   CHECK(lines.count_containing("cpu_burn(int, (anonymous namespace)::Lines*) at ") >= 1);
   CHECK(lines.count_containing("tests/watchdog_test.cpp:") >= 1);
   CHECK(lines.count_containing("(watchdog_test+0x") >= 1);
@@ -148,7 +149,9 @@ TEST_CASE("a blocking usleep is named, and classified blocked in clock_nanosleep
   INFO(lines.all());
   CHECK(seen_while_stalled);
   CHECK(lines.count_containing("\"sleepy\" blocked in clock_nanosleep for ") >= 1);
-  CHECK(lines.count_containing("blocking_sleep(int, (anonymous namespace)::Lines*) at ") >= 1);
+  CHECK(lines.count_containing("blocking_sleep(int, (anonymous namespace)::Lines*)") >= 1);
+  CHECK(lines.count_containing("tests/watchdog_test.cpp:") >= 1);
+  CHECK(lines.count_containing(" usleep at ") + lines.count_containing(" usleep (libc") >= 1);
   CHECK(lines.count_containing("stall ended loop=") == 1);
 }
 
@@ -180,7 +183,7 @@ TEST_CASE("the rate limit holds reports back, counts them and summarises them") 
     loop_index = sw::this_loop_index();
     for (int i = 0; i < 5; ++i) {
       cpu_burn(80, nullptr);
-      sw::yield();
+      sw::sleep_for(1ms);  // parks: the next burn is a new slice
     }
   });
   INFO(lines.all());
@@ -195,7 +198,7 @@ TEST_CASE("identical stacks are deduplicated with a count") {
   sw::run(lines.options(), [&] {
     for (int i = 0; i < 3; ++i) {
       cpu_burn(70, nullptr);
-      sw::yield();
+      sw::sleep_for(1ms);
     }
   });
   INFO(lines.all());
@@ -265,7 +268,6 @@ TEST_CASE("a forked child keeps working and keeps being watched") {
     if (pid == 0) {
       const std::uint64_t before = sw::stall_count();
       cpu_burn(200, nullptr);
-      sw::yield();
       sw::sleep_for(20ms);
       const char ok = sw::stall_count() > before ? 'y' : 'n';
       (void)!write(fds[1], &ok, 1);

@@ -53,6 +53,12 @@ const Dwfl_Callbacks proc_callbacks = {
     .debuginfo_path = nullptr,
 };
 
+}  // namespace
+
+std::string normalize_path(const std::string& comp_dir, const std::string& path);
+
+namespace {
+
 // The name of a subprogram or inlined-subroutine DIE, demangled.
 std::string die_name(Dwarf_Die* die) {
   Dwarf_Attribute attr;
@@ -67,11 +73,13 @@ std::string die_name(Dwarf_Die* die) {
 // the code; file/line come in as the innermost position and leave as the
 // call site in the function that holds the code.
 std::vector<Frame> inline_frames(Dwfl_Module* module, std::uintptr_t lookup, const Frame& base, std::string& file,
-                                 int& line) {
+                                 int& line, std::string& comp_dir) {
   std::vector<Frame> frames;
   Dwarf_Addr bias = 0;
   Dwarf_Die* cu = dwfl_module_addrdie(module, lookup, &bias);
   if (cu == nullptr) return frames;
+  Dwarf_Attribute dir_attr;
+  if (const char* dir = dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &dir_attr))) comp_dir = dir;
   Dwarf_Die* scopes = nullptr;
   const int n = dwarf_getscopes(cu, lookup - bias, &scopes);
   Dwarf_Files* files = nullptr;
@@ -80,7 +88,7 @@ std::vector<Frame> inline_frames(Dwfl_Module* module, std::uintptr_t lookup, con
     if (dwarf_tag(&scopes[i]) != DW_TAG_inlined_subroutine) continue;
     Frame f = base;
     f.function = die_name(&scopes[i]);
-    f.file = file.empty() ? std::string() : normalize_path(file);
+    f.file = file.empty() ? std::string() : normalize_path(comp_dir, file);
     f.line = line;
     f.inlined = true;
     frames.push_back(std::move(f));
@@ -97,8 +105,10 @@ std::vector<Frame> inline_frames(Dwfl_Module* module, std::uintptr_t lookup, con
 
 }  // namespace
 
-std::string normalize_path(const std::string& path) {
-  return std::filesystem::path(path).lexically_normal().string();
+std::string normalize_path(const std::string& comp_dir, const std::string& path) {
+  std::filesystem::path p(path);
+  if (p.is_relative() && !comp_dir.empty()) p = std::filesystem::path(comp_dir) / p;
+  return p.lexically_normal().string();
 }
 
 std::string Frame::short_name() const {
@@ -176,9 +186,10 @@ std::vector<Frame> Symbolizer::resolve(std::uintptr_t pc, std::uintptr_t lookup)
     const char* name = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr);
     if (name != nullptr && lineno > 0) file = name;
   }
-  std::vector<Frame> frames = inline_frames(module, lookup, frame, file, lineno);
+  std::string comp_dir;
+  std::vector<Frame> frames = inline_frames(module, lookup, frame, file, lineno, comp_dir);
   if (!file.empty() && lineno > 0) {
-    frame.file = normalize_path(file);
+    frame.file = normalize_path(comp_dir, file);
     frame.line = lineno;
   }
   frames.push_back(std::move(frame));

@@ -51,7 +51,7 @@ class Symbolizer {
   std::uint64_t last_report_ns_ = 0;
 };
 
-// "/a/b/../c.cpp" → "/a/c.cpp".
-std::string normalize_path(const std::string& path);
+// path joined to comp_dir when relative, then "/a/b/../c.cpp" → "/a/c.cpp".
+std::string normalize_path(const std::string& comp_dir, const std::string& path);
 
 }  // namespace stallwatch::watchdog
