@@ -1,6 +1,11 @@
 // USDT probes: STALLWATCH_PROBE(name, args...) becomes a <sys/sdt.h> probe in
 // provider "stallwatch", or nothing when built without systemtap-sdt-dev.
-// The list of probes and their arguments is documented in probes/README.md.
+// The list of probes and their arguments is documented in probes/README.md:
+//   slice_begin(loop, fiber)   loop_idle(loop)
+//   fiber_spawn(loop, fiber)   fiber_exit(loop, fiber)
+//   stall_begin(loop, fiber, age_ns)   stall_end(loop, fiber, wall_ns)
+// Use the numbered forms, e.g. STALLWATCH_PROBE2(slice_begin, index, fiber_id);
+// arguments are integers or pointers. Any thread; a disabled probe is a nop.
 #pragma once
 
 #include "config.h"
