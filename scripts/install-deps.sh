@@ -8,12 +8,14 @@ PACKAGES=(
   libboost-context-dev libunwind-dev libdw-dev prometheus-cpp-dev doctest-dev
   systemtap-sdt-dev
   prometheus
+  libhttp-parser-dev
 )
 
 # Extra packages for the groups asked for on the command line.
 # test: what the test suite drives for real (Prometheus, bpftrace, load tools).
 TEST_PACKAGES=(
   bpftrace
+  clang
 )
 # demo: what scripts/demo-drive.sh uses to send its requests.
 DEMO_PACKAGES=(
@@ -21,6 +23,7 @@ DEMO_PACKAGES=(
 )
 BENCH_PACKAGES=(
   libbenchmark-dev libboost-fiber-dev
+  wrk nginx-light nodejs
 )
 
 wanted=("${PACKAGES[@]}")

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# HTTP: stallwatch-demo (watchdog on) against nginx-light (1 worker, `return
+# 200`), Node.js http and Python asyncio streams, measured with wrk at 100
+# and 10,000 keep-alive connections. Each server is pinned to CPU 0 and wrk
+# to CPU 1 with taskset. Prints a Markdown table (also written to
+# $OUT/results.md).
+#
+# usage: bench/http/run.sh path/to/stallwatch-demo
+# env:   DURATION=10s  CONNECTIONS="100 10000"  SERVERS="stallwatch nginx node asyncio"
+#        SERVER_CPU=0  WRK_CPU=1  OUT=$TMPDIR/stallwatch-http-bench
+set -euo pipefail
+demo=${1:?usage: run.sh path/to/stallwatch-demo}
+demo=$(cd "$(dirname "$demo")" && pwd)/$(basename "$demo")
+here=$(cd "$(dirname "$0")" && pwd)
+duration=${DURATION:-10s}
+connections=${CONNECTIONS:-"100 10000"}
+servers=${SERVERS:-"stallwatch nginx node asyncio"}
+server_cpu=${SERVER_CPU:-0}
+wrk_cpu=${WRK_CPU:-1}
+out=${OUT:-${TMPDIR:-/tmp}/stallwatch-http-bench}
+mkdir -p "$out"
+
+for tool in wrk taskset; do
+  command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing (scripts/install-deps.sh)" >&2; exit 1; }
+done
+ulimit -n "$(ulimit -Hn)"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+server_pid=""
+stop_server() {
+  if [ -n "$server_pid" ]; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+  fi
+}
+trap stop_server EXIT
+
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "run.sh: nothing listens on port $1" >&2
+  return 1
+}
+
+start_server() {  # name port
+  local name=$1 port=$2
+  case "$name" in
+    stallwatch)
+      STALLWATCH_WATCHDOG=on STALLWATCH_METRICS_ADDR=off \
+        taskset -c "$server_cpu" "$demo" --port "$port" >"$out/$name.log" 2>&1 &
+      ;;
+    nginx)
+      command -v nginx >/dev/null || { echo "skip"; return 1; }
+      mkdir -p "$out/nginx"
+      sed -e "s|@PORT@|$port|" -e "s|@DIR@|$out/nginx|" "$here/nginx.conf.in" >"$out/nginx/nginx.conf"
+      taskset -c "$server_cpu" nginx -e "$out/nginx/error.log" -p "$out/nginx" -c "$out/nginx/nginx.conf" >"$out/$name.log" 2>&1 &
+      ;;
+    node)
+      command -v node >/dev/null || { echo "skip"; return 1; }
+      taskset -c "$server_cpu" node "$here/node_server.js" "$port" >"$out/$name.log" 2>&1 &
+      ;;
+    asyncio)
+      taskset -c "$server_cpu" python3 "$here/asyncio_server.py" "$port" >"$out/$name.log" 2>&1 &
+      ;;
+  esac
+  server_pid=$!
+  wait_port "$port"
+}
+
+# One wrk run; prints "rps p50 p99 errors".
+measure() {  # port connections
+  local port=$1 conns=$2 log
+  log="$out/wrk-$name-$conns.txt"
+  taskset -c "$wrk_cpu" wrk -t1 -c"$conns" -d"$duration" --timeout 10s --latency "http://127.0.0.1:$port/" >"$log" 2>&1 || true
+  python3 - "$log" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+def latency(p):
+    m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)\b" % p, text, re.M)
+    if not m:
+        return "n/a"
+    v, unit = float(m.group(1)), m.group(2)
+    ms = v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+    return "%.2f ms" % ms
+rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+errors = 0
+m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+if m:
+    errors += sum(int(x) for x in m.groups())
+m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+if m:
+    errors += int(m.group(1))
+print("%s|%s|%s|%d" % ("%.0f" % float(rps.group(1)) if rps else "n/a", latency(50), latency(99), errors))
+PY
+}
+
+{
+  echo "| server | connections | requests/s | p50 | p99 | errors |"
+  echo "|---|---:|---:|---:|---:|---:|"
+} >"$out/results.md"
+
+for name in $servers; do
+  port=$(free_port)
+  if ! start_server "$name" "$port" >/dev/null; then
+    echo "run.sh: $name not available, skipped" >&2
+    continue
+  fi
+  # Warm up (JITs, caches, accept queue) before measuring.
+  taskset -c "$wrk_cpu" wrk -t1 -c100 -d2s "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
+  for conns in $connections; do
+    IFS='|' read -r rps p50 p99 errors < <(measure "$port" "$conns")
+    echo "| $name | $conns | $rps | $p50 | $p99 | $errors |" | tee -a "$out/results.md"
+  done
+  stop_server
+done
+
+echo
+cat "$out/results.md"
+echo "(wrk logs in $out)"
