@@ -225,6 +225,26 @@ TEST_CASE("past the mapping budget, stacks come without guard pages and one warn
   CHECK(child.err.find("vm.max_map_count") != std::string::npos);
 }
 
+TEST_CASE("a million stacks of the default size can be held at once") {
+  const long budget = stallwatch::stack::mapping_budget();
+  const auto child = run_in_child([&] {
+    StackPool pool(64 * 1024);
+    std::vector<Stack> stacks(1000000);
+    for (Stack& s : stacks) s = pool.acquire();
+    const auto guarded = std::count_if(stacks.begin(), stacks.end(), [](const Stack& s) { return s.guarded; });
+    // Guards take two mappings each, within the budget, and use most of it.
+    if (guarded > budget / 2 || (budget <= 200000 && guarded < budget / 2 - 1000)) ::_exit(3);
+    std::sort(stacks.begin(), stacks.end(), [](const Stack& x, const Stack& y) { return x.lo < y.lo; });
+    for (std::size_t i = 1; i < stacks.size(); ++i) {
+      if (address(stacks[i - 1]) + stacks[i - 1].size >= address(stacks[i])) ::_exit(4);
+    }
+    if (count_mappings() > stallwatch::stack::max_map_count() - 4096) ::_exit(5);
+  });
+  INFO("stderr: " << child.err);
+  CHECK(WIFEXITED(child.status));
+  CHECK(WEXITSTATUS(child.status) == 0);
+}
+
 TEST_CASE("a fault in the running fiber's guard page names the fiber and kills the process by SIGSEGV") {
   StackPool pool(64 * 1024);
   const Stack s = pool.acquire();

@@ -1,5 +1,11 @@
 // Fiber stacks: carved from large mmap'd regions, guard pages while the
 // process's mapping budget allows, reused through a free list.
+// docs/STACKS.md describes the layout and what happens past the budget.
+//
+//   stallwatch::stack::StackPool pool(64 * 1024);
+//   stallwatch::stack::Stack s = pool.acquire();   // top of stack: (char*)s.lo + s.size
+//   ...run a fiber on it...
+//   pool.release(s);
 #pragma once
 
 #include <cstddef>
@@ -14,7 +20,8 @@ struct Stack {
 };
 
 // One pool per loop; loop thread only. acquire() pops the free list (no system
-// call) and maps a new region only when the list is empty.
+// call) and maps a new region only when the list is empty. stack_bytes is
+// rounded up to whole pages. Destroying the pool unmaps every stack it made.
 class StackPool {
  public:
   explicit StackPool(std::size_t stack_bytes);
@@ -24,6 +31,7 @@ class StackPool {
 
   // Throws std::system_error (ENOMEM) when no stack can be mapped.
   Stack acquire();
+  // Takes back a stack this pool handed out; no system call, no allocation.
   void release(Stack stack) noexcept;
 
   std::size_t stack_bytes() const { return stack_bytes_; }
@@ -37,7 +45,11 @@ class StackPool {
 // Installs, for the calling thread, an alternate signal stack and (once per
 // process) a SIGSEGV/SIGBUS handler that recognises a fault in the running
 // fiber's guard page, writes "stallwatch: stack overflow in fiber N \"name\""
-// to stderr and ends the process; other faults go to the previous handler.
+// to stderr and ends the process by SIGSEGV; other faults go to the previous
+// handler. The alternate stack stays until the matching remove call (calls
+// nest; a thread that already has an alternate stack keeps its own). The
+// handler reads core::tls_thread_state (fiber id, name, stack bounds).
+// Throws std::system_error if the stack cannot be mapped. The calling thread.
 void install_overflow_handler_for_thread();
 void remove_overflow_handler_for_thread();
 
