@@ -333,9 +333,9 @@ TEST_CASE("install and remove of the alternate signal stack nest and balance the
 TEST_CASE("a fiber that recurses without end dies by SIGSEGV with a message naming it") {
   const auto child = run_in_child([] {
     ::unsetenv("STALLWATCH_STACK_KB");
+    ::setenv("STALLWATCH_METRICS_ADDR", "off", 1);
     stallwatch::Options options;
     options.watchdog = false;
-    options.metrics_addr = "off";
     options.stack_kb = 32;
     stallwatch::run(options, [] {
       auto task = stallwatch::spawn([] { return recurse_forever(0); }, "bottomless");
@@ -347,4 +347,22 @@ TEST_CASE("a fiber that recurses without end dies by SIGSEGV with a message nami
   CHECK(child.err.find("stack overflow") != std::string::npos);
   CHECK(child.err.find("\"bottomless\"") != std::string::npos);
   CHECK(child.err.find("(stack 32 KiB)") != std::string::npos);
+}
+
+TEST_CASE("STALLWATCH_STACK_KB sets the fiber stack size over Options") {
+  const auto child = run_in_child([] {
+    ::setenv("STALLWATCH_STACK_KB", "48", 1);
+    ::setenv("STALLWATCH_METRICS_ADDR", "off", 1);
+    stallwatch::Options options;
+    options.watchdog = false;
+    options.stack_kb = 32;
+    stallwatch::run(options, [] {
+      auto task = stallwatch::spawn([] { return recurse_forever(0); }, "deeper");
+      return task.join();
+    });
+  });
+  INFO("stderr: " << child.err);
+  CHECK(died_by(child, SIGSEGV));
+  CHECK(child.err.find("stack overflow in fiber") != std::string::npos);
+  CHECK(child.err.find("\"deeper\" (stack 48 KiB)") != std::string::npos);
 }
