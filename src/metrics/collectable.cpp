@@ -70,12 +70,62 @@ void add_histogram(MetricFamily& f, std::vector<ClientMetric::Label> labels,
 // Reads the real clock rather than the coarse one: the coarse clock only
 // advances while a watchdog or a loop publishes it, and this gauge must keep
 // growing while a loop is stuck with the watchdog off.
-double current_slice_seconds(const core::LoopRecord& record, std::uint64_t now_ns) {
+double current_slice_seconds_of(const core::LoopRecord& record, std::uint64_t now_ns) {
   if (!record.active.load(std::memory_order_relaxed)) return 0.0;
   if (record.slice.idle.load(std::memory_order_relaxed)) return 0.0;
   const std::uint64_t start = record.slice.start_ns.load(std::memory_order_relaxed);
   if (start == 0 || start >= now_ns) return 0.0;
   return static_cast<double>(now_ns - start) / 1e9;
+}
+
+// Plain copies of one loop's stats, taken under the registry lock; the
+// families (strings, vectors) are built after it is released.
+struct HistogramSnapshot {
+  std::uint64_t counts[core::LogHistogram::bucket_count];
+  std::uint64_t sum_ns;
+
+  explicit HistogramSnapshot(const core::LogHistogram& h) : sum_ns(h.sum_ns()) {
+    for (int i = 0; i < core::LogHistogram::bucket_count; ++i) counts[i] = h.count(i);
+  }
+};
+
+struct LoopSnapshot {
+  int index;
+  bool active;
+  std::uint64_t threshold_ns;
+  std::uint64_t slices;
+  double current_slice_seconds;
+  HistogramSnapshot slice_duration;
+  HistogramSnapshot loop_lag;
+  HistogramSnapshot stall_duration;
+  std::uint64_t stalls[core::stall_kind_count];
+  std::uint64_t reports;
+  std::uint64_t reports_suppressed;
+  std::uint64_t fibers_spawned;
+  std::int64_t fibers_alive;
+  std::int64_t ready_fibers;
+
+  LoopSnapshot(const core::LoopRecord& r, std::uint64_t now_ns)
+      : index(r.index),
+        active(r.active.load(std::memory_order_relaxed)),
+        threshold_ns(r.threshold_ns.load(std::memory_order_relaxed)),
+        slices(r.slice.seq.load(std::memory_order_relaxed)),
+        current_slice_seconds(current_slice_seconds_of(r, now_ns)),
+        slice_duration(r.stats.slice_duration),
+        loop_lag(r.stats.loop_lag),
+        stall_duration(r.stalls.stall_duration),
+        stalls{},
+        reports(r.stalls.reports.get()),
+        reports_suppressed(r.stalls.reports_suppressed.get()),
+        fibers_spawned(r.stats.fibers_spawned.get()),
+        fibers_alive(r.stats.fibers_alive.load(std::memory_order_relaxed)),
+        ready_fibers(r.stats.ready_fibers.load(std::memory_order_relaxed)) {
+    for (int kind = 0; kind < core::stall_kind_count; ++kind) stalls[kind] = r.stalls.stalls[kind].get();
+  }
+};
+
+ClientMetric::Histogram to_histogram(const HistogramSnapshot& h) {
+  return to_prometheus_histogram(h.counts, h.sum_ns);
 }
 
 // Every per-loop family, filled in one pass over the records.
@@ -109,24 +159,24 @@ struct LoopFamilies {
   std::uint64_t threshold_ns = 0;
   bool threshold_from_active = false;
 
-  void add(const core::LoopRecord& r, std::uint64_t now_ns) {
+  void add(const LoopSnapshot& r) {
     const std::vector<ClientMetric::Label> loop{{"loop", std::to_string(r.index)}};
-    add_counter(slices, loop, r.slice.seq.load(std::memory_order_relaxed));
-    add_histogram(slice_duration, loop, to_prometheus_histogram(r.stats.slice_duration));
-    add_gauge(current_slice, loop, current_slice_seconds(r, now_ns));
+    add_counter(slices, loop, r.slices);
+    add_histogram(slice_duration, loop, to_histogram(r.slice_duration));
+    add_gauge(current_slice, loop, r.current_slice_seconds);
     for (int kind = 0; kind < core::stall_kind_count; ++kind) {
-      add_counter(stalls, {loop[0], {"kind", std::string(kind_label(kind))}}, r.stalls.stalls[kind].get());
+      add_counter(stalls, {loop[0], {"kind", std::string(kind_label(kind))}}, r.stalls[kind]);
     }
-    add_histogram(stall_duration, loop, to_prometheus_histogram(r.stalls.stall_duration));
-    add_counter(reports, loop, r.stalls.reports.get());
-    add_counter(suppressed, loop, r.stalls.reports_suppressed.get());
-    add_histogram(loop_lag, loop, to_prometheus_histogram(r.stats.loop_lag));
-    add_gauge(fibers, loop, static_cast<double>(r.stats.fibers_alive.load(std::memory_order_relaxed)));
-    add_gauge(ready_fibers, loop, static_cast<double>(r.stats.ready_fibers.load(std::memory_order_relaxed)));
-    add_counter(fibers_spawned, loop, r.stats.fibers_spawned.get());
+    add_histogram(stall_duration, loop, to_histogram(r.stall_duration));
+    add_counter(reports, loop, r.reports);
+    add_counter(suppressed, loop, r.reports_suppressed);
+    add_histogram(loop_lag, loop, to_histogram(r.loop_lag));
+    add_gauge(fibers, loop, static_cast<double>(r.fibers_alive));
+    add_gauge(ready_fibers, loop, static_cast<double>(r.ready_fibers));
+    add_counter(fibers_spawned, loop, r.fibers_spawned);
 
-    const bool active = r.active.load(std::memory_order_relaxed);
-    const std::uint64_t t = r.threshold_ns.load(std::memory_order_relaxed);
+    const bool active = r.active;
+    const std::uint64_t t = r.threshold_ns;
     if (active && !threshold_from_active) {
       threshold_ns = t;
       threshold_from_active = true;
@@ -184,25 +234,17 @@ prometheus::ClientMetric::Histogram to_prometheus_histogram(
   return h;
 }
 
-prometheus::ClientMetric::Histogram to_prometheus_histogram(const core::LogHistogram& histogram) {
-  std::uint64_t counts[core::LogHistogram::bucket_count];
-  for (int i = 0; i < core::LogHistogram::bucket_count; ++i) counts[i] = histogram.count(i);
-  return to_prometheus_histogram(counts, histogram.sum_ns());
-}
-
 std::vector<prometheus::MetricFamily> StatsCollectable::Collect() const {
   if (process_exiting.load(std::memory_order_acquire)) return {};
 
   const std::uint64_t now_ns = core::monotonic_ns();
+  std::vector<LoopSnapshot> snapshots;
+  core::for_each_loop_record([&](core::LoopRecord& record) { snapshots.emplace_back(record, now_ns); });
   LoopFamilies loops;
-  bool any_loop = false;
-  core::for_each_loop_record([&](core::LoopRecord& record) {
-    loops.add(record, now_ns);
-    any_loop = true;
-  });
+  for (const LoopSnapshot& snapshot : snapshots) loops.add(snapshot);
 
   std::vector<MetricFamily> out;
-  if (any_loop) {
+  if (!snapshots.empty()) {
     MetricFamily threshold = family("stallwatch_threshold_seconds",
                                     "The configured stall threshold.", MetricType::Gauge);
     add_gauge(threshold, {}, static_cast<double>(loops.threshold_ns) / 1e9);

@@ -23,7 +23,8 @@ namespace stallwatch::metrics {
 class StatsCollectable final : public prometheus::Collectable {
  public:
   // Reads every source and returns the families; families without samples
-  // are left out. Any thread; takes the loop registry lock briefly.
+  // are left out. Any thread; holds the loop registry lock only while it
+  // copies each loop's numbers.
   std::vector<prometheus::MetricFamily> Collect() const override;
 };
 
@@ -38,8 +39,5 @@ const std::shared_ptr<StatsCollectable>& shared_collectable();
 // the +Inf bucket and _sum in seconds. Pure; any thread.
 prometheus::ClientMetric::Histogram to_prometheus_histogram(
     const std::uint64_t (&counts)[core::LogHistogram::bucket_count], std::uint64_t sum_ns);
-
-// Same, read from a live LogHistogram with relaxed loads. Any thread.
-prometheus::ClientMetric::Histogram to_prometheus_histogram(const core::LogHistogram& histogram);
 
 }  // namespace stallwatch::metrics
