@@ -14,7 +14,10 @@ Checks, in order:
      arrive by kind, the blocking-call counter by function, the alert rules
      evaluate without error, and every dashboard query (template variables
      substituted) evaluates without error and returns data;
-  4. the example exits cleanly (status 0) on SIGTERM while being scraped.
+  4. the example exits cleanly (status 0) on SIGTERM while being scraped;
+  5. with --service-exposer the example serves stallwatch's metrics from its
+     own prometheus-cpp Exposer (register_metrics) and the built-in endpoint
+     stays off.
 
 Prometheus and promtool come from the Debian package `prometheus`; when they
 are missing, scripts/install-deps.sh installs them. Everything started here is
@@ -221,6 +224,35 @@ def stalls_by_kind(prom, instance):
     return {r["metric"].get("kind", ""): float(r["value"][1]) for r in data["result"]}
 
 
+def check_service_exposer(args, workdir):
+    """--service-exposer: stallwatch's metrics come from the program's own
+    exposer (register_metrics), and the built-in endpoint stays off even
+    though STALLWATCH_METRICS_ADDR names an address."""
+    own_port, builtin_port = free_port(), free_port()
+    env = dict(os.environ, STALLWATCH_METRICS_ADDR=f"127.0.0.1:{builtin_port}")
+    with open(os.path.join(workdir, "service-exposer.log"), "w") as out:
+        example = subprocess.Popen([args.example, "--seconds", "600", "--service-exposer", f"127.0.0.1:{own_port}"],
+                                   env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            text = wait_for("the service exposer's /metrics",
+                            lambda: "stallwatch_slices_total" in (t := http_get(f"http://127.0.0.1:{own_port}/metrics"))
+                            and t, timeout=30)
+            run_tool(["promtool", "check", "metrics"], stdin=text)
+            try:
+                http_get(f"http://127.0.0.1:{builtin_port}/metrics", timeout=2)
+                raise Failure("the built-in endpoint runs although the service registered its own exposer")
+            except (urllib.error.URLError, OSError):
+                pass
+            example.send_signal(signal.SIGTERM)
+            rc = example.wait(timeout=30)
+            check(rc == 0, f"the example (--service-exposer) exited with status {rc}")
+        finally:
+            if example.poll() is None:
+                example.kill()
+                example.wait()
+    log("register_metrics: served by the service's exposer, built-in endpoint off")
+
+
 def check_live(args, dashboard, workdir):
     example_port, prom_port = free_port(), free_port()
     instance = f"127.0.0.1:{example_port}"
@@ -344,6 +376,7 @@ def main():
         dashboard = check_dashboard(os.path.join(args.dashboards, "stallwatch.json"))
         if not args.rules_only:
             check(args.example, "--example is required unless --rules-only")
+            check_service_exposer(args, workdir)
             check_live(args, dashboard, workdir)
     except Failure as e:
         for name in ("example.log", "prometheus.log"):
