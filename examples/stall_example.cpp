@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
     } else {
       for (int i = 0; i < count; ++i) {
         compute_for(80);
-        stallwatch::yield();
+        stallwatch::sleep_for(std::chrono::milliseconds(1));  // parks: the next stall is a new slice
       }
     }
   });

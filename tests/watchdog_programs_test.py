@@ -3,7 +3,7 @@
 the rate limit through the environment, USDT probes in `readelf -n`, and a
 bpftrace script from probes/ attached to a running program.
 
-usage: watchdog_programs_test.py STALL_EXAMPLE LIBSTALLWATCH_SO PROBES_DIR
+usage: watchdog_programs_test.py STALL_EXAMPLE LIBSTALLWATCH_SO PROBES_DIR PROBES_SO
 """
 import json
 import os
@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 
-EXAMPLE, LIBRARY, PROBES = sys.argv[1], sys.argv[2], sys.argv[3]
+EXAMPLE, LIBRARY, PROBES, PROBES_SO = (os.path.abspath(a) for a in sys.argv[1:5])
 STRICT_EXIT_STATUS = 70
 failures = []
 
@@ -32,11 +32,13 @@ def run_example(args, **env):
 
 
 def test_strict_mode():
-    p = run_example(["cpu"], STALLWATCH_STRICT="1")
+    # Strict mode also makes blocking calls fatal, which needs the probes.
+    p = run_example(["cpu"], STALLWATCH_STRICT="1", LD_PRELOAD=PROBES_SO)
     check(p.returncode == STRICT_EXIT_STATUS, "strict mode ends the process with status 70",
           f"status {p.returncode}\n{p.stderr}")
-    check('"cpu hog" on-cpu for' in p.stderr, "strict mode writes the report first", p.stderr)
-    check("compute_for(int) at " in p.stderr and "examples/stall_example.cpp:" in p.stderr,
+    check('"cpu hog" on-cpu for' in p.stderr or '"cpu hog" preempted for' in p.stderr,
+          "strict mode writes the report first", p.stderr)
+    check("compute_for(int)" in p.stderr and "examples/stall_example.cpp:" in p.stderr,
           "the report names the function with file:line (no -rdynamic)", p.stderr)
     check("stall ended" not in p.stderr, "strict mode exits before the stall ends", p.stderr)
 
@@ -64,10 +66,12 @@ def test_json_lines():
     check(bool(full), "json: at least one stall event has frames", p.stderr)
     frame_fields = {"pc", "function", "file", "line", "module", "offset", "build_id", "inlined"}
     check(all(frame_fields <= set(f) for s in full for f in s["frames"]), "json: frames carry every field")
-    check(any(f["function"] == "(anonymous namespace)::compute_for(int)" and f["line"] > 0
+    check(any(f["function"].startswith("(anonymous namespace)::compute_for(int)") and f["line"] > 0
               and f["file"].endswith("examples/stall_example.cpp") for s in full for f in s["frames"]),
           "json: the stalled function with file and line", p.stderr)
-    check(all(s["kind"] == "on-cpu" and s["threshold_ms"] == 30 for s in stalls), "json: kind and threshold")
+    # preempted when the machine is too loaded to give the burner a CPU
+    check(all(s["kind"] in ("on-cpu", "preempted") and s["threshold_ms"] == 30 for s in stalls),
+          "json: kind and threshold", p.stderr)
     check(all(e["samples"] >= 1 and e["wall_ms"] >= 30 for e in ended), "json: stall_ended totals")
 
 
@@ -75,7 +79,8 @@ def test_blocking_call():
     p = run_example(["block"])
     check(p.returncode == 0, "block run exits 0", p.stderr)
     check('"sleepy" blocked in clock_nanosleep for' in p.stderr, "usleep is blocked in clock_nanosleep", p.stderr)
-    check("sleep_blocking_for(int) at " in p.stderr, "the blocking function is named", p.stderr)
+    check("sleep_blocking_for(int)" in p.stderr and "examples/stall_example.cpp:" in p.stderr,
+          "the blocking function is named with file:line", p.stderr)
 
 
 def test_rate_limit_from_environment():
