@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -44,7 +45,9 @@ void capture_log() {
   logged.clear();
 }
 
+// The lines logged so far, once the report writer has written what is queued.
 std::vector<std::string> log_lines() {
+  REQUIRE(core::flush_blocking_call_reports(std::chrono::seconds(30)));
   std::lock_guard lock(log_mutex);
   return logged;
 }
@@ -262,7 +265,7 @@ TEST_CASE("a recorded call is counted and its first call site is logged with its
   REQUIRE(lines.size() == 1);
   CHECK(lines[0].starts_with("stallwatch: blocking call fsync on loop=3 fiber=42 \"fake\", first from this call site"));
   CHECK(lines[0].find("\n  #0 0x") != std::string::npos);
-  CHECK(lines[0].find("probes_test") != std::string::npos);  // the caller's module
+  CHECK(lines[0].find("probes_test.cpp:") != std::string::npos);  // the caller, by file and line
 }
 
 TEST_CASE("errno survives recording") {
@@ -424,6 +427,9 @@ TEST_CASE("preloaded strict mode: the first blocking call is reported with its s
   CHECK(o.err.find("in strict mode (STALLWATCH_STRICT=1): ending the process with status 70") != std::string::npos);
   CHECK(o.err.find("  #0 0x") != std::string::npos);
   CHECK(o.err.find("(probes_blocking_demo+0x") != std::string::npos);
+  // Named although the program is not linked with -rdynamic, with file:line.
+  CHECK(o.err.find("one_usleep") != std::string::npos);
+  CHECK(o.err.find("blocking_demo.cpp:") != std::string::npos);
 }
 
 TEST_CASE("strict mode without the probes fails at start-up instead of passing silently") {

@@ -63,6 +63,9 @@ void run_main(const Options& options, TaskBase* main) {
   core::Loop loop(config);
   loop.start(main, "main");
   loop.run_until_done(main);
+  // Blocking-call reports are symbolized on their own thread: let them reach
+  // the log before run() returns, not race the process's exit.
+  core::flush_blocking_call_reports(std::chrono::seconds(5));
 }
 
 void park_on(WaitQueue& queue, Deadline deadline, const char* what) {

@@ -5,7 +5,6 @@
 // signal handler; the stack is taken with libunwind at the call itself.
 #include "core/blocking_calls.hpp"
 
-#include <cxxabi.h>
 #include <dlfcn.h>
 #include <libunwind.h>
 #include <pthread.h>
@@ -15,10 +14,14 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <memory>
 #include <mutex>
+#include <thread>
 #include <unordered_set>
 #include <utility>
 
@@ -28,6 +31,8 @@
 #include "probes/probed_functions.hpp"
 #include "stallwatch/allow_blocking.hpp"
 #include "stallwatch/errors.hpp"
+#include "watchdog/report.hpp"
+#include "watchdog/symbolizer.hpp"
 
 namespace stallwatch::core {
 namespace {
@@ -67,8 +72,16 @@ bool fiber_allowed(std::uint64_t fiber_id) {
 // (registered before any other of this library's); cleared when a loop starts.
 std::atomic<bool> in_forked_child{false};
 
+// The report writer of this process (below); a forked child drops its
+// parent's, whose thread did not survive the fork, and starts its own.
+class ReportWriter;
+std::atomic<ReportWriter*> report_writer{nullptr};
+
 __attribute__((constructor(101))) void watch_forks() {
-  pthread_atfork(nullptr, nullptr, [] { in_forked_child.store(true, std::memory_order_relaxed); });
+  pthread_atfork(nullptr, nullptr, [] {
+    in_forked_child.store(true, std::memory_order_relaxed);
+    report_writer.store(nullptr, std::memory_order_relaxed);
+  });
 }
 
 // ---- process-wide recording state ----
@@ -188,35 +201,8 @@ std::string base_name(const char* path) {
   return slash != nullptr ? slash + 1 : path;
 }
 
-struct Frame {
-  std::uintptr_t pc = 0;
-  std::string function;  // demangled, empty when unknown
-  std::uintptr_t function_offset = 0;
-  std::string module;  // file base name, empty when unknown
-  std::uintptr_t module_offset = 0;
-};
-
-// Names a return address with dladdr: exported symbols only (an executable
-// built without -rdynamic shows its module and offset, not its function names).
-Frame describe(void* pc) {
-  Frame frame;
-  frame.pc = reinterpret_cast<std::uintptr_t>(pc);
-  // A return address points past the call; look up the call instruction.
-  const auto* lookup = reinterpret_cast<const void*>(frame.pc - 1);
-  Dl_info info;
-  if (dladdr(lookup, &info) == 0) return frame;
-  frame.module = base_name(info.dli_fname);
-  frame.module_offset = frame.pc - reinterpret_cast<std::uintptr_t>(info.dli_fbase);
-  if (info.dli_sname != nullptr) {
-    int status = 0;
-    char* demangled = abi::__cxa_demangle(info.dli_sname, nullptr, nullptr, &status);
-    frame.function = status == 0 && demangled != nullptr ? demangled : info.dli_sname;
-    std::free(demangled);
-    frame.function_offset = frame.pc - reinterpret_cast<std::uintptr_t>(info.dli_saddr);
-  }
-  return frame;
-}
-
+// The file names of the modules holding the stack's frames (dladdr: cheap,
+// no debug information read), for STALLWATCH_ALLOW's function@module.
 std::vector<std::string> stack_modules(const Stack& stack) {
   std::vector<std::string> modules;
   for (int i = 0; i < stack.size; ++i) {
@@ -230,78 +216,152 @@ std::vector<std::string> stack_modules(const Stack& stack) {
 
 // ---- the report ----
 
-std::string hex(std::uintptr_t v, int width = 0) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%0*llx", width, static_cast<unsigned long long>(v));
+// A report waiting for symbolization, or a ready line (summaries) when `line`
+// is set; either is logged in the order submitted.
+struct PendingReport {
+  std::string line;
+  std::string function;
+  int loop = -1;
+  std::uint64_t fiber_id = 0;
+  std::string fiber_name;
+  bool strict = false;
+  Stack stack;
+};
+
+std::string hex(std::uint64_t v, int width) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%0*llx", width, static_cast<unsigned long long>(v));
   return buf;
 }
 
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", u);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
-struct CallContext {
-  std::string_view function;
-  int loop = -1;
-  std::uint64_t fiber_id = 0;
-  std::string_view fiber_name;
-  bool strict = false;
-};
-
-std::string text_report(const CallContext& call, const std::vector<Frame>& frames) {
-  std::string out = "stallwatch: blocking call " + std::string(call.function) + " on loop=" +
-                    std::to_string(call.loop) + " fiber=" + std::to_string(call.fiber_id) + " \"" +
-                    std::string(call.fiber_name) + "\"";
-  if (call.strict) {
+// Frames are written as in stall reports (watchdog/report.cpp).
+std::string text_report(const PendingReport& r, const std::vector<watchdog::Frame>& frames) {
+  std::string out = "stallwatch: blocking call " + r.function + " on loop=" + std::to_string(r.loop) +
+                    " fiber=" + std::to_string(r.fiber_id) + " \"" + r.fiber_name + "\"";
+  if (r.strict) {
     out += " in strict mode (STALLWATCH_STRICT=1): ending the process with status " +
            std::to_string(blocking_call_exit_status);
   } else {
     out += ", first from this call site";
   }
   for (std::size_t i = 0; i < frames.size(); ++i) {
-    const Frame& f = frames[i];
-    out += "\n  #" + std::to_string(i) + " " + hex(f.pc, 16) + " ";
-    out += f.function.empty() ? std::string("??") : f.function + "+" + hex(f.function_offset);
-    if (!f.module.empty()) out += " (" + f.module + "+" + hex(f.module_offset) + ")";
+    const watchdog::Frame& f = frames[i];
+    out += "\n  #" + std::to_string(i) + " 0x" + hex(f.pc, 16) + " ";
+    out += f.function.empty() ? std::string("??") : f.function;
+    if (!f.file.empty()) out += " at " + f.file + ":" + std::to_string(f.line);
+    out += " (" + (f.module.empty() ? std::string("??") : f.module) + "+0x" + hex(f.module_offset, 1) + ")";
+    if (f.inlined) out += " inlined";
   }
   return out;
 }
 
-std::string json_report(const CallContext& call, const std::vector<Frame>& frames) {
-  std::string out = "{\"event\":\"blocking_call\",\"function\":" + json_string(call.function) +
-                    ",\"loop\":" + std::to_string(call.loop) + ",\"fiber\":" + std::to_string(call.fiber_id) +
-                    ",\"fiber_name\":" + json_string(call.fiber_name) +
-                    ",\"strict\":" + (call.strict ? "true" : "false");
-  if (call.strict) out += ",\"exit_status\":" + std::to_string(blocking_call_exit_status);
+std::string json_report(const PendingReport& r, const std::vector<watchdog::Frame>& frames) {
+  std::string out = "{\"event\":\"blocking_call\",\"function\":";
+  watchdog::append_json_string(out, r.function);
+  out += ",\"loop\":" + std::to_string(r.loop) + ",\"fiber\":" + std::to_string(r.fiber_id) + ",\"fiber_name\":";
+  watchdog::append_json_string(out, r.fiber_name);
+  out += ",\"strict\":" + std::string(r.strict ? "true" : "false");
+  if (r.strict) out += ",\"exit_status\":" + std::to_string(blocking_call_exit_status);
   out += ",\"frames\":[";
   for (std::size_t i = 0; i < frames.size(); ++i) {
-    const Frame& f = frames[i];
+    const watchdog::Frame& f = frames[i];
     if (i > 0) out += ',';
-    out += "{\"pc\":" + json_string(hex(f.pc)) + ",\"function\":" + json_string(f.function) +
-           ",\"module\":" + json_string(f.module) + ",\"offset\":" + json_string(hex(f.module_offset)) + "}";
+    out += "{\"pc\":\"0x" + hex(f.pc, 16) + "\",\"function\":";
+    watchdog::append_json_string(out, f.function);
+    out += ",\"file\":";
+    watchdog::append_json_string(out, f.file);
+    out += ",\"line\":" + std::to_string(f.line) + ",\"module\":";
+    watchdog::append_json_string(out, f.module);
+    out += ",\"offset\":\"0x" + hex(f.module_offset, 1) + "\",\"build_id\":";
+    watchdog::append_json_string(out, f.build_id);
+    out += f.inlined ? ",\"inlined\":true}" : ",\"inlined\":false}";
   }
   return out + "]}";
 }
 
-void log_report(const CallContext& call, const Stack& stack) {
-  std::vector<Frame> frames;
-  frames.reserve(static_cast<std::size_t>(stack.size));
-  for (int i = 0; i < stack.size; ++i) frames.push_back(describe(stack.pcs[i]));
-  log_line(current_log_format() == log_format::json ? json_report(call, frames) : text_report(call, frames));
+// Symbolizes and logs reports on its own thread, so a loop never reads debug
+// information (which can take far longer than the call being reported). The
+// thread starts with the first report and is a plain thread: its own calls
+// are never flagged.
+class ReportWriter {
+ public:
+  // Queues a report. Loop thread; returns at once.
+  void submit(PendingReport report) {
+    std::lock_guard lock(mutex_);
+    queue_.push_back(std::move(report));
+    if (!started_) {
+      started_ = true;
+      std::thread([this] { run(); }).detach();
+    }
+    changed_.notify_all();
+  }
+
+  // Waits until every queued report is logged; false when timeout passed first.
+  bool flush(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [this] { return queue_.empty() && !busy_; });
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      changed_.wait(lock, [this] { return !queue_.empty(); });
+      PendingReport report = std::move(queue_.front());
+      queue_.pop_front();
+      busy_ = true;
+      lock.unlock();
+      try {
+        log_line(report.line.empty() ? format(report) : report.line);
+      } catch (...) {
+        // Out of memory formatting one report: drop it, keep the writer alive.
+      }
+      lock.lock();
+      busy_ = false;
+      changed_.notify_all();
+    }
+  }
+
+  std::string format(const PendingReport& report) {
+    std::vector<watchdog::Frame> frames;
+    {
+      std::lock_guard lock(symbolizer_mutex_);
+      if (!symbolizer_) symbolizer_ = std::make_unique<watchdog::Symbolizer>();
+      for (int i = 0; i < report.stack.size; ++i) {
+        const auto& at = symbolizer_->symbolize(reinterpret_cast<std::uintptr_t>(report.stack.pcs[i]), true);
+        frames.insert(frames.end(), at.begin(), at.end());
+      }
+    }
+    return current_log_format() == log_format::json ? json_report(report, frames) : text_report(report, frames);
+  }
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<PendingReport> queue_;
+  bool busy_ = false;
+  bool started_ = false;
+  std::mutex symbolizer_mutex_;
+  std::unique_ptr<watchdog::Symbolizer> symbolizer_;  // not thread-safe: under symbolizer_mutex_
+};
+
+std::mutex report_writer_mutex;
+
+ReportWriter& writer() {
+  ReportWriter* w = report_writer.load(std::memory_order_acquire);
+  if (w != nullptr) return *w;
+  std::lock_guard lock(report_writer_mutex);
+  w = report_writer.load(std::memory_order_relaxed);
+  if (w == nullptr) {
+    static const bool flush_at_exit = [] {
+      // Reports queued as the process ends still reach the log.
+      std::atexit([] { flush_blocking_call_reports(std::chrono::seconds(2)); });
+      return true;
+    }();
+    (void)flush_at_exit;
+    w = new ReportWriter;  // never destroyed: the detached thread uses it until exit
+    report_writer.store(w, std::memory_order_release);
+  }
+  return *w;
 }
 
 [[noreturn]] void end_process() {
@@ -310,21 +370,15 @@ void log_report(const CallContext& call, const Stack& stack) {
 }
 
 void record_blocking_call(std::string_view function, const void* return_address) {
-  const ThreadState& ts = tls_thread_state;
-  CallContext call;
-  call.function = function;
-  call.loop = ts.loop != nullptr ? ts.loop->index : -1;
-  call.fiber_id = ts.fiber_id;
-  call.fiber_name = ts.fiber_name != nullptr ? std::string_view(ts.fiber_name, ts.fiber_name_len) : std::string_view();
-
   const Stack stack = capture_caller_stack(return_address);
   RecordState& s = record_state();
 
   std::vector<AllowEntry> allow;
+  bool strict = false;
   {
     std::lock_guard lock(s.mutex);
     allow = s.allow;
-    call.strict = s.strict;
+    strict = s.strict;
   }
   if (!allow.empty() && allow_list_permits(allow, function, stack_modules(stack))) return;
 
@@ -334,7 +388,7 @@ void record_blocking_call(std::string_view function, const void* return_address)
   {
     std::lock_guard lock(s.mutex);
     count_call(s, function);
-    if (!call.strict) {
+    if (!strict) {
       const std::uint64_t site = call_site_key(function, stack);
       if (!s.reported_sites.contains(site)) {
         summary = roll_report_window(s, std::chrono::steady_clock::now());
@@ -355,13 +409,32 @@ void record_blocking_call(std::string_view function, const void* return_address)
       }
     }
   }
-  if (!summary.empty()) log_line(summary);
-  if (!table_full.empty()) log_line(table_full);
-  if (call.strict) {
-    log_report(call, stack);
+  if (!strict && !report && summary.empty() && table_full.empty()) return;
+
+  ReportWriter& w = writer();
+  for (std::string* line : {&summary, &table_full}) {
+    if (line->empty()) continue;
+    PendingReport ready;
+    ready.line = std::move(*line);
+    w.submit(std::move(ready));
+  }
+  if (!strict && !report) return;
+
+  const ThreadState& ts = tls_thread_state;
+  PendingReport r;
+  r.function = std::string(function);
+  r.loop = ts.loop != nullptr ? ts.loop->index : -1;
+  r.fiber_id = ts.fiber_id;
+  if (ts.fiber_name != nullptr) r.fiber_name.assign(ts.fiber_name, ts.fiber_name_len);
+  r.strict = strict;
+  r.stack = stack;
+  w.submit(std::move(r));
+  if (strict) {
+    // Symbolizing needs more stack than a fiber has: the writer does it
+    // while this thread waits, then the process ends.
+    w.flush(std::chrono::seconds(10));
     end_process();
   }
-  if (report) log_report(call, stack);
 }
 
 bool known_function(std::string_view name) {
@@ -439,6 +512,11 @@ bool allow_list_permits(const std::vector<AllowEntry>& allow, std::string_view f
     }
   }
   return false;
+}
+
+bool flush_blocking_call_reports(std::chrono::milliseconds timeout) {
+  ReportWriter* w = report_writer.load(std::memory_order_acquire);
+  return w == nullptr || w->flush(timeout);
 }
 
 void for_each_blocking_call_count(const std::function<void(std::string_view, std::uint64_t)>& fn) {

@@ -13,6 +13,7 @@
 //   core::configure_blocking_calls(config);  // may throw config_error
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -29,9 +30,11 @@ extern "C" {
 // and outside any allow_blocking scope. Any thread; async-signal-safe.
 STALLWATCH_EXPORT bool stallwatch_probe_should_flag() noexcept;
 // Records a blocking call to `function` (a name from probes/probed_functions.hpp)
-// made by the caller's caller. Call only when should_flag() said true. In
-// strict mode it does not return: it logs the report and ends the process with
-// exit status blocking_call_exit_status. Keeps errno. Loop thread.
+// made by the caller's caller. Call only when should_flag() said true. Counts
+// the call; the first call from each call site is queued for the report
+// writer (symbolized off the loop, rate-limited). In strict mode it does not
+// return: it logs the report and ends the process with exit status
+// blocking_call_exit_status. Keeps errno. Loop thread.
 STALLWATCH_EXPORT void stallwatch_probe_record(const char* function) noexcept;
 }
 
@@ -43,6 +46,11 @@ inline constexpr int blocking_call_exit_status = 70;
 // At most this many distinct function names are counted; further names are
 // counted under "other" (bounded label cardinality).
 inline constexpr std::size_t max_counted_functions = 64;
+
+// Waits until every report queued so far is symbolized and logged (reports
+// are written by a thread of their own, never on the loop); false when the
+// timeout passed first. Also runs at exit. Any thread but the report writer.
+bool flush_blocking_call_reports(std::chrono::milliseconds timeout);
 
 // Visits (function, count) for every function recorded so far; at most a
 // bounded number of distinct names, the rest under "other". Any thread.
