@@ -6,13 +6,14 @@
 # $OUT/results.md).
 #
 # usage: bench/http/run.sh path/to/stallwatch-demo
-# env:   DURATION=10s  CONNECTIONS="100 10000"  SERVERS="stallwatch nginx node asyncio"
+# env:   DURATION=10s  ROUNDS=3  CONNECTIONS="100 10000"  SERVERS="stallwatch nginx node asyncio"
 #        SERVER_CPU=0  WRK_CPU=1  OUT=$TMPDIR/stallwatch-http-bench
 set -euo pipefail
 demo=${1:?usage: run.sh path/to/stallwatch-demo}
 demo=$(cd "$(dirname "$demo")" && pwd)/$(basename "$demo")
 here=$(cd "$(dirname "$0")" && pwd)
 duration=${DURATION:-10s}
+rounds=${ROUNDS:-3}
 connections=${CONNECTIONS:-"100 10000"}
 servers=${SERVERS:-"stallwatch nginx node asyncio"}
 server_cpu=${SERVER_CPU:-0}
@@ -74,7 +75,7 @@ start_server() {  # name port
 # One wrk run; prints "rps p50 p99 errors".
 measure() {  # port connections
   local port=$1 conns=$2 log
-  log="$out/wrk-$name-$conns.txt"
+  log="$out/wrk-$name-$conns-$round.txt"
   taskset -c "$wrk_cpu" wrk -t1 -c"$conns" -d"$duration" --timeout 10s --latency "http://127.0.0.1:$port/" >"$log" 2>&1 || true
   python3 - "$log" <<'PY'
 import re, sys
@@ -85,7 +86,7 @@ def latency(p):
         return "n/a"
     v, unit = float(m.group(1)), m.group(2)
     ms = v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
-    return "%.2f ms" % ms
+    return "%.3f" % ms
 rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
 errors = 0
 m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
@@ -98,26 +99,41 @@ print("%s|%s|%s|%d" % ("%.0f" % float(rps.group(1)) if rps else "n/a", latency(5
 PY
 }
 
-{
-  echo "| server | connections | requests/s | p50 | p99 | errors |"
-  echo "|---|---:|---:|---:|---:|---:|"
-} >"$out/results.md"
-
-for name in $servers; do
-  port=$(free_port)
-  if ! start_server "$name" "$port" >/dev/null; then
-    echo "run.sh: $name not available, skipped" >&2
-    continue
-  fi
-  # Warm up (JITs, caches, accept queue) before measuring.
-  taskset -c "$wrk_cpu" wrk -t1 -c100 -d2s "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
-  for conns in $connections; do
-    IFS='|' read -r rps p50 p99 errors < <(measure "$port" "$conns")
-    echo "| $name | $conns | $rps | $p50 | $p99 | $errors |" | tee -a "$out/results.md"
+# Servers take turns within each round, so a burst of load from elsewhere on
+# the machine hits them alike; the table shows the median of the rounds.
+: >"$out/raw.tsv"
+for round in $(seq "$rounds"); do
+  for name in $servers; do
+    port=$(free_port)
+    if ! start_server "$name" "$port" >/dev/null; then
+      echo "run.sh: $name not available, skipped" >&2
+      continue
+    fi
+    # Warm up (JITs, caches, accept queue) before measuring.
+    taskset -c "$wrk_cpu" wrk -t1 -c100 -d2s "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
+    for conns in $connections; do
+      IFS='|' read -r rps p50 p99 errors < <(measure "$port" "$conns")
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$rps" "$p50" "$p99" "$errors" | tee -a "$out/raw.tsv"
+    done
+    stop_server
   done
-  stop_server
 done
+
+python3 - "$out/raw.tsv" "$servers" "$connections" >"$out/results.md" <<'PY'
+import statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+print("| server | connections | requests/s | p50 | p99 | errors | rounds |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for name in sys.argv[2].split():
+    for conns in sys.argv[3].split():
+        got = [r for r in rows if r[0] == name and r[1] == conns and "n/a" not in r[2:5]]
+        if not got:
+            continue
+        med = lambda i: statistics.median(float(r[i]) for r in got)
+        print("| %s | %s | %.0f | %.2f ms | %.2f ms | %d | %d |" % (
+            name, conns, med(2), med(3), med(4), sum(int(r[5]) for r in got), len(got)))
+PY
 
 echo
 cat "$out/results.md"
-echo "(wrk logs in $out)"
+echo "(wrk logs and raw rounds in $out)"

@@ -3,6 +3,7 @@
 
 #include <sys/socket.h>
 
+#include <cstdio>
 #include <string>
 #include <system_error>
 #include <unordered_set>
@@ -46,6 +47,8 @@ void answer(const Request& request, bool keep_alive, std::string& out) {
   Response response;
   try {
     response = run_endpoint(route);
+  } catch (const stallwatch::cancelled&) {
+    throw;  // the drain gave up on this request: no answer
   } catch (const std::exception& e) {
     response = {500, std::string("error: ") + e.what() + "\n"};
   }
@@ -105,9 +108,18 @@ void serve_connection(stallwatch::TcpStream stream, LoopState& loop, const Serve
   }
 }
 
+// Accepts until cancelled. An unexpected accept error is logged and retried
+// after a pause rather than silently ending the service.
 void accept_connections(stallwatch::TcpListener& listener, LoopState& loop, const ServerConfig& config) {
   for (;;) {
-    stallwatch::TcpStream stream = listener.accept();
+    stallwatch::TcpStream stream;
+    try {
+      stream = listener.accept();
+    } catch (const std::system_error& e) {
+      std::fprintf(stderr, "stallwatch-demo: %s; retrying in 100 ms\n", e.what());
+      stallwatch::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
     stallwatch::spawn(
         [stream = std::move(stream), &loop, &config]() mutable {
           try {

@@ -134,7 +134,13 @@ std::vector<SocketAddress> resolve(std::string_view host, std::uint16_t port) {
 // ---- TcpStream ----
 
 TcpStream::TcpStream(int fd) : fd_(fd) {
-  if (fd_ >= 0) set_nonblocking(fd_);
+  if (fd_ < 0) return;
+  try {
+    set_nonblocking(fd_);
+  } catch (...) {
+    ::close(fd_);  // we own it from here on, even when construction fails
+    throw;
+  }
 }
 
 TcpStream::TcpStream(TcpStream&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
