@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -291,4 +292,27 @@ TEST_CASE("stall_count and last_stall_report follow the stalls") {
   sw::run(lines.options(), [&] { cpu_burn(120, nullptr); });
   CHECK(sw::stall_count() == before + 1);
   CHECK(sw::last_stall_report().find("cpu_burn(int,") != std::string::npos);
+}
+
+TEST_CASE("the first sample comes within 1.5 T of the slice's start (median of 5 stalls)") {
+  Lines lines;
+  sw::run(lines.options(40), [&] {
+    for (int i = 0; i < 5; ++i) {
+      cpu_burn(100, nullptr);
+      sw::sleep_for(1ms);
+    }
+  });
+  std::vector<int> first_ms;
+  for (const auto& line : lines.snapshot()) {
+    if (line.find(" sample 1") == std::string::npos) continue;
+    const auto at = line.find(" for ");
+    if (at != std::string::npos) first_ms.push_back(std::stoi(line.substr(at + 5)));
+  }
+  INFO(lines.all());
+  REQUIRE(first_ms.size() == 5);
+  std::sort(first_ms.begin(), first_ms.end());
+  MESSAGE("first sample ages at T = 40 ms: " << first_ms[0] << " " << first_ms[1] << " " << first_ms[2] << " "
+                                             << first_ms[3] << " " << first_ms[4] << " ms");
+  CHECK(first_ms[0] >= 40);
+  CHECK(first_ms[2] <= 60);
 }
