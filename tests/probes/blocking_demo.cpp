@@ -4,7 +4,7 @@
 //
 //   probes_blocking_demo each       every probed function once on a loop fiber
 //   probes_blocking_demo quiet      the same calls off the loop (main thread, a
-//                                   plain thread, in_thread), and non-blocking
+//                                   plain thread, in_thread, in_process), and non-blocking
 //                                   forms of them on the loop
 //   probes_blocking_demo allow      allow_blocking scopes, with another fiber
 //                                   running while the allowed one is parked
@@ -39,6 +39,7 @@
 #include <thread>
 
 #include "stallwatch/allow_blocking.hpp"
+#include "stallwatch/in_process.hpp"
 #include "stallwatch/in_thread.hpp"
 #include "stallwatch/loop.hpp"
 
@@ -260,12 +261,19 @@ void non_blocking_forms() {
   });
 }
 
+int every_probed_call_in_child() {
+  every_probed_call();
+  return 0;
+}
+
 int quiet() {
+  stallwatch::start_process_server();
   every_probed_call();  // on this plain thread, before any loop
   return stallwatch::run(options(), [] {
     std::thread plain(every_probed_call);
     stallwatch::in_thread([&] { plain.join(); });
     stallwatch::in_thread(every_probed_call);
+    check(stallwatch::in_process(every_probed_call_in_child) == 0, "in_process");
     stallwatch::spawn(non_blocking_forms, "non-blocking").join();
     return 0;
   });
