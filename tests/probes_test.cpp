@@ -413,6 +413,7 @@ TEST_CASE("preloaded: the first call of each call site is logged, within the rat
   const Outcome o = run_preloaded("repeat");
   INFO("stderr:\n" << o.err);
   CHECK(reports_of(o, "usleep") == 2);
+  CHECK(o.out.find("stallwatch_blocking_calls_total{function=\"usleep\"} 6\n") != std::string::npos);
   const Outcome limited = run_preloaded("repeat", {{"STALLWATCH_REPORTS_PER_MINUTE", "1"}});
   CHECK(reports_of(limited, "usleep") == 1);
 }

@@ -456,15 +456,12 @@ std::string_view trim(std::string_view s) {
 }
 
 [[noreturn]] void throw_allow_error(std::string_view text, std::string_view entry, std::string_view problem) {
-  std::string accepted;
-  for (std::string_view name : probes::probed_functions) {
-    if (!accepted.empty()) accepted += ", ";
-    accepted += name;
-  }
+  std::string accepted = "*";
+  for (std::string_view name : probes::probed_functions) accepted += ", " + std::string(name);
   throw config_error("stallwatch: STALLWATCH_ALLOW=\"" + std::string(text) + "\": entry \"" + std::string(entry) +
                      "\" " + std::string(problem) +
                      "; accepted: a comma-separated list of function or function@module (module: a file name "
-                     "such as libcurl or libcurl.so.4), function one of * " +
+                     "such as libcurl or libcurl.so.4), function one of: " +
                      accepted);
 }
 

@@ -9,11 +9,14 @@
 //   probes_blocking_demo allow      allow_blocking scopes, with another fiber
 //                                   running while the allowed one is parked
 //   probes_blocking_demo usleep     one usleep on a loop fiber, then "after usleep"
-//   probes_blocking_demo repeat     usleep five times from one call site, once from another
+//   probes_blocking_demo repeat     usleep five times from one call site, once from another,
+//                                   then prints stallwatch_blocking_calls_total{function="usleep"}
 //
 // Exit status 0 when the scenario ran, 2 when run() threw (the message goes
 // to stderr), 70 when strict mode ended it.
 #include <fcntl.h>
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -42,6 +45,7 @@
 #include "stallwatch/in_process.hpp"
 #include "stallwatch/in_thread.hpp"
 #include "stallwatch/loop.hpp"
+#include "stallwatch/metrics.hpp"
 
 namespace {
 
@@ -323,12 +327,27 @@ int one_usleep() {
 void usleep_here() { usleep(1); }
 void usleep_there() { usleep(1); }
 
+// stallwatch_blocking_calls_total{function}, as a scrape would read it.
+double blocking_calls_total(std::string_view function) {
+  for (const auto& family : stallwatch::metrics_collectable()->Collect()) {
+    if (family.name != "stallwatch_blocking_calls_total") continue;
+    for (const auto& metric : family.metric) {
+      for (const auto& label : metric.label) {
+        if (label.name == "function" && label.value == function) return metric.counter.value;
+      }
+    }
+  }
+  return 0;
+}
+
 int repeat() {
-  return stallwatch::run(options(), [] {
+  const int status = stallwatch::run(options(), [] {
     for (int i = 0; i < 5; ++i) usleep_here();
     usleep_there();
     return 0;
   });
+  std::printf("stallwatch_blocking_calls_total{function=\"usleep\"} %g\n", blocking_calls_total("usleep"));
+  return status;
 }
 
 int run_scenario(std::string_view scenario) {
