@@ -32,27 +32,31 @@ struct LoopState {
   bool stopping = false;
 };
 
-// The answer to "/" is the same every time: build it once per thread.
+// The answer to "/" on a kept-alive connection is the same every time:
+// format it once per thread.
 const std::string& hello_response() {
   static thread_local const std::string response = format_response(200, "hello", true);
   return response;
 }
 
-void answer(const Request& request, bool keep_alive, std::string& out) {
-  const Route route = route_for(request.method, request.url);
-  if (route.endpoint == Endpoint::hello && keep_alive) {
-    out += hello_response();
-    return;
-  }
-  Response response;
+// Runs the request's endpoint; a failure becomes a 500.
+Response respond(const Request& request) {
   try {
-    response = run_endpoint(route);
+    return run_endpoint(route_for(request.method, request.url));
   } catch (const stallwatch::cancelled&) {
     throw;  // the drain gave up on this request: no answer
   } catch (const std::exception& e) {
-    response = {500, std::string("error: ") + e.what() + "\n"};
+    return {500, std::string("error: ") + e.what() + "\n"};
   }
-  out += format_response(response.status, response.body, keep_alive);
+}
+
+// Decided after the endpoint ran: a drain that began meanwhile closes.
+void append_response(const Response& response, bool keep_alive, std::string& out) {
+  if (keep_alive && response.status == 200 && response.body == "hello") {
+    out += hello_response();
+  } else {
+    out += format_response(response.status, response.body, keep_alive);
+  }
 }
 
 void serve_connection(stallwatch::TcpStream stream, LoopState& loop, const ServerConfig& config) {
@@ -91,8 +95,9 @@ void serve_connection(stallwatch::TcpStream stream, LoopState& loop, const Serve
         return;
       }
       if (result.status == RequestParser::Status::need_more) break;
+      const Response response = respond(parser.request());
       const bool keep_alive = parser.request().keep_alive && !loop.stopping;
-      answer(parser.request(), keep_alive, out);
+      append_response(response, keep_alive, out);
       if (!keep_alive) {
         stream.write_all(out);
         stream.shutdown_write();
