@@ -1,6 +1,8 @@
 // run, spawn, Task, yield, sleep, cancellation, many fibers.
 #include <doctest/doctest.h>
 
+#include <time.h>
+
 #include <chrono>
 #include <stdexcept>
 #include <string>
@@ -154,4 +156,16 @@ TEST_CASE("two threads each run their own loop") {
   other.join();
   CHECK(results[0] == 1);
   CHECK(results[1] == 2);
+}
+
+TEST_CASE("a loop with nothing ready sleeps in the kernel and burns no CPU") {
+  timespec cpu_before{}, cpu_after{};
+  sw::run(sw::Options{.watchdog = false}, [&] {
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu_before);
+    auto sleeper = sw::spawn([] { sw::sleep_for(300ms); });
+    sleeper.join();
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu_after);
+  });
+  const double cpu_ms = (cpu_after.tv_sec - cpu_before.tv_sec) * 1e3 + (cpu_after.tv_nsec - cpu_before.tv_nsec) / 1e6;
+  CHECK(cpu_ms < 30.0);  // a busy-polling loop would burn ~300 ms here
 }

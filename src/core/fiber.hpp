@@ -30,6 +30,7 @@ struct Fiber {
   std::string name;
   stack::Stack stack;
   SanitizerFiberState sanitizer;
+  bool started = true;  // false until a fresh fiber's entry runs; the scheduler is always started
 
   // Ready queue (FIFO, intrusive).
   Fiber* next_ready = nullptr;

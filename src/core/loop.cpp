@@ -8,6 +8,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <utility>
 
 #include "core/coarse_clock.hpp"
 #include "core/log.hpp"
@@ -102,6 +103,7 @@ void Loop::start(detail::TaskBase* task, std::string_view name) {
   fiber->stack = stack;
   fiber->sanitizer.stack_bottom = stack.lo;
   fiber->sanitizer.stack_size = stack.size;
+  fiber->started = false;
   sanitizer_fiber_created(fiber->sanitizer);
   const std::size_t usable = block - reinterpret_cast<std::uintptr_t>(stack.lo);
   fiber->context = bctx::make_fcontext(reinterpret_cast<void*>(block), usable, &Loop::fiber_entry);
@@ -120,20 +122,14 @@ void Loop::start(detail::TaskBase* task, std::string_view name) {
   make_ready(fiber, WakeReason::notified);
 }
 
-// Set while finish_fiber moves to the next fiber with ontop_fcontext. When
-// that fiber has never run, the transfer_t its entry receives is not the one
-// release_dead_fiber returned (the fresh context's trampoline reads other
-// registers), so fiber_entry must not trust it.
-namespace {
-thread_local bool tls_entering_from_dead_fiber = false;
-}  // namespace
-
 void Loop::fiber_entry(bctx::transfer_t from) noexcept {
   Loop* loop = tls_loop;
   Fiber* self = loop->running_;
-  auto* previous = std::exchange(tls_entering_from_dead_fiber, false) ? nullptr : static_cast<Fiber*>(from.data);
+  self->started = true;
+  auto* previous = static_cast<Fiber*>(from.data);
   if (previous != nullptr) previous->context = from.fctx;
   sanitizer_finish_switch(self->sanitizer, previous != nullptr ? &previous->sanitizer : nullptr);
+  if (Fiber* dead = std::exchange(loop->dead_fiber_, nullptr)) release_dead_fiber({nullptr, dead});
   tls_thread_state.in_switch = 0;
   self->task->invoke();
   loop->finish_fiber(self);
@@ -172,9 +168,15 @@ void Loop::finish_fiber(Fiber* self) noexcept {
   begin_slice(next);
   sanitizer_start_switch(self->sanitizer, next->sanitizer, true);
   running_ = next;
-  // Release this stack from the next fiber's stack, once we are off it.
-  tls_entering_from_dead_fiber = true;
-  bctx::ontop_fcontext(next->context, self, &Loop::release_dead_fiber);
+  // This stack is released from the next fiber's stack, once we are off it:
+  // on top of its context if it has run before, else by its entry function
+  // (a fresh context's trampoline does not pass an on-top result through).
+  if (next->started) {
+    bctx::ontop_fcontext(next->context, self, &Loop::release_dead_fiber);
+  } else {
+    dead_fiber_ = self;
+    bctx::jump_fcontext(next->context, nullptr);
+  }
   __builtin_unreachable();
 }
 
@@ -216,7 +218,6 @@ void Loop::switch_to(Fiber* from, Fiber* to) noexcept {
   sanitizer_start_switch(from->sanitizer, to->sanitizer, false);
   running_ = to;
   const bctx::transfer_t back = bctx::jump_fcontext(to->context, from);
-  tls_entering_from_dead_fiber = false;
   // Resumed: whoever jumped here passed itself, to save where it stopped.
   auto* previous = static_cast<Fiber*>(back.data);
   if (previous != nullptr) previous->context = back.fctx;

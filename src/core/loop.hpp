@@ -96,6 +96,7 @@ class Loop {
   std::uint64_t next_fiber_id_ = 1;
   std::int64_t alive_ = 0;
   Fiber* all_fibers_ = nullptr;
+  Fiber* dead_fiber_ = nullptr;  // finished, its stack not yet released
 
   Fiber* ready_head_ = nullptr;
   Fiber* ready_tail_ = nullptr;
