@@ -123,7 +123,14 @@ Outcome run_demo(const std::string& program, const std::string& argument,
     }
     setenv("STALLWATCH_METRICS_ADDR", "off", 1);
     for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
-    if (preload) setenv("LD_PRELOAD", probes.c_str(), 1);
+    if (preload) {
+      setenv("LD_PRELOAD", probes.c_str(), 1);
+      // Under AddressSanitizer the preload comes before the ASan runtime: fine
+      // here, the probes forward to the next definition, ASan's interceptor.
+      const char* asan = std::getenv("ASAN_OPTIONS");
+      const std::string options = std::string(asan != nullptr ? asan : "") + ":verify_asan_link_order=0";
+      setenv("ASAN_OPTIONS", options.c_str(), 1);
+    }
     dup2(out_pipe[1], 1);
     dup2(err_pipe[1], 2);
     close(out_pipe[0]);

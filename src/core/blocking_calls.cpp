@@ -6,6 +6,7 @@
 #include "core/blocking_calls.hpp"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <libunwind.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -542,9 +543,29 @@ void configure_blocking_calls(const Config& config) {
 
 bool probes_interposed() {
   const void* marker = dlsym(RTLD_DEFAULT, "stallwatch_probes_active");
-  if (marker == nullptr) return false;
-  // The first nanosleep in the global scope must be the probes' own.
-  return module_base(dlsym(RTLD_DEFAULT, "nanosleep")) == module_base(marker);
+  const void* libc_only = dlsym(RTLD_DEFAULT, "gnu_get_libc_version");
+  Dl_info probes;
+  Dl_info libc;
+  if (marker == nullptr || libc_only == nullptr || dladdr(marker, &probes) == 0 || dladdr(libc_only, &libc) == 0) {
+    return false;
+  }
+  // Symbols bind to the first definition in load order: the probes must be
+  // loaded before libc. (A sanitizer runtime may come before both; its
+  // interceptors forward to the next definition, the probes'.)
+  struct Order {
+    const char* probes;
+    const char* libc;
+    int seen = 0;  // 1: probes first, 2: libc first
+  } order{probes.dli_fname, libc.dli_fname};
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, std::size_t, void* data) {
+        auto* o = static_cast<Order*>(data);
+        if (std::strcmp(info->dlpi_name, o->probes) == 0) o->seen = 1;
+        else if (std::strcmp(info->dlpi_name, o->libc) == 0) o->seen = 2;
+        return o->seen;
+      },
+      &order);
+  return order.seen == 1;
 }
 
 void check_probes_canary(const Config& config) {
