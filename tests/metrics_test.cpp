@@ -313,8 +313,9 @@ TEST_CASE("address validation names what is wrong") {
   CHECK(metrics::address_error("localhost:9464").empty());
   CHECK(metrics::address_error("9464").find("host:port") != std::string::npos);
   CHECK(metrics::address_error(":9464").find("host") != std::string::npos);
-  CHECK(metrics::address_error("999.1.1.1:80").find("IPv4") != std::string::npos);
-  CHECK(metrics::address_error("example.com:80").find("IPv4") != std::string::npos);
+  CHECK(metrics::address_error("metrics.example.com:80").empty());
+  CHECK(metrics::address_error("bad/host:80").find("host name") != std::string::npos);
+  CHECK(metrics::address_error("a b:80").find("host name") != std::string::npos);
   CHECK(metrics::address_error("[::1]:9464").find("IPv6") != std::string::npos);
   CHECK(metrics::address_error("127.0.0.1:65536").find("port") != std::string::npos);
   CHECK(metrics::address_error("127.0.0.1:").find("port") != std::string::npos);
@@ -335,6 +336,11 @@ TEST_CASE("start_endpoint: a malformed address or a port in use fails with the r
   CHECK_NOTHROW(in_use = metrics::start_endpoint("127.0.0.1:" + std::to_string(busy.port), collectable));
   CHECK(in_use.exposer == nullptr);
   CHECK(in_use.error.find("Address already in use") != std::string::npos);
+
+  metrics::EndpointStart unresolvable;
+  CHECK_NOTHROW(unresolvable = metrics::start_endpoint("stallwatch-test.invalid:9464", collectable));
+  CHECK(unresolvable.exposer == nullptr);
+  CHECK(unresolvable.error.find("cannot resolve stallwatch-test.invalid") != std::string::npos);
 
   metrics::EndpointStart unassignable;
   CHECK_NOTHROW(unassignable = metrics::start_endpoint("192.0.2.1:9464", collectable));
@@ -379,6 +385,12 @@ TEST_CASE("a real scrape of /metrics is served and passes promtool check metrics
   }
   std::string output;
   CHECK_MESSAGE(promtool_check(body, output) == 0, output);
+}
+
+TEST_CASE("a host name is resolved to its IPv4 address before the server binds") {
+  metrics::EndpointStart start = metrics::start_endpoint("localhost:0", metrics::shared_collectable());
+  REQUIRE_MESSAGE(start.exposer != nullptr, start.error);
+  CHECK(http_get(start.port, "/metrics").rfind("HTTP/1.1 200", 0) == 0);
 }
 
 TEST_CASE("register_metrics serves stallwatch's families from the service's own exposer") {

@@ -15,7 +15,9 @@ Checks, in order:
      evaluate without error, and every dashboard query (template variables
      substituted) evaluates without error and returns data;
   4. the example exits cleanly (status 0) on SIGTERM while being scraped;
-  5. with --service-exposer the example serves stallwatch's metrics from its
+  5. with its port in use the example logs one clear line (text or JSON)
+     and runs on;
+  6. with --service-exposer the example serves stallwatch's metrics from its
      own prometheus-cpp Exposer (register_metrics) and the built-in endpoint
      stays off.
 
@@ -224,6 +226,32 @@ def stalls_by_kind(prom, instance):
     return {r["metric"].get("kind", ""): float(r["value"][1]) for r in data["result"]}
 
 
+def check_endpoint_failures(args):
+    """A port in use: one clear log line (text, then JSON) naming the address
+    and the reason; the program runs on and exits cleanly."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        address = f"127.0.0.1:{busy.getsockname()[1]}"
+        for log_format in ("text", "json"):
+            env = dict(os.environ, STALLWATCH_METRICS_ADDR=address, STALLWATCH_LOG_FORMAT=log_format)
+            proc = subprocess.run([args.example, "--seconds", "2"], env=env, capture_output=True, text=True,
+                                  timeout=120)
+            check(proc.returncode == 0, f"with the metrics port in use the example exited with {proc.returncode}")
+            output = proc.stdout + proc.stderr
+            if log_format == "text":
+                lines = [l for l in output.splitlines() if "metrics endpoint" in l]
+                check(len(lines) == 1 and f'not started at "{address}"' in lines[0]
+                      and "Address already in use" in lines[0],
+                      f"expected one line naming {address} and the reason, got {lines}")
+            else:
+                events = [json.loads(l) for l in output.splitlines() if '"metrics_endpoint"' in l]
+                check(len(events) == 1 and events[0]["status"] == "failed" and events[0]["address"] == address
+                      and "Address already in use" in events[0]["error"],
+                      f"expected one JSON metrics_endpoint failure for {address}, got {events}")
+    log("a port in use: one log line (text and JSON) naming the address and reason; the program runs on")
+
+
 def check_service_exposer(args, workdir):
     """--service-exposer: stallwatch's metrics come from the program's own
     exposer (register_metrics), and the built-in endpoint stays off even
@@ -376,6 +404,7 @@ def main():
         dashboard = check_dashboard(os.path.join(args.dashboards, "stallwatch.json"))
         if not args.rules_only:
             check(args.example, "--example is required unless --rules-only")
+            check_endpoint_failures(args)
             check_service_exposer(args, workdir)
             check_live(args, dashboard, workdir)
     except Failure as e:

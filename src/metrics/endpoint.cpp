@@ -1,6 +1,7 @@
 #include "metrics/endpoint.hpp"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,11 +19,13 @@
 
 #include "core/log.hpp"
 #include "metrics/collectable.hpp"
+#include "stallwatch/allow_blocking.hpp"
+#include "watchdog/report.hpp"
 
 namespace stallwatch::metrics {
 namespace {
 
-// Quotes a user-supplied value for a log line: printable ASCII as is,
+// Quotes a user-supplied value for a text log line: printable ASCII as is,
 // quotes, backslashes and everything else escaped.
 std::string quoted(std::string_view value) {
   std::string out = "\"";
@@ -39,6 +42,39 @@ std::string quoted(std::string_view value) {
     }
   }
   return out + "\"";
+}
+
+// The endpoint's log lines, in the format the log is configured for.
+void log_started(const std::string& url) {
+  if (core::current_log_format() == log_format::json) {
+    std::string line = "{\"event\":\"metrics_endpoint\",\"status\":\"started\",\"url\":";
+    watchdog::append_json_string(line, url);
+    core::log_line(line + "}");
+  } else {
+    core::log_line("stallwatch: metrics at " + url);
+  }
+}
+
+void log_not_started(std::string_view address, std::string_view error) {
+  if (core::current_log_format() == log_format::json) {
+    std::string line = "{\"event\":\"metrics_endpoint\",\"status\":\"failed\",\"address\":";
+    watchdog::append_json_string(line, address);
+    line += ",\"error\":";
+    watchdog::append_json_string(line, error);
+    core::log_line(line + "}");
+  } else {
+    core::log_line("stallwatch: metrics endpoint not started at " + quoted(address) + ": " + std::string(error) +
+                   "; the service runs on without /metrics (set STALLWATCH_METRICS_ADDR to another "
+                   "host:port, or off)");
+  }
+}
+
+void log_stopped_for_service_exposer() {
+  if (core::current_log_format() == log_format::json) {
+    core::log_line("{\"event\":\"metrics_endpoint\",\"status\":\"stopped\",\"reason\":\"service exposer\"}");
+  } else {
+    core::log_line("stallwatch: metrics now served by the service's own exposer; built-in endpoint stopped");
+  }
 }
 
 struct HostPort {
@@ -70,6 +106,29 @@ std::string bind_failure_reason(const std::string& host, std::string_view port, 
   }
   close(fd);
   return reason;
+}
+
+// The IPv4 address to bind for `host`: itself when it is one, else the first
+// IPv4 address the name resolves to (the server is then never asked to look
+// a name up). Empty, with `error` set, when the name does not resolve.
+std::string resolve_ipv4(const std::string& host, std::string& error) {
+  in_addr numeric;
+  if (inet_pton(AF_INET, host.c_str(), &numeric) == 1) return host;
+  // A blocking lookup on purpose: it runs once, as the first loop starts and
+  // before any of its fibers, so the blocking-call probes should not flag it.
+  const allow_blocking allow;
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &found); rc != 0) {
+    error = "cannot resolve " + host + " to an IPv4 address: " + gai_strerror(rc);
+    return {};
+  }
+  char text[INET_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(found->ai_addr)->sin_addr, text, sizeof text);
+  freeaddrinfo(found);
+  return text;
 }
 
 // The process's built-in endpoint. Never destroyed: its civetweb threads run
@@ -106,13 +165,11 @@ std::string address_error(std::string_view address) {
     return "IPv6 addresses are not supported by the HTTP server (civetweb) this build uses; "
            "use an IPv4 address";
   }
-  if (hp.host != "localhost") {
-    in_addr ignored;
-    const std::string host(hp.host);
-    if (inet_pton(AF_INET, host.c_str(), &ignored) != 1) {
-      return "the host must be an IPv4 address (e.g. 127.0.0.1, or 0.0.0.0 for every interface) "
-             "or localhost";
-    }
+  const bool host_name_chars = hp.host.find_first_not_of(
+                                   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._") ==
+                               std::string_view::npos;
+  if (!host_name_chars) {
+    return "the host must be an IPv4 address (e.g. 127.0.0.1, or 0.0.0.0 for every interface) or a host name";
   }
   if (hp.port.empty() || hp.port.size() > 5 ||
       hp.port.find_first_not_of("0123456789") != std::string_view::npos ||
@@ -129,8 +186,8 @@ EndpointStart start_endpoint(const std::string& address,
   if (!result.error.empty()) return result;
 
   const HostPort hp = split_host_port(address);
-  // Resolved here so the server never does a name lookup.
-  const std::string host = hp.host == "localhost" ? "127.0.0.1" : std::string(hp.host);
+  const std::string host = resolve_ipv4(std::string(hp.host), result.error);
+  if (host.empty()) return result;
   try {
     result.exposer = std::make_unique<prometheus::Exposer>(host + ":" + std::string(hp.port), 2);
     result.exposer->RegisterCollectable(collectable);
@@ -152,17 +209,14 @@ void ensure_endpoint(const Config& config) {
 
   EndpointStart start = start_endpoint(config.metrics_addr, shared_collectable());
   if (!start.exposer) {
-    core::log_line("stallwatch: metrics endpoint not started at " + quoted(config.metrics_addr) + ": " +
-                   start.error +
-                   "; the service runs on without /metrics (set STALLWATCH_METRICS_ADDR to another "
-                   "host:port, or off)");
+    log_not_started(config.metrics_addr, start.error);
     return;
   }
   s.exposer = start.exposer.release();
   s.owner_pid = getpid();
   std::atexit(detach_at_exit);
   const std::string host(split_host_port(config.metrics_addr).host);
-  core::log_line("stallwatch: metrics at http://" + host + ":" + std::to_string(start.port) + "/metrics");
+  log_started("http://" + host + ":" + std::to_string(start.port) + "/metrics");
 }
 
 void defer_to_service_exposer() {
@@ -173,7 +227,7 @@ void defer_to_service_exposer() {
   // Not at exit and not on a civetweb thread, so joining its workers is safe.
   delete s.exposer;
   s.exposer = nullptr;
-  core::log_line("stallwatch: metrics now served by the service's own exposer; built-in endpoint stopped");
+  log_stopped_for_service_exposer();
 }
 
 }  // namespace stallwatch::metrics

@@ -26,8 +26,9 @@ void ensure_endpoint(const Config& config);
 void defer_to_service_exposer();
 
 // Checks a STALLWATCH_METRICS_ADDR value other than "off": an IPv4 address or
-// "localhost", a colon, a port 0–65535 (0: any free port). Returns what is
-// wrong, or an empty string when it is fine. Pure; any thread.
+// a host name, a colon, a port 0–65535 (0: any free port). IPv6 is refused:
+// the HTTP server is built without it. Returns what is wrong, or an empty
+// string when it is fine. Pure; any thread.
 std::string address_error(std::string_view address);
 
 // One attempt at an exposer serving `collectable` at /metrics.
@@ -37,7 +38,9 @@ struct EndpointStart {
   int port = 0;                                  // the bound port on success
 };
 
-// Validates the address, then starts an exposer. Never throws. Any thread.
+// Validates the address, resolves a host name to its first IPv4 address
+// (a blocking lookup, permitted for the probes), then starts an exposer.
+// Never throws. Any thread.
 EndpointStart start_endpoint(const std::string& address,
                              const std::shared_ptr<prometheus::Collectable>& collectable);
 
