@@ -155,7 +155,7 @@ struct LoopFamilies {
                                        MetricType::Counter);
 
   // The configured threshold: the largest among running loops, else the
-  // last one any loop ran with. Loops of one process normally share it.
+  // largest any ended loop ran with. Loops of one process normally share it.
   std::uint64_t threshold_ns = 0;
   bool threshold_from_active = false;
 
