@@ -183,6 +183,33 @@ __attribute__((noinline)) Stack capture_caller_stack(const void* return_address)
   return stack;
 }
 
+// The base of libstallwatch.so, or null when this code is linked into the
+// program itself (the static archive the unit tests use).
+const void* shared_library_base() {
+  Dl_info info;
+  link_map* own = nullptr;
+  if (dladdr1(reinterpret_cast<const void*>(&stallwatch_probe_record), &info, reinterpret_cast<void**>(&own),
+              RTLD_DL_LINKMAP) == 0) {
+    return nullptr;
+  }
+  link_map* program = nullptr;
+  void* self = dlopen(nullptr, RTLD_LAZY | RTLD_NOLOAD);
+  if (self != nullptr) {
+    dlinfo(self, RTLD_DI_LINKMAP, &program);
+    dlclose(self);
+  }
+  return own != program ? info.dli_fbase : nullptr;
+}
+
+// libstallwatch's own calls are internal even where no InternalBlockingScope
+// marks them: a log line written to stderr by an ending fiber, a contended
+// lock of the offload pool's queue. pc: the caller's return address.
+bool made_by_libstallwatch(const void* pc) {
+  static const void* own = shared_library_base();
+  return own != nullptr &&
+         module_base(reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(pc) - 1)) == own;
+}
+
 std::uint64_t call_site_key(std::string_view function, const Stack& stack) {
   std::uint64_t h = 1469598103934665603ull;  // FNV-1a
   auto mix = [&h](std::uint64_t v) {
@@ -372,6 +399,7 @@ ReportWriter& writer() {
 
 void record_blocking_call(std::string_view function, const void* return_address) {
   const Stack stack = capture_caller_stack(return_address);
+  if (stack.size > 0 && made_by_libstallwatch(stack.pcs[0])) return;
   RecordState& s = record_state();
 
   std::vector<AllowEntry> allow;

@@ -254,7 +254,9 @@ void non_blocking_forms() {
   check(pthread_mutex_lock(&mutex) == 0, "pthread_mutex_lock");  // free: no wait
   pthread_mutex_unlock(&mutex);
 
-  // stallwatch's own waits.
+  // stallwatch's own waits, and its own writes: a detached fiber that throws
+  // is logged (a write to stderr) from the ending fiber itself.
+  stallwatch::spawn([] { throw std::runtime_error("nobody joins this fiber"); }, "thrower");
   stallwatch::sleep_for(1ms);
   stallwatch::yield();
   stallwatch::in_thread([] {});
