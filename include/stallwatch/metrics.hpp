@@ -43,7 +43,8 @@ STALLWATCH_EXPORT std::shared_ptr<prometheus::Collectable> metrics_collectable()
 
 // Registers metrics_collectable() with `exposer` at `uri`, and makes the
 // service's exposer the only one: the built-in endpoint is stopped if it
-// runs, and no loop starts it afterwards. Nothing needs undoing before
+// runs (waiting for its server threads to finish), and no loop starts it
+// afterwards. Call it before run() to never open the built-in port at all. Nothing needs undoing before
 // `exposer` is destroyed: it holds only a weak reference.
 STALLWATCH_EXPORT void register_metrics(prometheus::Exposer& exposer, const std::string& uri = "/metrics");
 
