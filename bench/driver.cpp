@@ -6,6 +6,7 @@
 //   stallwatch-bench [--quick]
 //
 // --quick runs every case with small sizes: a smoke test, not a measurement.
+// Exits 1 when a case failed to run (a missed target is not a failure).
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
@@ -418,5 +419,12 @@ int main(int argc, char** argv) {
   print_ratio("watchdog on / off ≤ 1.02", "on / off", on, off, false, 1.02, true);
 
   std::printf("\nLoad average after: %s\n", loadavg().c_str());
-  return 0;
+
+  bool failed = !watchdog_error.empty();
+  for (const auto& row : rows) {
+    for (const auto& c : row.cells) {
+      failed = failed || (c.status == Outcome::Status::failed && c.error.rfind("skipped", 0) != 0);
+    }
+  }
+  return failed ? 1 : 0;
 }
