@@ -117,8 +117,8 @@ T decode_value(const char*& p, const char* end) {
 template <class R, class Fp, class... Args>
 void process_trampoline(std::uintptr_t fn, const char* args, std::size_t size, int out_fd) {
   try {
-    const char* p = args;
-    const char* end = args + size;
+    [[maybe_unused]] const char* p = args;  // unused when f takes no arguments
+    [[maybe_unused]] const char* end = args + size;
     std::tuple<Args...> decoded{decode_value<Args>(p, end)...};  // braces: left to right
     auto* f = reinterpret_cast<Fp>(fn);
     std::string out;
