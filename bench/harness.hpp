@@ -2,8 +2,8 @@
 //
 // Every implementation under test (raw Boost.Context, Boost.Fiber,
 // stallwatch) is its own executable, so the three never share a process, a
-// heap or a thread: the driver (driver.cpp) starts one child per case and
-// reads its peak RSS from wait4(). A child is called as
+// heap or a thread: the driver (driver.cpp) starts one child per case, so
+// each case's peak RSS is its own. A child is called as
 //
 //   <exe> <case> <n> <reps>
 //
@@ -15,11 +15,11 @@
 
 #include <unistd.h>
 
-#include <ctime>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <exception>
 #include <functional>
 #include <map>
