@@ -193,7 +193,7 @@ std::size_t TcpStream::read_some(void* buffer, std::size_t size, Deadline deadli
     const ssize_t n = ::recv(fd_, buffer, size, 0);
     if (n >= 0) return static_cast<std::size_t>(n);
     if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) throw_errno(errno, "read");
+    if (errno != EAGAIN) throw_errno(errno, "read");
     wait_readable(fd_, deadline);
   }
 }
@@ -222,7 +222,7 @@ void TcpStream::write_all(const void* data, std::size_t size, Deadline deadline)
       continue;
     }
     if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) throw_errno(errno, "write");
+    if (errno != EAGAIN) throw_errno(errno, "write");
     wait_writable(fd_, deadline);
   }
 }
@@ -293,10 +293,7 @@ TcpStream TcpListener::accept(Deadline deadline) {
       return stream;
     }
     switch (errno) {
-      case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-      case EWOULDBLOCK:
-#endif
+      case EAGAIN:  // == EWOULDBLOCK on Linux
         wait_readable(fd_, deadline);
         break;
       case EINTR:
