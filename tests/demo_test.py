@@ -7,6 +7,7 @@ usage: demo_test.py path/to/stallwatch-demo
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -154,6 +155,26 @@ def test_errors(demo):
     s.close()
 
 
+def test_half_close_and_reset(demo):
+    s = demo.connect()
+    s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    s.shutdown(socket.SHUT_WR)  # half-close: the answer must still come
+    status, _, body, _ = read_response(s)
+    closed, _ = closed_by_peer(s, 5)
+    check(status == 200 and body == "hello" and closed, "a half-closed client still gets its answer, then EOF")
+    s.close()
+
+    for partial in (b"GET /sleep?ms=200 HTTP/1.1\r\nHost: t\r\n\r\n", b"GET / HT"):
+        s = demo.connect()
+        s.sendall(partial)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # RST
+    time.sleep(0.5)
+    s = demo.connect()
+    check(request(s, "/")[0] == 200, "the demo keeps serving after clients reset mid-request")
+    s.close()
+
+
 def test_header_timeout(demo):
     slow = demo.connect()
     slow.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")  # never finishes its head
@@ -240,6 +261,7 @@ def main():
         test_endpoints(demo)
         test_pipelining(demo)
         test_errors(demo)
+        test_half_close_and_reset(demo)
         test_header_timeout(demo)
         test_stalls_are_reported(demo)
         test_cooperative_endpoints_do_not_block(demo)
