@@ -114,9 +114,14 @@ void serve_connection(stallwatch::TcpStream stream, LoopState& loop, const Serve
 }
 
 // Accepts until cancelled. An unexpected accept error is logged and retried
-// after a pause rather than silently ending the service.
+// after a pause rather than silently ending the service. accept() returns
+// at once while connections are queued, so a burst of thousands would be
+// one long slice: yield every few, and the new connections get served
+// meanwhile.
 void accept_connections(stallwatch::TcpListener& listener, LoopState& loop, const ServerConfig& config) {
-  for (;;) {
+  constexpr int accepts_per_slice = 32;
+  for (int accepted = 0;; ++accepted) {
+    if (accepted % accepts_per_slice == accepts_per_slice - 1) stallwatch::yield();
     stallwatch::TcpStream stream;
     try {
       stream = listener.accept();
