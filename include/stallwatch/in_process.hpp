@@ -33,6 +33,11 @@
 //    process_error carrying its what(); a crash or kill comes back as
 //    process_error naming the signal ("killed by signal 11 (SIGSEGV)").
 //  - f must not use stallwatch's loop (the child has none).
+//  - the server and the children ignore SIGINT, so a Ctrl-C to the process
+//    group lets the parent drain its calls; the server exits when the
+//    parent has gone. A cancelled call's child runs to its end unobserved.
+// Needs Linux 5.3 or later for pidfd_open; on older kernels the server
+// still works but runs one call at a time.
 // If the server was not started before the first call, that call starts it;
 // started from a multi-threaded process it works but loses the guarantee
 // above, so call start_process_server() early in main.

@@ -98,6 +98,17 @@ struct Child {
   int channel;
 };
 
+// Reaps a child and tells its caller how it ended.
+void finish_child(Child& child) {
+  int status = 0;
+  while (::waitpid(child.pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  const char frame = frame_status;
+  send_full(child.channel, &frame, 1) && send_full(child.channel, &status, sizeof status);
+  ::close(child.channel);
+  if (child.pidfd >= 0) ::close(child.pidfd);
+}
+
 // Receives one request; returns false when the parent has gone.
 bool accept_request(int control, Child* children, int& count) {
   CallRequest request{};
@@ -133,19 +144,15 @@ bool accept_request(int control, Child* children, int& count) {
     return true;
   }
   const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  children[count++] = Child{pid, pidfd, channel};
-  return true;
-}
-
-// Reaps a child and tells its caller how it ended.
-void finish_child(Child& child) {
-  int status = 0;
-  while (::waitpid(child.pid, &status, 0) < 0 && errno == EINTR) {
+  Child child{pid, pidfd, channel};
+  if (pidfd < 0) {
+    // No pidfd (Linux < 5.3): wait for this child now. Correct, but calls
+    // then run one at a time.
+    finish_child(child);
+    return true;
   }
-  const char frame = frame_status;
-  send_full(child.channel, &frame, 1) && send_full(child.channel, &status, sizeof status);
-  ::close(child.channel);
-  ::close(child.pidfd);
+  children[count++] = child;
+  return true;
 }
 
 [[noreturn]] void serve(int control) {
