@@ -7,6 +7,7 @@ usage: watchdog_programs_test.py STALL_EXAMPLE LIBSTALLWATCH_SO PROBES_DIR PROBE
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -87,8 +88,9 @@ def test_rate_limit_from_environment():
     p = run_example(["many", "4"], STALLWATCH_REPORTS_PER_MINUTE="1")
     reports = [l for l in p.stderr.splitlines() if l.startswith("stallwatch: stall loop=")]
     check(len(reports) == 1, "STALLWATCH_REPORTS_PER_MINUTE=1 lets one report through", p.stderr)
-    check("stallwatch: suppressed 3 stall reports on loop 0 in the last minute" in p.stderr,
-          "the suppressed reports are summarised", p.stderr)
+    # Three stalls held back (more if the load stretched one past a second sample).
+    summary = re.search(r"stallwatch: suppressed (\d+) stall reports on loop 0 in the last minute", p.stderr)
+    check(summary is not None and int(summary.group(1)) >= 3, "the suppressed reports are summarised", p.stderr)
 
 
 def test_usdt_notes():

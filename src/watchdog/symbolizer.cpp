@@ -141,6 +141,30 @@ bool Symbolizer::report_mappings() {
   return rc == 0;
 }
 
+std::vector<std::uintptr_t> Symbolizer::module_starts() {
+  std::vector<std::uintptr_t> starts;
+  if (dwfl_->handle == nullptr) return starts;
+  auto collect = [](Dwfl_Module*, void**, const char*, Dwarf_Addr start, void* arg) -> int {
+    static_cast<std::vector<std::uintptr_t>*>(arg)->push_back(static_cast<std::uintptr_t>(start));
+    return DWARF_CB_OK;
+  };
+  dwfl_getmodules(dwfl_->handle, collect, &starts, 0);
+  return starts;
+}
+
+void Symbolizer::warm_up_module(std::uintptr_t start) {
+  if (dwfl_->handle == nullptr) return;
+  Dwfl_Module* module = dwfl_addrmodule(dwfl_->handle, start);
+  if (module == nullptr) return;
+  Dwarf_Addr bias = 0;
+  dwfl_module_getelf(module, &bias);
+  dwfl_module_getsymtab(module);
+  if (dwfl_module_getdwarf(module, &bias) != nullptr) {
+    // Builds the address → CU index.
+    dwfl_module_addrdie(module, start, &bias);
+  }
+}
+
 const std::vector<Frame>& Symbolizer::symbolize(std::uintptr_t pc, bool return_address) {
   const std::uintptr_t lookup = return_address && pc > 0 ? pc - 1 : pc;
   auto it = cache_.find(lookup);

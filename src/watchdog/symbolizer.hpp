@@ -41,6 +41,13 @@ class Symbolizer {
   // interrupted instruction of frame #0. Never empty.
   const std::vector<Frame>& symbolize(std::uintptr_t pc, bool return_address);
 
+  // The start addresses of the mapped modules, and loading one module's
+  // symbol table and debug info now, so the first report does not pay for
+  // it. Separate steps, so a caller can let others use the symbolizer
+  // between modules.
+  std::vector<std::uintptr_t> module_starts();
+  void warm_up_module(std::uintptr_t start);
+
  private:
   struct DwflHandle;
   bool report_mappings();

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -41,6 +42,15 @@ constexpr std::uint64_t max_tick_ns = 50'000'000;
 
 pid_t current_tid() { return static_cast<pid_t>(syscall(SYS_gettid)); }
 
+using Sink = std::function<void(std::string_view)>;
+
+// A stack as captured: its pcs, or (when there are none) the reason, as the
+// profile's one pseudo-frame.
+struct CapturedStack {
+  std::vector<std::uintptr_t> pcs;
+  std::string missing;
+};
+
 // A stall being followed: one slice past the threshold.
 struct Stall {
   std::uint64_t seq = 0;
@@ -51,7 +61,7 @@ struct Stall {
   int reported = 0;
   std::uint64_t fiber_id = 0;
   std::string fiber_name;
-  std::vector<std::string> last_stack;  // profile frames of the latest sample
+  CapturedStack last_stack;  // of the latest sample
 };
 
 struct WatchedLoop {
@@ -61,7 +71,7 @@ struct WatchedLoop {
   std::uint64_t threshold_ns = 0;
   bool strict = false;
   log_format format = log_format::text;
-  std::function<void(std::string_view)> sink;
+  Sink sink;
   std::unique_ptr<CaptureSlot> slot;
   ThreadProbe probe;
   ReportLimiter limiter{10};
@@ -75,11 +85,30 @@ struct WatchedLoop {
   Stall stall;
 };
 
+// What a tick found, waiting for names: captures are taken on time, and
+// symbolized, profiled and written in order once the symbolizer is free
+// (it may still be loading debug info), so a slow first symbolization never
+// delays the next sample. Self-contained: the loop may be gone by then.
+struct Event {
+  enum class Kind { sample, end, line };
+  Kind kind = Kind::line;
+  Sink sink;
+  log_format format = log_format::text;
+  bool write = false;   // sample: admitted by the rate limit; end: a sample was written
+  bool strict = false;  // sample: exit once written
+  StallSample sample;
+  StallEnd end;
+  std::string line;             // kind line: written as it is
+  CapturedStack stack;          // sample: its stack; end: the last sample's
+  std::uint64_t profile_ns = 0;  // stalled time attributed to `stack`
+};
+
 struct State {
   std::mutex lifecycle;  // loop_started / loop_stopped / fork, whole operations
   std::mutex mutex;      // the fields below
   std::condition_variable wake;
   std::vector<std::unique_ptr<WatchedLoop>> loops;
+  std::deque<Event> pending;
   std::thread* thread = nullptr;  // leaked on purpose in a forked child
   bool stop = false;
 
@@ -93,10 +122,28 @@ State& state() {
   return *s;
 }
 
-void write_line(WatchedLoop& w, const std::string& line) {
-  if (w.sink) {
+// The process's symbolizer, kept across watchdog threads (a loop that starts
+// and stops often must not reload debug info each time) and warmed up by a
+// helper thread at the first loop's start, so the first report is quick.
+struct SharedSymbolizer {
+  std::mutex mutex;
+  Symbolizer* symbolizer = nullptr;  // never destroyed, like State
+
+  Symbolizer& get() {  // with mutex held
+    if (symbolizer == nullptr) symbolizer = new Symbolizer;
+    return *symbolizer;
+  }
+};
+
+SharedSymbolizer& shared_symbolizer() {
+  static SharedSymbolizer* s = new SharedSymbolizer;
+  return *s;
+}
+
+void write_line(const Sink& sink, const std::string& line) {
+  if (sink) {
     try {
-      w.sink(line);
+      sink(line);
       return;
     } catch (...) {
       // A sink that throws must not end the watchdog: the line goes to the
@@ -116,57 +163,121 @@ std::uint64_t capture_timeout_ns(const WatchedLoop& w) {
   return std::clamp<std::uint64_t>(w.threshold_ns / 2, 5'000'000, 100'000'000);
 }
 
-void flush_suppressed(WatchedLoop& w, std::uint64_t count) {
-  if (count > 0) write_line(w, format_suppressed(w.record->index, count, w.format));
+Event event_for(const WatchedLoop& w, Event::Kind kind) {
+  Event e;
+  e.kind = kind;
+  e.sink = w.sink;
+  e.format = w.format;
+  return e;
+}
+
+void queue_suppressed(State& s, const WatchedLoop& w, std::uint64_t count) {
+  if (count == 0) return;
+  Event e = event_for(w, Event::Kind::line);
+  e.line = format_suppressed(w.record->index, count, w.format);
+  s.pending.push_back(std::move(e));
+}
+
+// Symbolizes, profiles and writes one event. Watchdog thread or a stopping
+// loop, with s.mutex and the symbolizer held.
+void deliver(State& s, Event& e, Symbolizer& symbolizer) {
+  if (e.kind == Event::Kind::line) {
+    write_line(e.sink, e.line);
+    return;
+  }
+  std::vector<Frame> frames;
+  for (std::size_t i = 0; i < e.stack.pcs.size(); ++i) {
+    const std::vector<Frame>& at_pc = symbolizer.symbolize(e.stack.pcs[i], i > 0);
+    frames.insert(frames.end(), at_pc.begin(), at_pc.end());
+  }
+  std::vector<std::string> names;
+  for (const Frame& f : frames) names.push_back(f.short_name());
+  if (names.empty() && !e.stack.missing.empty()) names.push_back(e.stack.missing);
+  profile_add(names, e.profile_ns);
+
+  if (e.kind == Event::Kind::end) {
+    if (e.write) write_line(e.sink, format_end(e.end, e.format));
+    return;
+  }
+  e.sample.frames = std::move(frames);
+  {
+    StallSample full = e.sample;
+    full.seen = 1;
+    std::lock_guard lock(s.last_report_mutex);
+    s.last_report = format_sample(full, log_format::text);
+  }
+  if (e.write) {
+    write_line(e.sink, format_sample(e.sample, e.format));
+    if (e.strict) _exit(strict_exit_status);
+  }
+}
+
+// Delivers the pending events in order. wait: block until the symbolizer is
+// free; otherwise leave them for the next tick if it is busy warming up.
+void deliver_pending(State& s, bool wait) {
+  if (s.pending.empty()) return;
+  SharedSymbolizer& shared = shared_symbolizer();
+  std::unique_lock lock(shared.mutex, std::defer_lock);
+  if (wait) {
+    lock.lock();
+  } else if (!lock.try_lock()) {
+    return;
+  }
+  Symbolizer& symbolizer = shared.get();
+  while (!s.pending.empty()) {
+    Event e = std::move(s.pending.front());
+    s.pending.pop_front();
+    deliver(s, e, symbolizer);
+  }
 }
 
 // The slice ended (or the loop went idle or stopped): account the stall and
-// write its `stall ended` line if any of its samples was reported.
-void finish_stall(WatchedLoop& w, std::uint64_t end_ns) {
+// queue its `stall ended` line, written if any of its samples was.
+void finish_stall(State& s, WatchedLoop& w, std::uint64_t end_ns) {
   Stall& st = w.stall;
   w.stalled = false;
   const std::uint64_t wall = end_ns > st.start_ns ? end_ns - st.start_ns : 0;
   ThreadTimes now_times;
   const bool have_times = w.probe.read_times(now_times);
-  const std::uint64_t cpu = have_times && now_times.cpu_ns > w.base_times.cpu_ns ? now_times.cpu_ns - w.base_times.cpu_ns : 0;
-  if (wall > st.last_sample_age_ns) profile_add(st.last_stack, wall - st.last_sample_age_ns);
   w.record->stalls.stall_duration.record(wall);
   STALLWATCH_PROBE3(stall_end, w.record->index, st.fiber_id, wall);
-  if (st.reported > 0) {
-    StallEnd e;
-    e.loop = w.record->index;
-    e.fiber_id = st.fiber_id;
-    e.fiber_name = st.fiber_name;
-    e.wall_ns = wall;
-    e.cpu_ns = cpu;
-    e.samples = st.samples;
-    write_line(w, format_end(e, w.format));
+
+  Event e = event_for(w, Event::Kind::end);
+  e.write = st.reported > 0;
+  e.end.loop = w.record->index;
+  e.end.fiber_id = st.fiber_id;
+  e.end.fiber_name = st.fiber_name;
+  e.end.wall_ns = wall;
+  e.end.cpu_ns = have_times && now_times.cpu_ns > w.base_times.cpu_ns ? now_times.cpu_ns - w.base_times.cpu_ns : 0;
+  e.end.samples = st.samples;
+  e.stack = std::move(st.last_stack);
+  e.profile_ns = wall > st.last_sample_age_ns ? wall - st.last_sample_age_ns : 0;
+  s.pending.push_back(std::move(e));
+}
+
+const char* missing_stack_frame(const StallSample& s) {
+  if (s.timed_out) return "[stack not captured: timeout]";
+  switch (s.outcome) {
+    case CaptureOutcome::in_switch:
+      return "[stack not captured: context switch]";
+    case CaptureOutcome::exception:
+      return "[stack not captured: exception unwinding]";
+    default:
+      return "[stack not captured]";
   }
 }
 
-std::vector<std::string> profile_frames(const StallSample& s) {
-  std::vector<std::string> frames;
-  if (s.timed_out || s.outcome != CaptureOutcome::captured) {
-    frames.emplace_back(s.timed_out ? "[stack not captured: timeout]"
-                        : s.outcome == CaptureOutcome::in_switch ? "[stack not captured: context switch]"
-                        : s.outcome == CaptureOutcome::exception ? "[stack not captured: exception unwinding]"
-                                                                 : "[stack not captured]");
-    return frames;
-  }
-  for (const Frame& f : s.frames) frames.push_back(f.short_name());
-  return frames;
-}
-
-// Takes one sample of w's stall: classify, capture, symbolize, report.
+// Takes one sample of w's stall: classify, capture, queue the report.
 // Returns false when the slice had already ended when the handler ran.
-bool take_sample(State& s, WatchedLoop& w, Symbolizer& symbolizer, std::uint64_t now, std::uint64_t age) {
+bool take_sample(State& s, WatchedLoop& w, std::uint64_t now, std::uint64_t age) {
   Stall& st = w.stall;
   SyscallState sys;
   w.probe.read_syscall(sys);
   ThreadTimes times;
   const bool have_times = w.probe.read_times(times);
 
-  StallSample sample;
+  Event e = event_for(w, Event::Kind::sample);
+  StallSample& sample = e.sample;
   sample.loop = w.record->index;
   sample.threshold_ns = w.threshold_ns;
   sample.wall_ns = age;
@@ -181,16 +292,14 @@ bool take_sample(State& s, WatchedLoop& w, Symbolizer& symbolizer, std::uint64_t
     sample.outcome = slot.outcome;
     sample.fiber_id = slot.fiber_id;
     sample.fiber_name.assign(slot.fiber_name, slot.fiber_name_len);
-    for (int i = 0; i < slot.depth; ++i) {
-      const std::vector<Frame>& at_pc = symbolizer.symbolize(slot.pcs[i], i > 0);
-      sample.frames.insert(sample.frames.end(), at_pc.begin(), at_pc.end());
-    }
+    e.stack.pcs.assign(slot.pcs, slot.pcs + slot.depth);
     sample.stack_id = stack_hash(slot.pcs, slot.depth);
   } else {
     sample.timed_out = true;
     sample.fiber_id = w.record->slice.fiber_id.load(std::memory_order_relaxed);
     sample.fiber_name = st.samples > 0 ? st.fiber_name : std::string();
   }
+  if (e.stack.pcs.empty()) e.stack.missing = missing_stack_frame(sample);
 
   if (st.samples == 0) {
     st.fiber_id = sample.fiber_id;
@@ -200,31 +309,26 @@ bool take_sample(State& s, WatchedLoop& w, Symbolizer& symbolizer, std::uint64_t
     STALLWATCH_PROBE3(stall_begin, w.record->index, sample.fiber_id, age);
   }
   ++st.samples;
-
-  st.last_stack = profile_frames(sample);
-  profile_add(st.last_stack, age - st.last_sample_age_ns);
+  e.profile_ns = age - st.last_sample_age_ns;
   st.last_sample_age_ns = age;
+  st.last_stack = e.stack;
 
-  const bool admitted = w.strict || w.limiter.admit(now);
-  if (admitted && sample.stack_id != 0) sample.seen = w.limiter.note_stack(sample.stack_id);
-  {
-    std::lock_guard lock(s.last_report_mutex);
-    StallSample full = sample;
-    full.seen = 1;
-    s.last_report = format_sample(full, log_format::text);
-  }
-  if (admitted) {
-    write_line(w, format_sample(sample, w.format));
+  e.write = w.strict || w.limiter.admit(now);
+  e.strict = w.strict;
+  if (e.write) {
+    if (sample.stack_id != 0) sample.seen = w.limiter.note_stack(sample.stack_id);
     w.record->stalls.reports.add();
     ++st.reported;
-    if (w.strict) _exit(strict_exit_status);
   } else {
     w.record->stalls.reports_suppressed.add();
   }
+  s.pending.push_back(std::move(e));
+  // Strict mode: the report now, whatever it takes, then the exit.
+  if (w.strict) deliver_pending(s, true);
   return true;
 }
 
-void check_loop(State& s, WatchedLoop& w, Symbolizer& symbolizer, std::uint64_t now) {
+void check_loop(State& s, WatchedLoop& w, std::uint64_t now) {
   core::SliceState& slice = w.record->slice;
   const std::uint64_t seq = slice.seq.load(std::memory_order_acquire);
   const std::uint64_t start = slice.start_ns.load(std::memory_order_relaxed);
@@ -232,7 +336,7 @@ void check_loop(State& s, WatchedLoop& w, Symbolizer& symbolizer, std::uint64_t 
   if (slice.seq.load(std::memory_order_acquire) != seq) return;  // a switch raced with us: next tick
 
   if (idle || !w.seen || seq != w.seen_seq) {
-    if (w.stalled) finish_stall(w, !idle && start > w.stall.start_ns ? start : now);
+    if (w.stalled) finish_stall(s, w, !idle && start > w.stall.start_ns ? start : now);
     w.seen = true;
     w.seen_seq = seq;
     w.seen_at_ns = now;
@@ -252,13 +356,13 @@ void check_loop(State& s, WatchedLoop& w, Symbolizer& symbolizer, std::uint64_t 
     w.stall.next_sample_age_ns = w.threshold_ns;
   }
   if (age < w.stall.next_sample_age_ns) return;
-  if (!take_sample(s, w, symbolizer, now, age)) {
+  if (!take_sample(s, w, now, age)) {
     // The slice ended between our look and the capture: a stall all the same.
     if (w.stall.samples == 0) {
       w.record->stalls.stalls[static_cast<int>(core::StallKind::cpu)].add();
       s.stall_count.fetch_add(1, std::memory_order_relaxed);
     }
-    finish_stall(w, core::monotonic_ns());
+    finish_stall(s, w, core::monotonic_ns());
     w.seen = false;
     return;
   }
@@ -269,43 +373,70 @@ void check_loop(State& s, WatchedLoop& w, Symbolizer& symbolizer, std::uint64_t 
 void run_watchdog() {
   State& s = state();
   pthread_setname_np(pthread_self(), "stallwatch-wd");
-  Symbolizer symbolizer;
   std::unique_lock lock(s.mutex);
   while (!s.stop) {
     const std::uint64_t now = core::refresh_now();
     for (auto& w : s.loops) {
-      check_loop(s, *w, symbolizer, now);
-      flush_suppressed(*w, w->limiter.take_expired_summary(now));
+      check_loop(s, *w, now);
+      queue_suppressed(s, *w, w->limiter.take_expired_summary(now));
     }
+    deliver_pending(s, false);
     s.wake.wait_for(lock, std::chrono::nanoseconds(tick_ns(s)), [&s] { return s.stop; });
   }
+  deliver_pending(s, true);
 }
 
-// Starts the thread with every signal blocked, so process-directed signals
-// go to the service's own threads. Called with s.mutex held.
-void start_thread(State& s) {
+// Runs fn on a new thread with every signal blocked, so process-directed
+// signals go to the service's own threads.
+std::thread* start_quiet_thread(void (*fn)()) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  s.stop = false;
-  s.thread = new std::thread(run_watchdog);
+  auto* thread = new std::thread(fn);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return thread;
 }
 
-// Ends w's bookkeeping: the stall in progress and the pending summary.
-void retire_loop(WatchedLoop& w) {
-  if (w.stalled) finish_stall(w, core::monotonic_ns());
-  flush_suppressed(w, w.limiter.take_pending());
+// Called with s.mutex held.
+void start_thread(State& s) {
+  s.stop = false;
+  s.thread = start_quiet_thread(run_watchdog);
+}
+
+// One module at a time, so a report waits for one module's debug info at
+// most, not for all of them.
+void warm_up_symbolizer() {
+  pthread_setname_np(pthread_self(), "stallwatch-sym");
+  SharedSymbolizer& shared = shared_symbolizer();
+  std::vector<std::uintptr_t> starts;
+  {
+    std::lock_guard lock(shared.mutex);
+    starts = shared.get().module_starts();
+  }
+  for (std::uintptr_t start : starts) {
+    std::lock_guard lock(shared.mutex);
+    shared.get().warm_up_module(start);
+  }
+}
+
+// Ends w's bookkeeping: the stall in progress and the pending summary, all
+// written before the loop's sink may go away.
+void retire_loop(State& s, WatchedLoop& w) {
+  if (w.stalled) finish_stall(s, w, core::monotonic_ns());
+  queue_suppressed(s, w, w.limiter.take_pending());
+  deliver_pending(s, true);
 }
 
 void prepare_fork() {
   State& s = state();
   s.lifecycle.lock();
   s.mutex.lock();
+  shared_symbolizer().mutex.lock();
 }
 
 void parent_after_fork() {
   State& s = state();
+  shared_symbolizer().mutex.unlock();
   s.mutex.unlock();
   s.lifecycle.unlock();
 }
@@ -314,6 +445,8 @@ void parent_after_fork() {
 // watched by a new watchdog thread; the other loops' threads are gone.
 void child_after_fork() {
   State& s = state();
+  // Same mappings, so the parent's symbolizer serves the child as it is.
+  shared_symbolizer().mutex.unlock();
   s.thread = nullptr;  // the parent's thread does not exist here
   s.stop = false;
   CaptureSlot* mine = tls_capture_slot;
@@ -337,8 +470,13 @@ void child_after_fork() {
 void loop_started(core::LoopRecord& record, const Config& config) {
   if (!config.watchdog) return;
   State& s = state();
-  static std::once_flag atfork_once;
-  std::call_once(atfork_once, [] { pthread_atfork(prepare_fork, parent_after_fork, child_after_fork); });
+  static std::once_flag process_once;
+  std::call_once(process_once, [] {
+    pthread_atfork(prepare_fork, parent_after_fork, child_after_fork);
+    std::thread* warmer = start_quiet_thread(warm_up_symbolizer);
+    warmer->detach();
+    delete warmer;
+  });
 
   auto w = std::make_unique<WatchedLoop>();
   w->record = &record;
@@ -378,7 +516,7 @@ void loop_stopped(core::LoopRecord& record) {
     std::lock_guard lock(s.mutex);
     auto it = std::find_if(s.loops.begin(), s.loops.end(), [&](const auto& w) { return w->record == &record; });
     if (it == s.loops.end()) return;
-    retire_loop(**it);
+    retire_loop(s, **it);
     // The handler runs on this thread only, so once the slot is unhooked here
     // no handler can be using it.
     if (tls_capture_slot == (*it)->slot.get()) tls_capture_slot = nullptr;
