@@ -26,7 +26,7 @@ thread_local ThreadState tls_thread_state __attribute__((tls_model("initial-exec
 
 namespace {
 
-thread_local Loop* tls_loop = nullptr;
+thread_local Loop* tls_loop __attribute__((tls_model("initial-exec"))) = nullptr;
 
 // Switches go straight from fiber to fiber at most this many times before the
 // scheduler takes a pass (timers, I/O, remote wake-ups); a coarse clock tick
@@ -63,7 +63,11 @@ Loop::Loop(const Config& config)
   scheduler_.loop = this;
   scheduler_.name = "scheduler";
 
+  // The loop's own work until the first switch is its first slice.
   slice_start_ns_ = refresh_now();
+  record_.slice.start_ns.store(slice_start_ns_, std::memory_order_relaxed);
+  record_.slice.seq.store(++slice_seq_, std::memory_order_release);
+  record_.slice.idle.store(false, std::memory_order_release);
   configure_log(config_);
   stack::install_overflow_handler_for_thread();
   metrics::ensure_endpoint(config_);
@@ -73,6 +77,7 @@ Loop::Loop(const Config& config)
 Loop::~Loop() {
   watchdog::loop_stopped(record_);
   stack::remove_overflow_handler_for_thread();
+  end_slice(refresh_now());
   record_.slice.idle.store(true, std::memory_order_relaxed);
   publish_gauges();
   release_loop_record(record_);
@@ -80,11 +85,19 @@ Loop::~Loop() {
 
 Loop* Loop::current() noexcept { return tls_loop; }
 
+namespace {
+
+// Out of line so the hot path of require() needs no stack frame.
+[[noreturn, gnu::cold, gnu::noinline]] void throw_not_on_loop(const char* what) {
+  throw not_on_loop(std::string("stallwatch: ") + what + " called outside a fiber of a running loop");
+}
+
+}  // namespace
+
 Loop& Loop::require(const char* what) {
-  if (tls_loop == nullptr || tls_loop->running_ == &tls_loop->scheduler_) {
-    throw not_on_loop(std::string("stallwatch: ") + what + " called outside a fiber of a running loop");
-  }
-  return *tls_loop;
+  Loop* loop = tls_loop;
+  if (loop == nullptr || loop->running_ == &loop->scheduler_) throw_not_on_loop(what);
+  return *loop;
 }
 
 // ---- fibers: birth and death ----
@@ -194,9 +207,9 @@ bctx::transfer_t Loop::release_dead_fiber(bctx::transfer_t from) noexcept {
 
 void Loop::begin_slice(Fiber* next) noexcept {
   const std::uint64_t now = coarse_now();
-  record_.stats.slice_duration.record(now > slice_start_ns_ ? now - slice_start_ns_ : 0);
-  slice_start_ns_ = now;
-  record_.slice.start_ns.store(now, std::memory_order_relaxed);
+  // Within one coarse tick the slice is shorter than the first bucket: it is
+  // counted as finished-slices minus the other buckets, so nothing is written.
+  if (now != slice_start_ns_) end_slice(now);
   record_.slice.fiber_id.store(next->id, std::memory_order_relaxed);
   record_.slice.seq.store(++slice_seq_, std::memory_order_release);
   if (next->ready_since_ns != 0) {
@@ -210,6 +223,12 @@ void Loop::begin_slice(Fiber* next) noexcept {
   ts.stack_lo = reinterpret_cast<std::uintptr_t>(next->stack.lo);
   ts.stack_hi = ts.stack_lo + next->stack.size;
   STALLWATCH_PROBE2(slice_begin, record_.index, next->id);
+}
+
+void Loop::end_slice(std::uint64_t now) noexcept {
+  if (now > slice_start_ns_) record_.stats.slice_duration.record(now - slice_start_ns_);
+  slice_start_ns_ = now;
+  record_.slice.start_ns.store(now, std::memory_order_relaxed);
 }
 
 void Loop::switch_to(Fiber* from, Fiber* to) noexcept {
@@ -367,6 +386,7 @@ void Loop::wait_for_work(std::uint64_t now_ns) {
     timeout_ms = static_cast<int>(std::min<std::uint64_t>((wait_ns + 999'999) / 1'000'000, 1u << 30));
   }
   publish_gauges();
+  end_slice(coarse_now());
   record_.slice.idle.store(true, std::memory_order_release);
   STALLWATCH_PROBE1(loop_idle, record_.index);
   const bool remote = reactor_.poll(timeout_ms, *this);

@@ -74,6 +74,7 @@ class Loop {
   [[noreturn]] void finish_fiber(Fiber* self) noexcept;
   void switch_to(Fiber* from, Fiber* to) noexcept;
   void begin_slice(Fiber* next) noexcept;
+  void end_slice(std::uint64_t now) noexcept;
   Fiber* pick_next() noexcept;
   void push_ready(Fiber* fiber) noexcept;
   Fiber* pop_ready() noexcept;

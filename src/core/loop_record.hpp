@@ -24,8 +24,10 @@ struct alignas(64) SliceState {
   std::atomic<std::uint64_t> fiber_id{0};  // fiber of the running slice; 0 = the loop itself
 };
 
-// Written by the loop thread only. (Slices run = SliceState::seq.)
+// Written by the loop thread only. (Slices begun = SliceState::seq.)
 struct alignas(64) LoopStats {
+  // Slices that end within the coarse tick they began in are not recorded
+  // (no work on the switch); slice_duration_buckets() adds them to bucket 0.
   LogHistogram slice_duration;
   LogHistogram loop_lag;  // ready → running
   SingleWriterCounter fibers_spawned;
@@ -55,6 +57,21 @@ struct LoopRecord {
   LoopStats stats;
   StallStats stalls;
 };
+
+// The slice-duration histogram of record r, complete: slices that ended
+// (every slice begun except the running one) minus the recorded ones are
+// counted in the first bucket. Any thread.
+inline void slice_duration_buckets(const LoopRecord& r, std::uint64_t (&counts)[LogHistogram::bucket_count]) {
+  const bool idle = r.slice.idle.load(std::memory_order_acquire);
+  const std::uint64_t begun = r.slice.seq.load(std::memory_order_acquire);
+  const std::uint64_t ended = begun > 0 && !idle ? begun - 1 : begun;
+  std::uint64_t recorded = 0;
+  for (int i = 0; i < LogHistogram::bucket_count; ++i) {
+    counts[i] = r.stats.slice_duration.count(i);
+    recorded += counts[i];
+  }
+  if (ended > recorded) counts[0] += ended - recorded;
+}
 
 // Claims the lowest free record for the calling thread's new loop. Any thread.
 LoopRecord& claim_loop_record();

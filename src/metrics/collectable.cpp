@@ -87,6 +87,10 @@ struct HistogramSnapshot {
   explicit HistogramSnapshot(const core::LogHistogram& h) : sum_ns(h.sum_ns()) {
     for (int i = 0; i < core::LogHistogram::bucket_count; ++i) counts[i] = h.count(i);
   }
+  // The slice histogram, whose short slices the loop never records.
+  explicit HistogramSnapshot(const core::LoopRecord& r) : sum_ns(r.stats.slice_duration.sum_ns()) {
+    core::slice_duration_buckets(r, counts);
+  }
 };
 
 struct LoopSnapshot {
@@ -111,7 +115,7 @@ struct LoopSnapshot {
         threshold_ns(r.threshold_ns.load(std::memory_order_relaxed)),
         slices(r.slice.seq.load(std::memory_order_relaxed)),
         current_slice_seconds(current_slice_seconds_of(r, now_ns)),
-        slice_duration(r.stats.slice_duration),
+        slice_duration(r),
         loop_lag(r.stats.loop_lag),
         stall_duration(r.stalls.stall_duration),
         stalls{},

@@ -112,10 +112,10 @@ bool Reactor::poll(int timeout_ms, Loop& loop) {
   for (int i = 0; i < n; ++i) {
     const epoll_event& ev = events_[i];
     if (ev.data.u64 == wake_token) {
+      // One read returns and resets the whole count.
       std::uint64_t count;
       InternalBlockingScope internal;
-      while (read(wake_fd_, &count, sizeof count) > 0) {
-      }
+      [[maybe_unused]] const ssize_t drained = read(wake_fd_, &count, sizeof count);
       remote = true;
       continue;
     }
