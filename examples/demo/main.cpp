@@ -29,15 +29,15 @@ struct CommandLine {
   int threads = 1;
 };
 
+constexpr char usage[] =
+    "usage: stallwatch-demo [--port N] [--threads N] [--header-timeout-ms N] [--drain-timeout-ms N]\n"
+    "  --port N               listen on 127.0.0.1:N (1..65535, default 8080)\n"
+    "  --threads N            loops, each on its own thread and listener (1..256, default 1)\n"
+    "  --header-timeout-ms N  close idle or slow clients after N ms (1..3600000, default 10000)\n"
+    "  --drain-timeout-ms N   on SIGINT/SIGTERM, wait N ms for busy requests (0..3600000, default 10000)\n";
+
 [[noreturn]] void usage_error(const std::string& message) {
-  std::fprintf(stderr,
-               "stallwatch-demo: %s\n"
-               "usage: stallwatch-demo [--port N] [--threads N] [--header-timeout-ms N] [--drain-timeout-ms N]\n"
-               "  --port N               listen on 127.0.0.1:N (1..65535, default 8080)\n"
-               "  --threads N            loops, each on its own thread and listener (1..256, default 1)\n"
-               "  --header-timeout-ms N  close idle or slow clients after N ms (1..3600000, default 10000)\n"
-               "  --drain-timeout-ms N   on SIGINT/SIGTERM, wait N ms for busy requests (0..3600000, default 10000)\n",
-               message.c_str());
+  std::fprintf(stderr, "stallwatch-demo: %s\n%s", message.c_str(), usage);
   std::exit(2);
 }
 
@@ -55,7 +55,10 @@ CommandLine parse_command_line(int argc, char** argv) {
   CommandLine cl;
   for (int i = 1; i < argc; ++i) {
     const std::string_view option = argv[i];
-    if (option == "--help" || option == "-h") usage_error("help");
+    if (option == "--help" || option == "-h") {
+      std::fputs(usage, stdout);
+      std::exit(0);
+    }
     if (i + 1 >= argc) usage_error("unknown option or missing value: " + std::string(option));
     const std::string_view value = argv[++i];
     if (option == "--port") {
