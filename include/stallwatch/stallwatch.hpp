@@ -1,6 +1,8 @@
-// stallwatch/stallwatch.hpp — the umbrella header: everything a service uses.
+// stallwatch/stallwatch.hpp — the umbrella header: everything a service uses
+// (stallwatch/testing.hpp, for doctest suites, is included separately).
 #pragma once
 
+#include "stallwatch/allow_blocking.hpp"
 #include "stallwatch/collect.hpp"
 #include "stallwatch/config.hpp"
 #include "stallwatch/deadline.hpp"
@@ -10,6 +12,8 @@
 #include "stallwatch/in_thread.hpp"
 #include "stallwatch/io.hpp"
 #include "stallwatch/loop.hpp"
+#include "stallwatch/metrics.hpp"
 #include "stallwatch/net.hpp"
 #include "stallwatch/process.hpp"
 #include "stallwatch/sync.hpp"
+#include "stallwatch/watchdog.hpp"
