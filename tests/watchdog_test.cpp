@@ -185,7 +185,7 @@ TEST_CASE("the rate limit holds reports back, counts them and summarises them") 
   sw::run(options, [&] {
     loop_index = sw::this_loop_index();
     for (int i = 0; i < 5; ++i) {
-      cpu_burn(80, nullptr);
+      cpu_burn(120, nullptr);
       sw::sleep_for(1ms);  // parks: the next burn is a new slice
     }
   });
@@ -211,7 +211,7 @@ TEST_CASE("identical stacks are deduplicated with a count") {
   Lines lines;
   sw::run(lines.options(), [&] {
     for (int i = 0; i < 3; ++i) {
-      cpu_burn(70, nullptr);
+      cpu_burn(120, nullptr);
       sw::sleep_for(1ms);
     }
   });

@@ -27,7 +27,7 @@ int ReportLimiter::note_stack(std::uint64_t stack_id) {
 }
 
 std::uint64_t ReportLimiter::take_expired_summary(std::uint64_t now_ns) {
-  if (!open_ || now_ns - window_start_ns_ < window_ns) return 0;
+  if (!open_ || now_ns < window_start_ns_ + window_ns) return 0;
   const std::uint64_t suppressed = suppressed_;
   open_ = false;
   admitted_ = 0;

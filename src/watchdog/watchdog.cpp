@@ -64,6 +64,31 @@ struct Stall {
   CapturedStack last_stack;  // of the latest sample
 };
 
+// What a tick found, waiting for names: captures are taken on time, then
+// symbolized, profiled and written in order at the end of the tick.
+// Self-contained: the loop may be gone by then.
+struct Event {
+  enum class Kind { sample, end, line };
+  Kind kind = Kind::line;
+  Sink sink;
+  log_format format = log_format::text;
+  bool write = false;   // sample: admitted by the rate limit; end: a sample was written
+  bool strict = false;  // sample: exit once written
+  StallSample sample;
+  StallEnd end;
+  std::string line;             // kind line: written as it is
+  CapturedStack stack;          // sample: its stack; end: the last sample's
+  std::uint64_t profile_ns = 0;  // stalled time attributed to `stack`
+};
+
+// A sample whose stack was asked for and not yet answered.
+struct PendingCapture {
+  bool active = false;
+  std::uint64_t request = 0;
+  std::uint64_t sent_ns = 0;
+  Event event;  // the report, without its stack
+};
+
 struct WatchedLoop {
   core::LoopRecord* record = nullptr;
   pid_t tid = 0;
@@ -83,24 +108,7 @@ struct WatchedLoop {
   ThreadTimes base_times;
   bool stalled = false;
   Stall stall;
-};
-
-// What a tick found, waiting for names: captures are taken on time, and
-// symbolized, profiled and written in order once the symbolizer is free
-// (it may still be loading debug info), so a slow first symbolization never
-// delays the next sample. Self-contained: the loop may be gone by then.
-struct Event {
-  enum class Kind { sample, end, line };
-  Kind kind = Kind::line;
-  Sink sink;
-  log_format format = log_format::text;
-  bool write = false;   // sample: admitted by the rate limit; end: a sample was written
-  bool strict = false;  // sample: exit once written
-  StallSample sample;
-  StallEnd end;
-  std::string line;             // kind line: written as it is
-  CapturedStack stack;          // sample: its stack; end: the last sample's
-  std::uint64_t profile_ns = 0;  // stalled time attributed to `stack`
+  PendingCapture capture;
 };
 
 struct State {
@@ -128,6 +136,7 @@ State& state() {
 struct SharedSymbolizer {
   std::mutex mutex;
   Symbolizer* symbolizer = nullptr;  // never destroyed, like State
+  std::atomic<bool> reports_waiting{false};  // the warm-up gives way while set
 
   Symbolizer& get() {  // with mutex held
     if (symbolizer == nullptr) symbolizer = new Symbolizer;
@@ -159,9 +168,14 @@ std::uint64_t tick_ns(const State& s) {
   return std::clamp(tick, min_tick_ns, max_tick_ns);
 }
 
+// How long a stalled thread may take to answer the capture signal: it runs
+// the handler only once the OS gives it a CPU, which on a loaded machine
+// takes a while. Waiting is asynchronous (the ticks go on), except for
+// quick_wait_ns, which catches the usual answer at once.
 std::uint64_t capture_timeout_ns(const WatchedLoop& w) {
-  return std::clamp<std::uint64_t>(w.threshold_ns / 2, 5'000'000, 100'000'000);
+  return std::clamp<std::uint64_t>(w.threshold_ns, 250'000'000, 2'000'000'000);
 }
+constexpr std::uint64_t quick_wait_ns = 1'000'000;
 
 Event event_for(const WatchedLoop& w, Event::Kind kind) {
   Event e;
@@ -213,7 +227,9 @@ void deliver(State& s, Event& e, Symbolizer& symbolizer) {
 }
 
 // Delivers the pending events in order. wait: block until the symbolizer is
-// free; otherwise leave them for the next tick if it is busy warming up.
+// free. Otherwise, while the symbolizer loads a module's debug info, the
+// events wait for a later tick (the ticks, and so the samples, go on) and
+// the warm-up gives way after that module.
 void deliver_pending(State& s, bool wait) {
   if (s.pending.empty()) return;
   SharedSymbolizer& shared = shared_symbolizer();
@@ -221,8 +237,10 @@ void deliver_pending(State& s, bool wait) {
   if (wait) {
     lock.lock();
   } else if (!lock.try_lock()) {
+    shared.reports_waiting.store(true);
     return;
   }
+  shared.reports_waiting.store(false);
   Symbolizer& symbolizer = shared.get();
   while (!s.pending.empty()) {
     Event e = std::move(s.pending.front());
@@ -267,9 +285,12 @@ const char* missing_stack_frame(const StallSample& s) {
   }
 }
 
-// Takes one sample of w's stall: classify, capture, queue the report.
-// Returns false when the slice had already ended when the handler ran.
-bool take_sample(State& s, WatchedLoop& w, std::uint64_t now, std::uint64_t age) {
+// Starts one sample of w's stall: classify the thread now, then ask it for
+// its stack. The answer usually comes within microseconds; when the thread
+// waits for a CPU it comes on a later tick (complete_sample).
+void complete_sample(State& s, WatchedLoop& w, bool timed_out);
+
+void begin_sample(State& s, WatchedLoop& w, std::uint64_t now, std::uint64_t age) {
   Stall& st = w.stall;
   SyscallState sys;
   w.probe.read_syscall(sys);
@@ -284,26 +305,11 @@ bool take_sample(State& s, WatchedLoop& w, std::uint64_t now, std::uint64_t age)
   sample.cpu_ns = have_times && times.cpu_ns > w.base_times.cpu_ns ? times.cpu_ns - w.base_times.cpu_ns : 0;
   sample.kind = classify(sys, w.base_times, have_times ? times : w.base_times, now - w.seen_at_ns);
   sample.sample = st.samples + 1;
-
-  CaptureSlot& slot = *w.slot;
-  const std::uint64_t request = request_capture(slot, w.tid, w.signo);
-  if (request != 0 && wait_for_capture(slot, request, capture_timeout_ns(w))) {
-    if (slot.slice_seq != st.seq) return false;
-    sample.outcome = slot.outcome;
-    sample.fiber_id = slot.fiber_id;
-    sample.fiber_name.assign(slot.fiber_name, slot.fiber_name_len);
-    e.stack.pcs.assign(slot.pcs, slot.pcs + slot.depth);
-    sample.stack_id = stack_hash(slot.pcs, slot.depth);
-  } else {
-    sample.timed_out = true;
-    sample.fiber_id = w.record->slice.fiber_id.load(std::memory_order_relaxed);
-    sample.fiber_name = st.samples > 0 ? st.fiber_name : std::string();
-  }
-  if (e.stack.pcs.empty()) e.stack.missing = missing_stack_frame(sample);
+  sample.fiber_id = w.record->slice.fiber_id.load(std::memory_order_relaxed);
+  sample.fiber_name = st.fiber_name;
 
   if (st.samples == 0) {
     st.fiber_id = sample.fiber_id;
-    st.fiber_name = sample.fiber_name;
     w.record->stalls.stalls[static_cast<int>(sample.kind.kind)].add();
     s.stall_count.fetch_add(1, std::memory_order_relaxed);
     STALLWATCH_PROBE3(stall_begin, w.record->index, sample.fiber_id, age);
@@ -311,9 +317,43 @@ bool take_sample(State& s, WatchedLoop& w, std::uint64_t now, std::uint64_t age)
   ++st.samples;
   e.profile_ns = age - st.last_sample_age_ns;
   st.last_sample_age_ns = age;
+
+  PendingCapture& c = w.capture;
+  c.active = true;
+  c.event = std::move(e);
+  c.sent_ns = now;
+  c.request = request_capture(*w.slot, w.tid, w.signo);
+  if (c.request == 0) {
+    complete_sample(s, w, true);  // the thread is gone
+  } else if (wait_for_capture(*w.slot, c.request, quick_wait_ns)) {
+    complete_sample(s, w, false);
+  }
+}
+
+// Finishes the pending sample with the handler's answer (or without, after
+// the timeout) and queues its report under the rate limit.
+void complete_sample(State& s, WatchedLoop& w, bool timed_out) {
+  Stall& st = w.stall;
+  PendingCapture& c = w.capture;
+  c.active = false;
+  Event e = std::move(c.event);
+  StallSample& sample = e.sample;
+  const CaptureSlot& slot = *w.slot;
+  if (!timed_out && slot.slice_seq != st.seq) timed_out = true;  // answered from a later slice
+  if (!timed_out) {
+    sample.outcome = slot.outcome;
+    sample.fiber_id = slot.fiber_id;
+    sample.fiber_name.assign(slot.fiber_name, slot.fiber_name_len);
+    e.stack.pcs.assign(slot.pcs, slot.pcs + slot.depth);
+    sample.stack_id = stack_hash(slot.pcs, slot.depth);
+    if (st.fiber_name.empty()) st.fiber_name = sample.fiber_name;
+  } else {
+    sample.timed_out = true;
+  }
+  if (e.stack.pcs.empty()) e.stack.missing = missing_stack_frame(sample);
   st.last_stack = e.stack;
 
-  e.write = w.strict || w.limiter.admit(now);
+  e.write = w.strict || w.limiter.admit(core::monotonic_ns());
   e.strict = w.strict;
   if (e.write) {
     if (sample.stack_id != 0) sample.seen = w.limiter.note_stack(sample.stack_id);
@@ -325,6 +365,21 @@ bool take_sample(State& s, WatchedLoop& w, std::uint64_t now, std::uint64_t age)
   s.pending.push_back(std::move(e));
   // Strict mode: the report now, whatever it takes, then the exit.
   if (w.strict) deliver_pending(s, true);
+}
+
+// A sample still waiting for its stack: taken now if the handler answered,
+// reported without a stack after the timeout. True while still waiting.
+bool poll_capture(State& s, WatchedLoop& w, std::uint64_t now) {
+  PendingCapture& c = w.capture;
+  if (!c.active) return false;
+  if (w.slot->published.load(std::memory_order_acquire) == c.request) {
+    complete_sample(s, w, false);
+    return false;
+  }
+  if (now - c.sent_ns >= capture_timeout_ns(w)) {
+    complete_sample(s, w, true);
+    return false;
+  }
   return true;
 }
 
@@ -335,7 +390,11 @@ void check_loop(State& s, WatchedLoop& w, std::uint64_t now) {
   const bool idle = slice.idle.load(std::memory_order_acquire);
   if (slice.seq.load(std::memory_order_acquire) != seq) return;  // a switch raced with us: next tick
 
+  const bool still_waiting = poll_capture(s, w, now);
   if (idle || !w.seen || seq != w.seen_seq) {
+    // A capture still unanswered when the slice ends is reported without
+    // its stack: the handler would now see another slice.
+    if (still_waiting) complete_sample(s, w, true);
     if (w.stalled) finish_stall(s, w, !idle && start > w.stall.start_ns ? start : now);
     w.seen = true;
     w.seen_seq = seq;
@@ -346,6 +405,7 @@ void check_loop(State& s, WatchedLoop& w, std::uint64_t now) {
       return;
     }
   }
+  if (still_waiting) return;
   const std::uint64_t age = now > start ? now - start : 0;
   if (!w.stalled) {
     if (age < w.threshold_ns) return;
@@ -356,16 +416,7 @@ void check_loop(State& s, WatchedLoop& w, std::uint64_t now) {
     w.stall.next_sample_age_ns = w.threshold_ns;
   }
   if (age < w.stall.next_sample_age_ns) return;
-  if (!take_sample(s, w, now, age)) {
-    // The slice ended between our look and the capture: a stall all the same.
-    if (w.stall.samples == 0) {
-      w.record->stalls.stalls[static_cast<int>(core::StallKind::cpu)].add();
-      s.stall_count.fetch_add(1, std::memory_order_relaxed);
-    }
-    finish_stall(s, w, core::monotonic_ns());
-    w.seen = false;
-    return;
-  }
+  begin_sample(s, w, now, age);
   // Next sample at twice the age this one reached: T, 2T, 4T, …
   while (w.stall.next_sample_age_ns <= age) w.stall.next_sample_age_ns *= 2;
 }
@@ -414,6 +465,10 @@ void warm_up_symbolizer() {
     starts = shared.get().module_starts();
   }
   for (std::uintptr_t start : starts) {
+    // Reports first: let the watchdog take the symbolizer (for up to a second).
+    for (int i = 0; i < 1000 && shared.reports_waiting.load(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     std::lock_guard lock(shared.mutex);
     shared.get().warm_up_module(start);
   }
@@ -422,6 +477,9 @@ void warm_up_symbolizer() {
 // Ends w's bookkeeping: the stall in progress and the pending summary, all
 // written before the loop's sink may go away.
 void retire_loop(State& s, WatchedLoop& w) {
+  if (w.capture.active) {
+    complete_sample(s, w, w.slot->published.load(std::memory_order_acquire) != w.capture.request);
+  }
   if (w.stalled) finish_stall(s, w, core::monotonic_ns());
   queue_suppressed(s, w, w.limiter.take_pending());
   deliver_pending(s, true);
