@@ -30,6 +30,18 @@ core::Fiber* fiber_of(void* node) { return static_cast<core::Fiber*>(node); }
 
 namespace detail {
 
+void* TaskBase::operator new(std::size_t size) {
+  if (!core::TaskCache::fits(size)) return ::operator new(size);
+  core::Loop* loop = core::Loop::current();
+  return loop != nullptr ? loop->task_cache().take(size) : ::operator new(core::TaskCache::rounded(size));
+}
+
+void TaskBase::operator delete(void* block, std::size_t size) noexcept {
+  core::Loop* loop = core::Loop::current();
+  if (loop != nullptr && core::TaskCache::fits(size)) loop->task_cache().give(block, size);
+  else ::operator delete(block);
+}
+
 void start_task(TaskBase* task, std::string_view name) { core::Loop::require("spawn").start(task, name); }
 
 void join_task(TaskBase* task, Deadline deadline) {

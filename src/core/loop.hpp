@@ -17,6 +17,7 @@
 
 #include "core/fiber.hpp"
 #include "core/loop_record.hpp"
+#include "core/task_cache.hpp"
 #include "core/timer_heap.hpp"
 #include "reactor/epoll_reactor.hpp"
 #include "stack/stack_pool.hpp"
@@ -40,6 +41,7 @@ class Loop {
   const Config& config() const noexcept { return config_; }
   LoopRecord& record() noexcept { return record_; }
   Reactor& reactor() noexcept { return reactor_; }
+  TaskCache& task_cache() noexcept { return task_cache_; }
 
   // Starts task as a new fiber (ready to run; the caller keeps running).
   void start(detail::TaskBase* task, std::string_view name);
@@ -87,6 +89,7 @@ class Loop {
   void cancel_all() noexcept;
 
   Config config_;
+  TaskCache task_cache_;  // destroyed after the fibers and their tasks are gone
   LoopRecord& record_;
   stack::StackPool stacks_;
   Reactor reactor_;

@@ -2,6 +2,7 @@
 // Not part of the API; may change in any release.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <string_view>
@@ -28,6 +29,11 @@ class STALLWATCH_EXPORT TaskBase {
   virtual ~TaskBase() = default;
   // Runs the user's function and stores its result or exception.
   virtual void invoke() noexcept = 0;
+
+  // Task blocks are recycled through a per-loop cache of small sizes, so a
+  // spawn+join pair rarely reaches malloc.
+  static void* operator new(std::size_t size);
+  static void operator delete(void* block, std::size_t size) noexcept;
 
   void add_ref() noexcept { ++refs_; }
   void release() noexcept {
