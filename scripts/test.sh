@@ -15,13 +15,23 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
 export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}"
 
-build() {  # build DIR [meson options...]
+setup() {  # setup DIR [meson options...]
   local dir=$1
   shift
-  if [ ! -f "$dir/build.ninja" ]; then
-    meson setup "$dir" "$@" >/dev/null || return 1
-  fi
-  ninja -C "$dir" -j "$jobs" >"$dir.build.log" 2>&1 || { tail -50 "$dir.build.log"; return 1; }
+  [ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null
+}
+
+build() {  # build DIR [TARGET...]: everything, or just the targets
+  local dir=$1
+  shift
+  ninja -C "$dir" -j "$jobs" "$@" >"$dir.build.log" 2>&1 || { tail -50 "$dir.build.log"; return 1; }
+}
+
+build_for_suites() {  # build_for_suites DIR SUITE...: only what those tests run
+  local dir=$1
+  shift
+  mapfile -t targets < <(python3 scripts/suite-targets.py "$dir" "$@")
+  build "$dir" "${targets[@]}"
 }
 
 run_suites() {  # run_suites DIR SUITE...
@@ -29,15 +39,15 @@ run_suites() {  # run_suites DIR SUITE...
   shift
   local args=()
   for suite in "$@"; do args+=(--suite "$suite"); done
-  meson test -C "$dir" --num-processes "$jobs" --print-errorlogs "${args[@]}" || true
+  meson test -C "$dir" --no-rebuild --num-processes "$jobs" --print-errorlogs "${args[@]}" || true
 }
 
 dirs=()
 status=0
 
-if build build; then
+if setup build && build build; then
   # shellcheck disable=SC2086
-  run_suites build ${SUITES:-unit integration load}
+  run_suites build ${SUITES:-unit integration dashboards load}
   dirs+=(build)
 else
   echo "test.sh: the plain build failed" >&2
@@ -45,14 +55,14 @@ else
 fi
 
 if [ -z "${SUITES:-}" ]; then
-  if build build-asan -Db_sanitize=address,undefined -Db_lundef=false; then
+  if setup build-asan -Db_sanitize=address,undefined -Db_lundef=false && build_for_suites build-asan unit; then
     run_suites build-asan unit
     dirs+=(build-asan)
   else
     echo "test.sh: the ASan+UBSan build failed" >&2
     status=1
   fi
-  if build build-tsan -Db_sanitize=thread -Db_lundef=false; then
+  if setup build-tsan -Db_sanitize=thread -Db_lundef=false && build_for_suites build-tsan tsan; then
     run_suites build-tsan tsan
     dirs+=(build-tsan)
   else
