@@ -7,15 +7,16 @@ PACKAGES=(
   build-essential meson ninja-build pkgconf python3
   libboost-context-dev libunwind-dev libdw-dev prometheus-cpp-dev doctest-dev
   systemtap-sdt-dev
-  prometheus
   libhttp-parser-dev
 )
 
 # Extra packages for the groups asked for on the command line.
 # test: what the test suite drives for real (Prometheus, bpftrace, load tools).
 TEST_PACKAGES=(
+  prometheus
   bpftrace
   clang
+  curl
 )
 # demo: what scripts/demo-drive.sh uses to send its requests.
 DEMO_PACKAGES=(

@@ -80,7 +80,7 @@ def ensure_prometheus(repo_root):
         return
     installer = os.path.join(repo_root, "scripts", "install-deps.sh")
     log(f"prometheus/promtool missing: running {installer}")
-    subprocess.run(["bash", installer], check=False)
+    subprocess.run(["bash", installer, "test"], check=False)
     check(shutil.which("prometheus") and shutil.which("promtool"),
           "prometheus and promtool are still missing: install the Debian package 'prometheus'")
 
