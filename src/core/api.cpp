@@ -6,6 +6,7 @@
 #include "core/fiber.hpp"
 #include "core/log.hpp"
 #include "core/loop.hpp"
+#include "core/parking.hpp"
 #include "stallwatch/errors.hpp"
 #include "stallwatch/loop.hpp"
 
@@ -13,16 +14,6 @@ namespace stallwatch {
 inline namespace v1 {
 
 namespace {
-
-std::uint64_t to_deadline_ns(Deadline deadline) {
-  if (!deadline.is_set()) return 0;
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.at.time_since_epoch()).count();
-  return ns > 0 ? static_cast<std::uint64_t>(ns) : 1;
-}
-
-void throw_if_cancel_requested(core::Fiber* self, const char* what) {
-  if (self->cancel_requested) throw cancelled(std::string("stallwatch: ") + what + ": fiber cancelled");
-}
 
 core::Fiber* fiber_of(void* node) { return static_cast<core::Fiber*>(node); }
 
@@ -83,7 +74,7 @@ void run_main(const Options& options, TaskBase* main) {
 void park_on(WaitQueue& queue, Deadline deadline, const char* what) {
   core::Loop& loop = core::Loop::require(what);
   core::Fiber* self = loop.running();
-  throw_if_cancel_requested(self, what);
+  core::throw_if_cancel_requested(self, what);
   if (deadline.is_set() && deadline.at <= Clock::now()) {
     throw deadline_exceeded(std::string("stallwatch: ") + what + ": deadline exceeded");
   }
@@ -94,14 +85,7 @@ void park_on(WaitQueue& queue, Deadline deadline, const char* what) {
   else queue.first = self;
   queue.last = self;
 
-  switch (loop.park(to_deadline_ns(deadline))) {
-    case core::WakeReason::timeout:
-      throw deadline_exceeded(std::string("stallwatch: ") + what + ": deadline exceeded");
-    case core::WakeReason::cancelled:
-      throw cancelled(std::string("stallwatch: ") + what + ": fiber cancelled");
-    default:
-      return;
-  }
+  core::throw_if_interrupted(loop.park(core::to_deadline_ns(deadline)), what);
 }
 
 bool wake_one(WaitQueue& queue) {
@@ -123,12 +107,12 @@ void yield() { core::Loop::require("yield").yield(); }
 
 void sleep_until(Clock::time_point t) {
   core::Loop& loop = core::Loop::require("sleep");
-  throw_if_cancel_requested(loop.running(), "sleep");
+  core::throw_if_cancel_requested(loop.running(), "sleep");
   if (t <= Clock::now()) {
     loop.yield();
     return;
   }
-  if (loop.park(to_deadline_ns(Deadline{t})) == core::WakeReason::cancelled) {
+  if (loop.park(core::to_deadline_ns(Deadline{t})) == core::WakeReason::cancelled) {
     throw cancelled("stallwatch: sleep: fiber cancelled");
   }
 }
