@@ -507,6 +507,7 @@ void child_after_fork() {
   shared_symbolizer().mutex.unlock();
   s.thread = nullptr;  // the parent's thread does not exist here
   s.stop = false;
+  s.pending.clear();  // the parent writes its own reports
   CaptureSlot* mine = tls_capture_slot;
   std::erase_if(s.loops, [mine](const auto& w) { return w->slot.get() != mine; });
   for (auto& w : s.loops) {
@@ -517,6 +518,7 @@ void child_after_fork() {
     w->slot->published.store(0, std::memory_order_relaxed);
     w->seen = false;
     w->stalled = false;
+    w->capture.active = false;
   }
   if (!s.loops.empty()) start_thread(s);
   s.mutex.unlock();
