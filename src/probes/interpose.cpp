@@ -19,6 +19,7 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <link.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
@@ -109,11 +110,50 @@ __attribute__((constructor)) void resolve_real_functions() {
 #undef STALLWATCH_RESOLVE
 }
 
+// The code of libstallwatch.so. Its own calls are internal (the recording
+// drops them too); knowing them here spares its non-blocking I/O the checks
+// below. Empty when stallwatch is linked into the program itself.
+std::uintptr_t libstallwatch_lo = 0;
+std::uintptr_t libstallwatch_hi = 0;
+
+void find_libstallwatch_code() {
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, std::size_t, void*) {
+        const auto target = reinterpret_cast<std::uintptr_t>(&stallwatch_probe_should_flag);
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+          const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+          if (ph.p_type != PT_LOAD || (ph.p_flags & PF_X) == 0) continue;
+          const std::uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
+          const std::uintptr_t hi = lo + ph.p_memsz;
+          if (target < lo || target >= hi) continue;
+          // The main program (empty name) holds it only when linked statically.
+          if (info->dlpi_name != nullptr && info->dlpi_name[0] != '\0') {
+            libstallwatch_lo = lo;
+            libstallwatch_hi = hi;
+          }
+          return 1;
+        }
+        return 0;
+      },
+      nullptr);
+}
+
+__attribute__((constructor)) void find_libstallwatch_code_at_load() { find_libstallwatch_code(); }
+
+// This call is one to check: a loop fiber makes it (one call and a
+// thread-local check off a loop), and not libstallwatch's own code. Inlined
+// into each interposer, so the return address is the interposer's caller.
+inline __attribute__((always_inline)) bool to_check() {
+  if (!stallwatch_probe_should_flag()) [[likely]] return false;
+  const auto caller = reinterpret_cast<std::uintptr_t>(__builtin_return_address(0));
+  return caller < libstallwatch_lo || caller >= libstallwatch_hi;
+}
+
 // Records `name` when a loop fiber makes this call and `blocks()` says the
-// call would really block. Off a loop: one call, blocks() is never evaluated.
+// call would really block. Off a loop, blocks() is never evaluated.
 template <class Blocks>
 inline __attribute__((always_inline)) void flag_if(const char* name, Blocks blocks) {
-  if (stallwatch_probe_should_flag() && blocks()) [[unlikely]] stallwatch_probe_record(name);
+  if (to_check() && blocks()) [[unlikely]] stallwatch_probe_record(name);
 }
 
 inline __attribute__((always_inline)) void flag(const char* name) {
@@ -132,8 +172,6 @@ bool disk_file(int fd) {
   struct stat st;
   return fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode));
 }
-
-bool may_block(int fd) { return blocking_mode(fd) || disk_file(fd); }
 
 bool open_needs_mode(int flags) { return (flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE; }
 
@@ -178,19 +216,22 @@ STALLWATCH_INTERPOSER int clock_nanosleep(clockid_t clock, int flags, const stru
 }
 
 // ---- descriptors in blocking mode ----
+// read/write count on a descriptor in blocking mode. A regular file opened
+// with O_NONBLOCK still waits for the disk, but its open was flagged already;
+// not checking for it keeps a non-blocking socket at one fcntl.
 
 STALLWATCH_INTERPOSER ssize_t read(int fd, void* buf, size_t count) {
-  flag_if("read", [fd] { return may_block(fd); });
+  flag_if("read", [fd] { return blocking_mode(fd); });
   return REAL(read)(fd, buf, count);
 }
 
 STALLWATCH_INTERPOSER ssize_t __read_chk(int fd, void* buf, size_t nbytes, size_t buflen) {
-  flag_if("read", [fd] { return may_block(fd); });
+  flag_if("read", [fd] { return blocking_mode(fd); });
   return REAL(__read_chk)(fd, buf, nbytes, buflen);
 }
 
 STALLWATCH_INTERPOSER ssize_t write(int fd, const void* buf, size_t count) {
-  flag_if("write", [fd] { return may_block(fd); });
+  flag_if("write", [fd] { return blocking_mode(fd); });
   return REAL(write)(fd, buf, count);
 }
 
@@ -405,7 +446,7 @@ STALLWATCH_INTERPOSER int fcntl64(int fd, int cmd, ...) {
 // ---- waits on other threads: try first, only a real wait counts ----
 
 STALLWATCH_INTERPOSER int sem_wait(sem_t* sem) {
-  if (stallwatch_probe_should_flag()) [[unlikely]] {
+  if (to_check()) [[unlikely]] {
     if (sem_trywait(sem) == 0) return 0;
     if (errno == EAGAIN) stallwatch_probe_record("sem_wait");
   }
@@ -413,7 +454,7 @@ STALLWATCH_INTERPOSER int sem_wait(sem_t* sem) {
 }
 
 STALLWATCH_INTERPOSER int pthread_join(pthread_t thread, void** result) {
-  if (stallwatch_probe_should_flag()) [[unlikely]] {
+  if (to_check()) [[unlikely]] {
     const int r = pthread_tryjoin_np(thread, result);
     if (r != EBUSY) return r;
     stallwatch_probe_record("pthread_join");
@@ -422,7 +463,7 @@ STALLWATCH_INTERPOSER int pthread_join(pthread_t thread, void** result) {
 }
 
 STALLWATCH_INTERPOSER int pthread_mutex_lock(pthread_mutex_t* mutex) {
-  if (stallwatch_probe_should_flag()) [[unlikely]] {
+  if (to_check()) [[unlikely]] {
     // Taken (0), or an answer a real lock would give as well (EOWNERDEAD with
     // the lock held, EINVAL): only EBUSY means this call would wait.
     const int r = pthread_mutex_trylock(mutex);
