@@ -18,7 +18,7 @@
 
 namespace stallwatch::watchdog {
 
-thread_local CaptureSlot* tls_capture_slot __attribute__((tls_model("initial-exec"))) = nullptr;
+constinit thread_local CaptureSlot* tls_capture_slot __attribute__((tls_model("initial-exec"))) = nullptr;
 
 namespace {
 

@@ -45,7 +45,7 @@ struct CaptureSlot {
 
 // The slot of the loop running on this thread, or null. initial-exec TLS so the
 // handler reads it without allocating.
-extern thread_local CaptureSlot* tls_capture_slot __attribute__((tls_model("initial-exec")));
+extern constinit thread_local CaptureSlot* tls_capture_slot __attribute__((tls_model("initial-exec")));
 
 // The capture signal's handler (SA_SIGINFO). If this thread has a slot with an
 // unanswered request, unwinds the interrupted context into it and publishes.
