@@ -19,17 +19,17 @@ struct ThreadState {
   std::size_t fiber_name_len = 0;
   std::uintptr_t stack_lo = 0;  // running fiber's stack: lowest usable address
   std::uintptr_t stack_hi = 0;  // and one past its top (0 on the thread's own stack)
-  int internal_depth = 0;        // > 0 while stallwatch itself blocks (epoll_wait, eventfd)
-  int allow_blocking_depth = 0;  // > 0 inside stallwatch::allow_blocking
+  int internal_depth = 0;  // > 0 while stallwatch itself blocks (epoll_wait, eventfd); never across a park
 };
 
 extern thread_local ThreadState tls_thread_state __attribute__((tls_model("initial-exec")));
 
-// True when the calling thread is running a fiber of a loop and neither
-// stallwatch's internals nor an allow_blocking scope are active.
+// True when the calling thread is running a fiber of a loop, outside
+// stallwatch's own blocking calls. (allow_blocking scopes belong to fibers:
+// the probes check those in blocking_calls.cpp.)
 inline bool on_loop_fiber() {
   const ThreadState& s = tls_thread_state;
-  return s.loop != nullptr && s.fiber_id != 0 && s.internal_depth == 0 && s.allow_blocking_depth == 0;
+  return s.loop != nullptr && s.fiber_id != 0 && s.internal_depth == 0;
 }
 
 // Marks stallwatch's own blocking calls so probes never flag them.
