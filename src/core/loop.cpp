@@ -75,6 +75,7 @@ Loop::Loop(const Config& config)
 }
 
 Loop::~Loop() {
+  { std::lock_guard<std::mutex> wait_for_remote_wakers(remote_mutex_); }
   watchdog::loop_stopped(record_);
   stack::remove_overflow_handler_for_thread();
   end_slice(refresh_now());
@@ -320,11 +321,11 @@ void Loop::yield() {
 }
 
 void Loop::wake_from_remote(Fiber* fiber) {
-  {
-    std::lock_guard<std::mutex> lock(remote_mutex_);
-    remote_ready_.push_back(fiber);
-    remote_pending_.store(true, std::memory_order_release);
-  }
+  // The notification is written under the lock: once the fiber may run, the
+  // loop may end and close the eventfd, and ~Loop takes this lock first.
+  std::lock_guard<std::mutex> lock(remote_mutex_);
+  remote_ready_.push_back(fiber);
+  remote_pending_.store(true, std::memory_order_release);
   reactor_.notify_from_remote();
 }
 
