@@ -46,9 +46,20 @@ std::string base_name(const char* path) {
   return std::string(slash == std::string_view::npos ? p : p.substr(slash + 1));
 }
 
+// Separate debug info only from this machine (/usr/lib/debug/.build-id):
+// dwfl_standard_find_debuginfo would also ask debuginfod servers, which means
+// loading libcurl and OpenSSL and reaching the network from a service's
+// watchdog. Debug info inside the file itself is read first either way.
+int find_local_debuginfo(Dwfl_Module* module, void** userdata, const char* modname, Dwarf_Addr base,
+                         const char* file_name, const char* debuglink_file, GElf_Word debuglink_crc,
+                         char** debuginfo_file_name) {
+  return dwfl_build_id_find_debuginfo(module, userdata, modname, base, file_name, debuglink_file, debuglink_crc,
+                                      debuginfo_file_name);
+}
+
 const Dwfl_Callbacks proc_callbacks = {
     .find_elf = dwfl_linux_proc_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .find_debuginfo = find_local_debuginfo,
     .section_address = nullptr,
     .debuginfo_path = nullptr,
 };

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
+#include <cstdlib>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -119,6 +120,7 @@ struct State {
   std::deque<Event> pending;
   std::thread* thread = nullptr;  // leaked on purpose in a forked child
   bool stop = false;
+  bool exiting = false;  // exit() began: no new watchdog thread
 
   std::atomic<std::uint64_t> stall_count{0};
   std::mutex last_report_mutex;
@@ -137,6 +139,8 @@ struct SharedSymbolizer {
   std::mutex mutex;
   Symbolizer* symbolizer = nullptr;  // never destroyed, like State
   std::atomic<bool> reports_waiting{false};  // the warm-up gives way while set
+  std::atomic<bool> cancel_warm_up{false};   // the process exits
+  std::thread* warmer = nullptr;             // joined at exit, leaked in a forked child
 
   Symbolizer& get() {  // with mutex held
     if (symbolizer == nullptr) symbolizer = new Symbolizer;
@@ -421,8 +425,11 @@ void check_loop(State& s, WatchedLoop& w, std::uint64_t now) {
   while (w.stall.next_sample_age_ns <= age) w.stall.next_sample_age_ns *= 2;
 }
 
+thread_local bool on_watchdog_thread = false;
+
 void run_watchdog() {
   State& s = state();
+  on_watchdog_thread = true;
   pthread_setname_np(pthread_self(), "stallwatch-wd");
   std::unique_lock lock(s.mutex);
   while (!s.stop) {
@@ -450,6 +457,7 @@ std::thread* start_quiet_thread(void (*fn)()) {
 
 // Called with s.mutex held.
 void start_thread(State& s) {
+  if (s.exiting) return;
   s.stop = false;
   s.thread = start_quiet_thread(run_watchdog);
 }
@@ -465,6 +473,7 @@ void warm_up_symbolizer() {
     starts = shared.get().module_starts();
   }
   for (std::uintptr_t start : starts) {
+    if (shared.cancel_warm_up.load()) return;
     // Reports first: let the watchdog take the symbolizer (for up to a second).
     for (int i = 0; i < 1000 && shared.reports_waiting.load(); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -472,6 +481,28 @@ void warm_up_symbolizer() {
     std::lock_guard lock(shared.mutex);
     shared.get().warm_up_module(start);
   }
+}
+
+// exit(): stop the watchdog and the warm-up before the libraries they use
+// (libdw, the sinks' loggers) are torn down by later exit handlers.
+void stop_threads_at_exit() {
+  // exit() from a sink, on the watchdog thread itself: it holds the lock.
+  if (on_watchdog_thread) return;
+  State& s = state();
+  std::thread* watchdog_thread = nullptr;
+  {
+    std::lock_guard lock(s.mutex);
+    s.exiting = true;
+    if (s.thread != nullptr) {
+      s.stop = true;
+      watchdog_thread = std::exchange(s.thread, nullptr);
+    }
+  }
+  s.wake.notify_all();
+  if (watchdog_thread != nullptr) watchdog_thread->join();
+  SharedSymbolizer& shared = shared_symbolizer();
+  shared.cancel_warm_up.store(true);
+  if (shared.warmer != nullptr && shared.warmer->joinable()) shared.warmer->join();
 }
 
 // Ends w's bookkeeping: the stall in progress and the pending summary, all
@@ -503,7 +534,9 @@ void parent_after_fork() {
 // watched by a new watchdog thread; the other loops' threads are gone.
 void child_after_fork() {
   State& s = state();
-  // Same mappings, so the parent's symbolizer serves the child as it is.
+  // Same mappings, so the parent's symbolizer serves the child as it is; its
+  // warm-up thread does not exist here.
+  shared_symbolizer().warmer = nullptr;
   shared_symbolizer().mutex.unlock();
   s.thread = nullptr;  // the parent's thread does not exist here
   s.stop = false;
@@ -533,9 +566,8 @@ void loop_started(core::LoopRecord& record, const Config& config) {
   static std::once_flag process_once;
   std::call_once(process_once, [] {
     pthread_atfork(prepare_fork, parent_after_fork, child_after_fork);
-    std::thread* warmer = start_quiet_thread(warm_up_symbolizer);
-    warmer->detach();
-    delete warmer;
+    shared_symbolizer().warmer = start_quiet_thread(warm_up_symbolizer);
+    std::atexit(stop_threads_at_exit);
   });
 
   auto w = std::make_unique<WatchedLoop>();
