@@ -217,7 +217,17 @@ TEST_CASE("connect times out when the listener's queue is full") {
   });
 }
 
-TEST_CASE("accept out of descriptors backs off and counts, then recovers") {
+// UBSan's vptr check opens a pipe to probe memory; with every descriptor in
+// use it reports a false "invalid vptr". The sanitizer build (which defines
+// __SANITIZE_ADDRESS__ alongside UBSan) skips this case; the plain build runs it.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool fd_exhaustion_breaks_sanitizers = true;
+#else
+constexpr bool fd_exhaustion_breaks_sanitizers = false;
+#endif
+
+TEST_CASE("accept out of descriptors backs off and counts, then recovers" *
+          doctest::skip(fd_exhaustion_breaks_sanitizers)) {
   sw::run([] {
     auto listener = local_listener();
     sw::TcpStream client = sw::TcpStream::connect("127.0.0.1", port_of(listener));
