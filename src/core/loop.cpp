@@ -22,11 +22,11 @@ namespace stallwatch::core {
 
 namespace bctx = boost::context::detail;
 
-thread_local ThreadState tls_thread_state __attribute__((tls_model("initial-exec")));
+constinit thread_local ThreadState tls_thread_state __attribute__((tls_model("initial-exec")));
 
 namespace {
 
-thread_local Loop* tls_loop __attribute__((tls_model("initial-exec"))) = nullptr;
+constinit thread_local Loop* tls_loop __attribute__((tls_model("initial-exec"))) = nullptr;
 
 // Switches go straight from fiber to fiber at most this many times before the
 // scheduler takes a pass (timers, I/O, remote wake-ups); a coarse clock tick

@@ -22,7 +22,9 @@ struct ThreadState {
   int internal_depth = 0;  // > 0 while stallwatch itself blocks (epoll_wait, eventfd); never across a park
 };
 
-extern thread_local ThreadState tls_thread_state __attribute__((tls_model("initial-exec")));
+// constinit: no dynamic initialisation, so no TLS wrapper (and no false
+// UBSan "null pointer" report on stores through it).
+extern constinit thread_local ThreadState tls_thread_state __attribute__((tls_model("initial-exec")));
 
 // True when the calling thread is running a fiber of a loop, outside
 // stallwatch's own blocking calls. (allow_blocking scopes belong to fibers:

@@ -587,12 +587,6 @@ void loop_started(core::LoopRecord& record, const Config& config) {
   install_capture_handler(w->signo);
   prime_unwinder();
   tls_capture_slot = w->slot.get();
-  // The loop starts working now, not idle: a record begins idle (and a reused
-  // one was left idle by the previous loop) until the loop first polls, so
-  // the loop's first slices would go unwatched. We are on the loop thread,
-  // before its first slice, so these stores cannot race with its own.
-  record.slice.start_ns.store(core::refresh_now(), std::memory_order_relaxed);
-  record.slice.idle.store(false, std::memory_order_release);
 
   std::lock_guard life(s.lifecycle);
   std::lock_guard lock(s.mutex);
