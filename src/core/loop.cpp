@@ -207,14 +207,15 @@ bctx::transfer_t Loop::release_dead_fiber(bctx::transfer_t from) noexcept {
 // ---- switching ----
 
 void Loop::begin_slice(Fiber* next) noexcept {
+  LoopRecord& record = record_;  // one load: the stores below could alias it
   const std::uint64_t now = coarse_now();
   // Within one coarse tick the slice is shorter than the first bucket: it is
   // counted as finished-slices minus the other buckets, so nothing is written.
   if (now != slice_start_ns_) end_slice(now);
-  record_.slice.fiber_id.store(next->id, std::memory_order_relaxed);
-  record_.slice.seq.store(++slice_seq_, std::memory_order_release);
+  record.slice.fiber_id.store(next->id, std::memory_order_relaxed);
+  record.slice.seq.store(++slice_seq_, std::memory_order_release);
   if (next->ready_since_ns != 0) {
-    record_.stats.loop_lag.record(now > next->ready_since_ns ? now - next->ready_since_ns : 0);
+    record.stats.loop_lag.record(now > next->ready_since_ns ? now - next->ready_since_ns : 0);
     next->ready_since_ns = 0;
   }
   ThreadState& ts = tls_thread_state;
@@ -223,7 +224,7 @@ void Loop::begin_slice(Fiber* next) noexcept {
   ts.fiber_name_len = next->name.size();
   ts.stack_lo = reinterpret_cast<std::uintptr_t>(next->stack.lo);
   ts.stack_hi = ts.stack_lo + next->stack.size;
-  STALLWATCH_PROBE2(slice_begin, record_.index, next->id);
+  STALLWATCH_PROBE2(slice_begin, record.index, next->id);
 }
 
 void Loop::end_slice(std::uint64_t now) noexcept {
