@@ -111,7 +111,7 @@ auto collect(Range& fns, std::size_t workers)
 template <class T>
 class Resolver {
  public:
-  Resolver(std::size_t total) : done_(total == 0 ? 1 : total), remaining_(total) {}
+  explicit Resolver(std::size_t total) : done_(total == 0 ? 1 : total), remaining_(total) {}
   Resolver(const Resolver&) = delete;
   Resolver& operator=(const Resolver&) = delete;
   ~Resolver() {
@@ -135,10 +135,13 @@ class Resolver {
     return std::move(outcome->value);
   }
 
-  Channel<detail::Outcome<T>> done_;
-  std::vector<Task<void>> workers_;
+  // Where workers deliver outcomes, and the workers (filled by resolve()).
+  Channel<detail::Outcome<T>>& completions() { return done_; }
+  void add_worker(Task<void> worker) { workers_.push_back(std::move(worker)); }
 
  private:
+  Channel<detail::Outcome<T>> done_;
+  std::vector<Task<void>> workers_;
   std::size_t remaining_;
 };
 
@@ -156,8 +159,8 @@ auto resolve(Range& fns, std::size_t workers) {
   auto cursor = std::make_shared<Cursor>(Cursor{std::begin(fns), std::end(fns)});
   const std::size_t count = std::min(workers == 0 ? 1 : workers, total);
   for (std::size_t i = 0; i < count; ++i) {
-    resolver->workers_.push_back(spawn(
-        [cursor, &done = resolver->done_] {
+    resolver->add_worker(spawn(
+        [cursor, &done = resolver->completions()] {
           while (cursor->next != cursor->end) {
             auto& fn = *cursor->next++;
             done.send(detail::run_to_outcome(fn));
