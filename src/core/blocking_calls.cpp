@@ -7,7 +7,6 @@
 
 #include <dlfcn.h>
 #include <link.h>
-#include <libunwind.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -32,6 +31,7 @@
 #include "probes/probed_functions.hpp"
 #include "stallwatch/allow_blocking.hpp"
 #include "stallwatch/errors.hpp"
+#include "watchdog/backtrace.hpp"
 #include "watchdog/report.hpp"
 #include "watchdog/symbolizer.hpp"
 
@@ -168,7 +168,7 @@ const void* probes_module_base() {
 // the interposer's own frame in libstallwatch-probes.
 __attribute__((noinline)) Stack capture_caller_stack(const void* return_address) {
   Stack all;
-  all.size = unw_backtrace(all.pcs, max_frames);
+  all.size = watchdog::backtrace_here(all.pcs, max_frames);
   int first = 0;
   for (int i = 0; i < all.size; ++i) {
     if (all.pcs[i] == return_address) {

@@ -1,7 +1,5 @@
 #include "watchdog/capture_signal.hpp"
 
-#define UNW_LOCAL_ONLY
-#include <libunwind.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -13,6 +11,7 @@
 #include <system_error>
 
 #include "core/coarse_clock.hpp"
+#include "watchdog/backtrace.hpp"
 
 namespace stallwatch::watchdog {
 
@@ -40,7 +39,7 @@ void install_capture_handler(int signo) {
 
 void prime_unwinder() {
   void* frames[8];
-  unw_backtrace(frames, 8);
+  backtrace_here(frames, 8);
 }
 
 std::uint64_t request_capture(CaptureSlot& slot, pid_t tid, int signo) {
