@@ -175,6 +175,17 @@ bool disk_file(int fd) {
 
 bool open_needs_mode(int flags) { return (flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE; }
 
+// open(2)'s mode argument is there only when flags create a file: declares
+// `mode` and reads it then. A macro because va_start needs the caller's frame.
+#define STALLWATCH_READ_OPEN_MODE(flags)             \
+  mode_t mode = 0;                                   \
+  if (open_needs_mode(flags)) {                      \
+    va_list ap;                                      \
+    va_start(ap, flags);                             \
+    mode = static_cast<mode_t>(va_arg(ap, int));     \
+    va_end(ap);                                      \
+  }
+
 int opened(int fd) {
   if (fd >= 0) flag_if("open", [fd] { return disk_file(fd); });
   return fd;
@@ -279,46 +290,22 @@ STALLWATCH_INTERPOSER int select(int nfds, fd_set* readfds, fd_set* writefds, fd
 // ---- regular files ----
 
 STALLWATCH_INTERPOSER int open(const char* path, int flags, ...) {
-  mode_t mode = 0;
-  if (open_needs_mode(flags)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = static_cast<mode_t>(va_arg(ap, int));
-    va_end(ap);
-  }
+  STALLWATCH_READ_OPEN_MODE(flags);
   return opened(REAL(open)(path, flags, mode));
 }
 
 STALLWATCH_INTERPOSER int open64(const char* path, int flags, ...) {
-  mode_t mode = 0;
-  if (open_needs_mode(flags)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = static_cast<mode_t>(va_arg(ap, int));
-    va_end(ap);
-  }
+  STALLWATCH_READ_OPEN_MODE(flags);
   return opened(REAL(open64)(path, flags, mode));
 }
 
 STALLWATCH_INTERPOSER int openat(int dirfd, const char* path, int flags, ...) {
-  mode_t mode = 0;
-  if (open_needs_mode(flags)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = static_cast<mode_t>(va_arg(ap, int));
-    va_end(ap);
-  }
+  STALLWATCH_READ_OPEN_MODE(flags);
   return opened(REAL(openat)(dirfd, path, flags, mode));
 }
 
 STALLWATCH_INTERPOSER int openat64(int dirfd, const char* path, int flags, ...) {
-  mode_t mode = 0;
-  if (open_needs_mode(flags)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = static_cast<mode_t>(va_arg(ap, int));
-    va_end(ap);
-  }
+  STALLWATCH_READ_OPEN_MODE(flags);
   return opened(REAL(openat64)(dirfd, path, flags, mode));
 }
 
