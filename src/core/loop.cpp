@@ -347,14 +347,14 @@ void Loop::run_until_done(detail::TaskBase* main) {
 void Loop::scheduler_pass() {
   const std::uint64_t now = refresh_now();
   fire_timers(now);
-  if (remote_pending_.load(std::memory_order_acquire)) drain_remote(now);
+  if (remote_pending_.load(std::memory_order_acquire)) drain_remote();
   if (ready_head_ == nullptr) {
     wait_for_work(now);
     return;
   }
   if (reactor_.has_waiters() && now - last_io_poll_ns_ >= busy_io_poll_interval_ns) {
     last_io_poll_ns_ = now;
-    if (reactor_.poll(0, *this)) drain_remote(now);
+    if (reactor_.poll(0, *this)) drain_remote();
   }
   publish_gauges();
   direct_budget_ = direct_switch_budget;
@@ -370,7 +370,7 @@ void Loop::fire_timers(std::uint64_t now_ns) {
   }
 }
 
-void Loop::drain_remote(std::uint64_t) {
+void Loop::drain_remote() {
   std::vector<Fiber*> woken;
   {
     std::lock_guard<std::mutex> lock(remote_mutex_);
@@ -400,7 +400,7 @@ void Loop::wait_for_work(std::uint64_t now_ns) {
   record_.slice.fiber_id.store(0, std::memory_order_relaxed);
   record_.slice.seq.store(++slice_seq_, std::memory_order_release);
   record_.slice.idle.store(false, std::memory_order_release);
-  if (remote || remote_pending_.load(std::memory_order_acquire)) drain_remote(woke);
+  if (remote || remote_pending_.load(std::memory_order_acquire)) drain_remote();
 }
 
 void Loop::publish_gauges() noexcept {

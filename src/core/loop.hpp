@@ -83,7 +83,7 @@ class Loop {
 
   void scheduler_pass();
   void fire_timers(std::uint64_t now_ns);
-  void drain_remote(std::uint64_t now_ns);
+  void drain_remote();
   void wait_for_work(std::uint64_t now_ns);
   void publish_gauges() noexcept;
   void cancel_all() noexcept;
