@@ -13,7 +13,9 @@
 #include <system_error>
 #include <vector>
 
+#include "core/loop.hpp"
 #include "stallwatch/errors.hpp"
+#include "stallwatch/io.hpp"
 #include "stallwatch/loop.hpp"
 #include "stallwatch/net.hpp"
 
@@ -27,6 +29,26 @@ sw::TcpListener local_listener(sw::ListenOptions options = {}) { return sw::TcpL
 std::uint16_t port_of(const sw::TcpListener& l) { return l.local_address().port(); }
 
 int error_code(const std::system_error& e) { return e.code().value(); }
+
+// The reactor's word on fd: the last read emptied it and no byte came since.
+bool read_drained(int fd) { return sw::core::Loop::current()->reactor().read_drained(fd); }
+
+// A connected pair on the loopback, both watched by the reactor (as after a
+// first wait): the accepted side, then the client.
+struct StreamPair {
+  sw::TcpStream accepted;
+  sw::TcpStream client;
+};
+
+StreamPair connected_pair() {
+  auto listener = local_listener();
+  StreamPair pair;
+  pair.client = sw::TcpStream::connect("127.0.0.1", port_of(listener), sw::deadline_after(5s));
+  pair.client.set_no_delay(true);
+  pair.accepted = listener.accept(sw::deadline_after(5s));
+  sw::wait_writable(pair.accepted.fd(), sw::deadline_after(5s));
+  return pair;
+}
 
 }  // namespace
 
@@ -196,6 +218,72 @@ TEST_CASE("accept and read honour their deadlines") {
     sw::TcpStream client = sw::TcpStream::connect("127.0.0.1", port_of(listener));
     char c;
     CHECK_THROWS_AS(client.read_some(&c, 1, sw::deadline_after(30ms)), sw::deadline_exceeded);
+  });
+}
+
+TEST_CASE("after a short read, the next read parks without trying and wakes for the next bytes") {
+  sw::run([] {
+    StreamPair pair = connected_pair();
+    char buf[64];
+    pair.client.write_all("GET");
+    CHECK(pair.accepted.read_some(buf, sizeof buf, sw::deadline_after(5s)) == 3);
+    CHECK(read_drained(pair.accepted.fd()));
+    auto late_writer = sw::spawn([&] {
+      sw::sleep_for(20ms);
+      pair.client.write_all(" /");
+    });
+    CHECK(pair.accepted.read_some(buf, sizeof buf, sw::deadline_after(5s)) == 2);
+    CHECK(std::string(buf, 2) == " /");
+    late_writer.join();
+  });
+}
+
+TEST_CASE("bytes that came before the next read are read at once, even after a wait of the caller's own") {
+  sw::run([] {
+    StreamPair pair = connected_pair();
+    char buf[64];
+    pair.client.write_all("a");
+    CHECK(pair.accepted.read_some(buf, sizeof buf, sw::deadline_after(5s)) == 1);
+    pair.client.write_all("b");
+    sw::sleep_for(20ms);  // the loop polls meanwhile and sees the edge
+    CHECK_FALSE(read_drained(pair.accepted.fd()));
+    pair.client.write_all("c");
+    // The caller's own wait takes the edge; the read must not wait for another.
+    sw::wait_readable(pair.accepted.fd(), sw::deadline_after(5s));
+    std::size_t n = 0;
+    CHECK_NOTHROW(n = pair.accepted.read_some(buf, sizeof buf, sw::deadline_after(200ms)));
+    CHECK(std::string(buf, n).substr(0, 1) == "b");
+  });
+}
+
+TEST_CASE("a read that fills the buffer leaves the rest to the next read, without a wait") {
+  sw::run([] {
+    StreamPair pair = connected_pair();
+    pair.client.write_all("0123456789");
+    sw::sleep_for(20ms);
+    char buf[4];
+    CHECK(pair.accepted.read_some(buf, sizeof buf, sw::deadline_after(5s)) == 4);
+    CHECK_FALSE(read_drained(pair.accepted.fd()));
+    char rest[64];
+    CHECK(pair.accepted.read_some(rest, sizeof rest, sw::deadline_after(200ms)) == 6);
+    CHECK(read_drained(pair.accepted.fd()));
+  });
+}
+
+TEST_CASE("end of stream and a shut read side wake a reader that knows its queue is empty") {
+  sw::run([] {
+    StreamPair pair = connected_pair();
+    char buf[64];
+    pair.client.write_all("x");
+    CHECK(pair.accepted.read_some(buf, sizeof buf, sw::deadline_after(5s)) == 1);
+    REQUIRE(read_drained(pair.accepted.fd()));
+    auto shut = sw::spawn([&] {
+      sw::sleep_for(20ms);
+      ::shutdown(pair.accepted.fd(), SHUT_RD);
+    });
+    CHECK(pair.accepted.read_some(buf, sizeof buf, sw::deadline_after(5s)) == 0);
+    shut.join();
+    pair.client.shutdown_write();
   });
 }
 

@@ -1,5 +1,6 @@
 // TCP on the loop: non-blocking sockets that try the system call first and
-// park on the reactor only on EAGAIN.
+// park on the reactor only on EAGAIN, or without trying when the reactor
+// knows the receive queue is empty.
 #include "stallwatch/net.hpp"
 
 #include <arpa/inet.h>
@@ -19,6 +20,7 @@
 #include <system_error>
 #include <utility>
 
+#include "core/loop.hpp"
 #include "stallwatch/errors.hpp"
 #include "stallwatch/in_thread.hpp"
 #include "stallwatch/io.hpp"
@@ -38,6 +40,11 @@ std::atomic<std::uint64_t> accept_backoffs{0};
 void set_nonblocking(int fd) {
   const int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) throw_errno(errno, "fcntl(O_NONBLOCK)");
+}
+
+core::Reactor* reactor_of_this_thread() noexcept {
+  core::Loop* loop = core::Loop::current();
+  return loop != nullptr ? &loop->reactor() : nullptr;
 }
 
 void close_fd(int fd) noexcept {
@@ -189,11 +196,20 @@ TcpStream TcpStream::connect(std::string_view host, std::uint16_t port, Deadline
 
 std::size_t TcpStream::read_some(void* buffer, std::size_t size, Deadline deadline) {
   if (fd_ < 0) throw_errno(EBADF, "read on a closed stream");
+  core::Reactor* reactor = reactor_of_this_thread();
+  // The last read emptied the queue and no byte came since: a recv now
+  // would only return EAGAIN (on a keep-alive connection, one per request).
+  if (reactor != nullptr && reactor->read_drained(fd_)) wait_readable(fd_, deadline);
   for (;;) {
     const ssize_t n = ::recv(fd_, buffer, size, 0);
-    if (n >= 0) return static_cast<std::size_t>(n);
+    if (n >= 0) {
+      // Short of the buffer: the queue is empty now (0 is end of stream).
+      if (n > 0 && static_cast<std::size_t>(n) < size && reactor != nullptr) reactor->note_read_drained(fd_);
+      return static_cast<std::size_t>(n);
+    }
     if (errno == EINTR) continue;
     if (errno != EAGAIN) throw_errno(errno, "read");
+    if (reactor != nullptr) reactor->note_read_drained(fd_);
     wait_readable(fd_, deadline);
   }
 }

@@ -98,6 +98,17 @@ void Reactor::forget(int fd) noexcept {
   st = FdState{};
 }
 
+void Reactor::note_read_drained(int fd) noexcept {
+  if (fd < 0 || static_cast<std::size_t>(fd) >= fds_.size()) return;
+  FdState& st = fds_[static_cast<std::size_t>(fd)];
+  // Unwatched, no edge would announce new bytes (the first wait registers the
+  // descriptor and sees them). After a hang-up or error the next read returns
+  // end of stream or the error at once, and no edge is coming for it.
+  if (!st.registered || st.read_closed) return;
+  st.read_drained = true;
+  st.readable = false;
+}
+
 bool Reactor::poll(int timeout_ms, Loop& loop) {
   int n;
   {
@@ -123,7 +134,9 @@ bool Reactor::poll(int timeout_ms, Loop& loop) {
     if (fd >= fds_.size()) continue;
     FdState& st = fds_[fd];
     const bool failed = (ev.events & (EPOLLERR | EPOLLHUP)) != 0;
+    if ((ev.events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) st.read_closed = true;
     if ((ev.events & (EPOLLIN | EPOLLRDHUP)) != 0 || failed) {
+      st.read_drained = false;
       if (Fiber* reader = st.reader) {
         drop_waiter(reader);
         loop.make_ready(reader, WakeReason::notified, true);

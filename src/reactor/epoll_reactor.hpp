@@ -5,6 +5,13 @@
 // consumes a pending flag, so an edge that arrived early is never lost (at
 // worst the caller sees one EAGAIN and waits again). Loop thread only, except
 // notify_from_remote().
+//
+// A reader that saw the receive queue emptied (a short read or EAGAIN) says
+// so with note_read_drained(): until the next readable edge, a read is sure
+// to fail, so read_drained() lets it park without trying. Every byte that
+// arrives after the queue was emptied raises an edge, so none is missed; a
+// hang-up already reported turns the hint off for good (end of stream
+// follows the last bytes without another edge).
 #pragma once
 
 #include <sys/epoll.h>
@@ -33,6 +40,14 @@ class Reactor {
   // Forgets fd before it is closed.
   void forget(int fd) noexcept;
 
+  // fd's receive queue was seen empty: drops any readable edge that came
+  // before (the read that emptied the queue took its bytes).
+  void note_read_drained(int fd) noexcept;
+  // True while no readable edge has come since note_read_drained(fd).
+  bool read_drained(int fd) const noexcept {
+    return fd >= 0 && static_cast<std::size_t>(fd) < fds_.size() && fds_[static_cast<std::size_t>(fd)].read_drained;
+  }
+
   bool has_waiters() const noexcept { return waiters_ > 0; }
 
   // Waits up to timeout_ms (-1: until something happens) and makes the
@@ -50,6 +65,8 @@ class Reactor {
     bool registered = false;
     bool readable = false;
     bool writable = false;
+    bool read_drained = false;
+    bool read_closed = false;  // the peer hung up or the socket failed: sticky
   };
 
   FdState& state_for(int fd);
