@@ -70,16 +70,18 @@ class FakeLoopFiber {
  public:
   STALLWATCH_TLS_ACCESS FakeLoopFiber(int index, std::uint64_t fiber) {
     record_.index = index;
+    identity_.id = fiber;
+    identity_.name = "fake";
+    identity_.name_len = 4;
     core::tls_thread_state.loop = &record_;
-    core::tls_thread_state.fiber_id = fiber;
-    core::tls_thread_state.fiber_name = "fake";
-    core::tls_thread_state.fiber_name_len = 4;
+    core::tls_thread_state.fiber = &identity_;
   }
   STALLWATCH_TLS_ACCESS ~FakeLoopFiber() { core::tls_thread_state = core::ThreadState{}; }
-  STALLWATCH_TLS_ACCESS void switch_to(std::uint64_t fiber) { core::tls_thread_state.fiber_id = fiber; }
+  void switch_to(std::uint64_t fiber) { identity_.id = fiber; }
 
  private:
   core::LoopRecord record_;
+  core::FiberIdentity identity_;
 };
 
 stallwatch::Config production(int reports_per_minute) {

@@ -252,13 +252,10 @@ TEST_CASE("a fault in the running fiber's guard page names the fiber and kills t
   const auto child = run_in_child([&] {
     drop_doctest_altstack();
     stallwatch::stack::install_overflow_handler_for_thread();
-    auto& state = stallwatch::core::tls_thread_state;
     static const char name[] = "deep \"parser\"";
-    state.fiber_id = 42;
-    state.fiber_name = name;
-    state.fiber_name_len = sizeof(name) - 1;
-    state.stack_lo = address(s);
-    state.stack_hi = address(s) + s.size;
+    static stallwatch::core::FiberIdentity fiber;
+    fiber = {42, name, sizeof(name) - 1, address(s), address(s) + s.size};
+    stallwatch::core::tls_thread_state.fiber = &fiber;
     static_cast<volatile char*>(s.lo)[-8] = 1;
   });
   INFO("stderr: " << child.err);
@@ -284,10 +281,9 @@ TEST_CASE("other faults go to the handler installed before") {
     stallwatch::stack::install_overflow_handler_for_thread();
     StackPool pool(64 * 1024);
     const Stack s = pool.acquire();
-    auto& state = stallwatch::core::tls_thread_state;
-    state.fiber_id = 3;
-    state.stack_lo = address(s);
-    state.stack_hi = address(s) + s.size;
+    static stallwatch::core::FiberIdentity fiber;
+    fiber = {3, nullptr, 0, address(s), address(s) + s.size};
+    stallwatch::core::tls_thread_state.fiber = &fiber;
     // A PROT_NONE page that is not the running fiber's guard.
     void* other = ::mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     static_cast<volatile char*>(other)[0] = 1;

@@ -119,7 +119,7 @@ void sleep_until(Clock::time_point t) {
 
 std::uint64_t this_fiber_id() noexcept {
   core::Loop* loop = core::Loop::current();
-  return loop != nullptr ? loop->running()->id : 0;
+  return loop != nullptr ? loop->running()->identity.id : 0;
 }
 
 std::string_view this_fiber_name() noexcept {

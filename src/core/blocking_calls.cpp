@@ -453,8 +453,10 @@ void record_blocking_call(std::string_view function, const void* return_address)
   PendingReport r;
   r.function = std::string(function);
   r.loop = ts.loop != nullptr ? ts.loop->index : -1;
-  r.fiber_id = ts.fiber_id;
-  if (ts.fiber_name != nullptr) r.fiber_name.assign(ts.fiber_name, ts.fiber_name_len);
+  if (const FiberIdentity* fiber = ts.fiber) {
+    r.fiber_id = fiber->id;
+    if (fiber->name != nullptr) r.fiber_name.assign(fiber->name, fiber->name_len);
+  }
   r.strict = strict;
   r.stack = stack;
   w.submit(std::move(r));
@@ -608,11 +610,10 @@ void check_probes_canary(const Config& config) {
 }  // namespace stallwatch::core
 
 extern "C" bool stallwatch_probe_should_flag() noexcept {
-  using stallwatch::core::tls_thread_state;
   if (!stallwatch::core::on_loop_fiber()) [[likely]] return false;
   if (stallwatch::core::in_forked_child.load(std::memory_order_relaxed)) return false;
   return stallwatch::core::tls_allowed_fibers.empty() ||
-         !stallwatch::core::fiber_allowed(tls_thread_state.fiber_id);
+         !stallwatch::core::fiber_allowed(stallwatch::core::running_fiber_id());
 }
 
 extern "C" __attribute__((noinline)) void stallwatch_probe_record(const char* function) noexcept {
@@ -633,7 +634,7 @@ extern "C" __attribute__((noinline)) void stallwatch_probe_record(const char* fu
 namespace stallwatch {
 inline namespace v1 {
 
-allow_blocking::allow_blocking() : fiber_id_(core::tls_thread_state.fiber_id) {
+allow_blocking::allow_blocking() : fiber_id_(core::running_fiber_id()) {
   for (core::AllowedFiber& f : core::tls_allowed_fibers) {
     if (f.fiber_id == fiber_id_) {
       ++f.depth;

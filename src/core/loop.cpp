@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "core/coarse_clock.hpp"
+#include "core/context_switch.hpp"
 #include "core/log.hpp"
 #include "core/probe.hpp"
 #include "core/thread_state.hpp"
@@ -24,9 +25,9 @@ namespace bctx = boost::context::detail;
 
 constinit thread_local ThreadState tls_thread_state __attribute__((tls_model("initial-exec")));
 
-namespace {
+constinit thread_local Loop* Loop::tls_loop __attribute__((tls_model("initial-exec"))) = nullptr;
 
-constinit thread_local Loop* tls_loop __attribute__((tls_model("initial-exec"))) = nullptr;
+namespace {
 
 // Switches go straight from fiber to fiber at most this many times before the
 // scheduler takes a pass (timers, I/O, remote wake-ups); a coarse clock tick
@@ -42,7 +43,6 @@ Loop::ThreadBinding::ThreadBinding(Loop* loop) {
   if (tls_loop != nullptr) throw std::logic_error("stallwatch::run: this thread already runs a loop");
   tls_loop = loop;
   tls_thread_state.loop = &loop->record_;
-  tls_thread_state.fiber_id = 0;
 }
 
 Loop::ThreadBinding::~ThreadBinding() {
@@ -62,6 +62,9 @@ Loop::Loop(const Config& config)
   sanitizer_adopt_thread(scheduler_.sanitizer);
   scheduler_.loop = this;
   scheduler_.name = "scheduler";
+  scheduler_.identity.name = scheduler_.name.data();
+  scheduler_.identity.name_len = scheduler_.name.size();
+  tls_thread_state.fiber = &scheduler_.identity;
 
   // The loop's own work until the first switch is its first slice.
   slice_start_ns_ = refresh_now();
@@ -84,21 +87,9 @@ Loop::~Loop() {
   release_loop_record(record_);
 }
 
-Loop* Loop::current() noexcept { return tls_loop; }
-
-namespace {
-
 // Out of line so the hot path of require() needs no stack frame.
-[[noreturn, gnu::cold, gnu::noinline]] void throw_not_on_loop(const char* what) {
+void Loop::throw_not_on_loop(const char* what) {
   throw not_on_loop(std::string("stallwatch: ") + what + " called outside a fiber of a running loop");
-}
-
-}  // namespace
-
-Loop& Loop::require(const char* what) {
-  Loop* loop = tls_loop;
-  if (loop == nullptr || loop->running_ == &loop->scheduler_) throw_not_on_loop(what);
-  return *loop;
 }
 
 // ---- fibers: birth and death ----
@@ -112,8 +103,10 @@ void Loop::start(detail::TaskBase* task, std::string_view name) {
   Fiber* fiber = new (reinterpret_cast<void*>(block)) Fiber();
   fiber->loop = this;
   fiber->task = task;
-  fiber->id = next_fiber_id_++;
   fiber->name.assign(name.empty() ? "fiber" : name);
+  fiber->identity = FiberIdentity{next_fiber_id_++, fiber->name.data(), fiber->name.size(),
+                                  reinterpret_cast<std::uintptr_t>(stack.lo),
+                                  reinterpret_cast<std::uintptr_t>(stack.lo) + stack.size};
   fiber->stack = stack;
   fiber->sanitizer.stack_bottom = stack.lo;
   fiber->sanitizer.stack_size = stack.size;
@@ -124,7 +117,7 @@ void Loop::start(detail::TaskBase* task, std::string_view name) {
 
   task->add_ref();
   task->fiber = fiber;
-  task->id = fiber->id;
+  task->id = fiber->identity.id;
 
   fiber->all_next = all_fibers_;
   if (all_fibers_ != nullptr) all_fibers_->all_prev = fiber;
@@ -132,7 +125,7 @@ void Loop::start(detail::TaskBase* task, std::string_view name) {
   ++alive_;
   record_.stats.fibers_spawned.add();
   record_.stats.fibers_alive.store(alive_, std::memory_order_relaxed);
-  STALLWATCH_PROBE2(fiber_spawn, record_.index, fiber->id);
+  STALLWATCH_PROBE2(fiber_spawn, record_.index, fiber->identity.id);
   make_ready(fiber, WakeReason::notified);
 }
 
@@ -160,10 +153,10 @@ void Loop::finish_fiber(Fiber* self) noexcept {
     } catch (const cancelled&) {
       // A detached fiber cancelled on purpose (e.g. as run() drains): expected.
     } catch (const std::exception& e) {
-      log_line("stallwatch: fiber " + std::to_string(self->id) + " \"" + self->name +
+      log_line("stallwatch: fiber " + std::to_string(self->identity.id) + " \"" + self->name +
                "\" ended with an exception nobody will join: " + e.what());
     } catch (...) {
-      log_line("stallwatch: fiber " + std::to_string(self->id) + " \"" + self->name +
+      log_line("stallwatch: fiber " + std::to_string(self->identity.id) + " \"" + self->name +
                "\" ended with a non-standard exception nobody will join");
     }
     task->error_observed = true;
@@ -175,11 +168,12 @@ void Loop::finish_fiber(Fiber* self) noexcept {
   if (self->all_next != nullptr) self->all_next->all_prev = self->all_prev;
   --alive_;
   record_.stats.fibers_alive.store(alive_, std::memory_order_relaxed);
-  STALLWATCH_PROBE2(fiber_exit, record_.index, self->id);
+  STALLWATCH_PROBE2(fiber_exit, record_.index, self->identity.id);
 
-  Fiber* next = pick_next();
+  const std::uint64_t now = coarse_now();
+  Fiber* next = pick_next(now);
   tls_thread_state.in_switch = 1;
-  begin_slice(next);
+  begin_slice(next, now);
   sanitizer_start_switch(self->sanitizer, next->sanitizer, true);
   running_ = next;
   // This stack is released from the next fiber's stack, once we are off it:
@@ -206,39 +200,37 @@ bctx::transfer_t Loop::release_dead_fiber(bctx::transfer_t from) noexcept {
 
 // ---- switching ----
 
-void Loop::begin_slice(Fiber* next) noexcept {
-  LoopRecord& record = record_;  // one load: the stores below could alias it
-  const std::uint64_t now = coarse_now();
-  // Within one coarse tick the slice is shorter than the first bucket: it is
-  // counted as finished-slices minus the other buckets, so nothing is written.
-  if (now != slice_start_ns_) end_slice(now);
-  record.slice.fiber_id.store(next->id, std::memory_order_relaxed);
-  record.slice.seq.store(++slice_seq_, std::memory_order_release);
-  if (next->ready_since_ns != 0) {
-    record.stats.loop_lag.record(now > next->ready_since_ns ? now - next->ready_since_ns : 0);
-    next->ready_since_ns = 0;
-  }
-  ThreadState& ts = tls_thread_state;
-  ts.fiber_id = next->id;
-  ts.fiber_name = next->name.data();
-  ts.fiber_name_len = next->name.size();
-  ts.stack_lo = reinterpret_cast<std::uintptr_t>(next->stack.lo);
-  ts.stack_hi = ts.stack_lo + next->stack.size;
-  STALLWATCH_PROBE2(slice_begin, record.index, next->id);
-}
-
-void Loop::end_slice(std::uint64_t now) noexcept {
+// Inlined into the switch, so its fast path calls nothing but the jump
+// and keeps no register across it.
+[[gnu::always_inline]] inline void Loop::end_slice(std::uint64_t now) noexcept {
   if (now > slice_start_ns_) record_.stats.slice_duration.record(now - slice_start_ns_);
   slice_start_ns_ = now;
   record_.slice.start_ns.store(now, std::memory_order_relaxed);
 }
 
-void Loop::switch_to(Fiber* from, Fiber* to) noexcept {
+[[gnu::always_inline]] inline void Loop::record_lag(Fiber* next, std::uint64_t now) noexcept {
+  record_.stats.loop_lag.record(now > next->ready_since_ns ? now - next->ready_since_ns : 0);
+  next->ready_since_ns = 0;
+}
+
+[[gnu::always_inline]] inline void Loop::begin_slice(Fiber* next, std::uint64_t now) noexcept {
+  LoopRecord& record = record_;  // one load: the stores below could alias it
+  // Within one coarse tick the slice is shorter than the first bucket: it is
+  // counted as finished-slices minus the other buckets, so nothing is written.
+  if (now != slice_start_ns_) [[unlikely]] end_slice(now);
+  record.slice.fiber_id.store(next->identity.id, std::memory_order_relaxed);
+  record.slice.seq.store(++slice_seq_, std::memory_order_release);
+  if (next->ready_since_ns != 0) record_lag(next, now);
+  tls_thread_state.fiber = &next->identity;
+  STALLWATCH_PROBE2(slice_begin, record.index, next->identity.id);
+}
+
+void Loop::switch_to(Fiber* from, Fiber* to, std::uint64_t now) noexcept {
   tls_thread_state.in_switch = 1;
-  begin_slice(to);
+  begin_slice(to, now);
   sanitizer_start_switch(from->sanitizer, to->sanitizer, false);
   running_ = to;
-  const bctx::transfer_t back = bctx::jump_fcontext(to->context, from);
+  const bctx::transfer_t back = jump_to(to->context, from);
   // Resumed: whoever jumped here passed itself, to save where it stopped.
   auto* previous = static_cast<Fiber*>(back.data);
   if (previous != nullptr) previous->context = back.fctx;
@@ -246,8 +238,8 @@ void Loop::switch_to(Fiber* from, Fiber* to) noexcept {
   tls_thread_state.in_switch = 0;
 }
 
-Fiber* Loop::pick_next() noexcept {
-  if (ready_head_ != nullptr && direct_budget_ > 0 && coarse_now() == pass_coarse_ns_) {
+Fiber* Loop::pick_next(std::uint64_t now) noexcept {
+  if (ready_head_ != nullptr && direct_budget_ > 0 && now == pass_coarse_ns_) {
     --direct_budget_;
     return pop_ready();
   }
@@ -281,7 +273,8 @@ WakeReason Loop::park(std::uint64_t deadline_ns, bool cancellable) {
     self->deadline_ns = deadline_ns;
     timers_.push(self);
   }
-  switch_to(self, pick_next());
+  const std::uint64_t now = coarse_now();
+  switch_to(self, pick_next(now), now);
   self->deadline_ns = 0;
   return self->wake;
 }
@@ -315,10 +308,23 @@ void Loop::cancel(Fiber* fiber) noexcept {
 
 void Loop::yield() {
   Fiber* self = running_;
-  if (self->cancel_requested) throw cancelled("stallwatch: yield: fiber cancelled");
-  if (ready_head_ == nullptr) return;
-  push_ready(self);
-  switch_to(self, pick_next());
+  if (self->cancel_requested) [[unlikely]] throw cancelled("stallwatch: yield: fiber cancelled");
+  Fiber* next = ready_head_;
+  if (next == nullptr) return;
+  const std::uint64_t now = coarse_now();
+  self->next_ready = nullptr;
+  if (direct_budget_ > 0 && now == pass_coarse_ns_) [[likely]] {
+    // The queue is not empty, so self goes behind its tail and the head comes
+    // off without a branch; the count stays the same.
+    --direct_budget_;
+    ready_tail_->next_ready = self;
+    ready_tail_ = self;
+    ready_head_ = next->next_ready;
+  } else {
+    push_ready(self);
+    next = &scheduler_;
+  }
+  switch_to(self, next, now);
 }
 
 void Loop::wake_from_remote(Fiber* fiber) {
@@ -359,7 +365,7 @@ void Loop::scheduler_pass() {
   publish_gauges();
   direct_budget_ = direct_switch_budget;
   pass_coarse_ns_ = coarse_now();
-  switch_to(&scheduler_, pop_ready());
+  switch_to(&scheduler_, pop_ready(), pass_coarse_ns_);
 }
 
 void Loop::fire_timers(std::uint64_t now_ns) {

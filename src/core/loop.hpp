@@ -33,9 +33,13 @@ class Loop {
   Loop& operator=(const Loop&) = delete;
 
   // The calling thread's loop, or null.
-  static Loop* current() noexcept;
+  static Loop* current() noexcept { return tls_loop; }
   // The calling thread's loop; throws not_on_loop naming `what` otherwise.
-  static Loop& require(const char* what);
+  static Loop& require(const char* what) {
+    Loop* loop = tls_loop;
+    if (loop == nullptr || loop->running_ == &loop->scheduler_) [[unlikely]] throw_not_on_loop(what);
+    return *loop;
+  }
 
   Fiber* running() const noexcept { return running_; }
   const Config& config() const noexcept { return config_; }
@@ -70,14 +74,19 @@ class Loop {
     ~ThreadBinding();
   };
 
+  static constinit thread_local Loop* tls_loop __attribute__((tls_model("initial-exec")));
+  [[noreturn, gnu::cold, gnu::noinline]] static void throw_not_on_loop(const char* what);
+
   static void fiber_entry(boost::context::detail::transfer_t from) noexcept;
   static boost::context::detail::transfer_t release_dead_fiber(boost::context::detail::transfer_t from) noexcept;
 
   [[noreturn]] void finish_fiber(Fiber* self) noexcept;
-  void switch_to(Fiber* from, Fiber* to) noexcept;
-  void begin_slice(Fiber* next) noexcept;
+  // now: coarse_now(), read once per switch.
+  void switch_to(Fiber* from, Fiber* to, std::uint64_t now) noexcept;
+  void begin_slice(Fiber* next, std::uint64_t now) noexcept;
   void end_slice(std::uint64_t now) noexcept;
-  Fiber* pick_next() noexcept;
+  void record_lag(Fiber* next, std::uint64_t now) noexcept;
+  Fiber* pick_next(std::uint64_t now) noexcept;
   void push_ready(Fiber* fiber) noexcept;
   Fiber* pop_ready() noexcept;
 

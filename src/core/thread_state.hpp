@@ -11,14 +11,20 @@ namespace stallwatch::core {
 
 struct LoopRecord;
 
+// A fiber as the signal handlers and probes see it. It is part of the Fiber,
+// so a switch publishes the running one with a single pointer store.
+struct FiberIdentity {
+  std::uint64_t id = 0;          // 0 = the scheduler itself
+  const char* name = nullptr;    // owned by the fiber, may be null
+  std::size_t name_len = 0;
+  std::uintptr_t stack_lo = 0;   // lowest usable address of its stack
+  std::uintptr_t stack_hi = 0;   // and one past its top (0 on the thread's own stack)
+};
+
 struct ThreadState {
-  LoopRecord* loop = nullptr;           // set while this thread runs a loop
-  volatile sig_atomic_t in_switch = 0;  // a context switch is half done: do not unwind
-  std::uint64_t fiber_id = 0;           // running fiber; 0 = the scheduler itself
-  const char* fiber_name = nullptr;     // its name (owned by the fiber), may be null
-  std::size_t fiber_name_len = 0;
-  std::uintptr_t stack_lo = 0;  // running fiber's stack: lowest usable address
-  std::uintptr_t stack_hi = 0;  // and one past its top (0 on the thread's own stack)
+  LoopRecord* loop = nullptr;             // set while this thread runs a loop
+  volatile sig_atomic_t in_switch = 0;    // a context switch is half done: do not unwind
+  const FiberIdentity* fiber = nullptr;   // the running fiber, set while loop is
   int internal_depth = 0;  // > 0 while stallwatch itself blocks (epoll_wait, eventfd); never across a park
 };
 
@@ -31,7 +37,13 @@ extern constinit thread_local ThreadState tls_thread_state __attribute__((tls_mo
 // the probes check those in blocking_calls.cpp.)
 inline bool on_loop_fiber() {
   const ThreadState& s = tls_thread_state;
-  return s.loop != nullptr && s.fiber_id != 0 && s.internal_depth == 0;
+  return s.fiber != nullptr && s.fiber->id != 0 && s.internal_depth == 0;
+}
+
+// The running fiber's id; 0 on the scheduler or off any loop.
+inline std::uint64_t running_fiber_id() {
+  const FiberIdentity* fiber = tls_thread_state.fiber;
+  return fiber != nullptr ? fiber->id : 0;
 }
 
 // Marks stallwatch's own blocking calls so probes never flag them.

@@ -55,29 +55,30 @@ constexpr std::size_t max_name_bytes = 200;
 // True when addr lies in the page just below the running fiber's stack.
 // Async-signal-safe.
 bool is_guard_page_fault(std::uintptr_t addr) {
-  const core::ThreadState& state = core::tls_thread_state;
-  const std::uintptr_t lo = state.stack_lo;
-  if (state.fiber_id == 0 || lo == 0 || state.stack_hi == 0) return false;
+  const core::FiberIdentity* fiber = core::tls_thread_state.fiber;
+  if (fiber == nullptr || fiber->id == 0 || fiber->stack_lo == 0 || fiber->stack_hi == 0) return false;
+  const std::uintptr_t lo = fiber->stack_lo;
   return addr < lo && addr >= lo - fault_chain.page_size;
 }
 
 // Async-signal-safe.
 void write_overflow_message() {
-  const core::ThreadState& state = core::tls_thread_state;
+  // Only called once is_guard_page_fault found a running fiber.
+  const core::FiberIdentity& fiber = *core::tls_thread_state.fiber;
   Line line;
   line.append("stallwatch: stack overflow in fiber ");
-  line.append_decimal(state.fiber_id);
+  line.append_decimal(fiber.id);
   line.append(" \"");
-  if (state.fiber_name != nullptr) {
-    const std::size_t len = state.fiber_name_len < max_name_bytes ? state.fiber_name_len : max_name_bytes;
+  if (fiber.name != nullptr) {
+    const std::size_t len = fiber.name_len < max_name_bytes ? fiber.name_len : max_name_bytes;
     for (std::size_t i = 0; i < len; ++i) {
-      const char c = state.fiber_name[i];
+      const char c = fiber.name[i];
       // Keep the message on one line and its quotes balanced.
       line.append(c == '"' || c == '\n' || c == '\r' ? "?" : &c, 1);
     }
   }
   line.append("\" (stack ");
-  line.append_decimal((state.stack_hi - state.stack_lo) / 1024);
+  line.append_decimal((fiber.stack_hi - fiber.stack_lo) / 1024);
   line.append(" KiB); raise STALLWATCH_STACK_KB\n");
   line.write_to_stderr();
 }

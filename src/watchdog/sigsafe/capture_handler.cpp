@@ -24,11 +24,11 @@ namespace {
 
 // Copies the running fiber's identity from the thread state. Async-signal-safe.
 void copy_fiber_identity(CaptureSlot& slot) {
-  const core::ThreadState& ts = core::tls_thread_state;
-  slot.fiber_id = ts.fiber_id;
-  std::size_t n = ts.fiber_name != nullptr ? ts.fiber_name_len : 0;
+  const core::FiberIdentity* fiber = core::tls_thread_state.fiber;
+  slot.fiber_id = fiber != nullptr ? fiber->id : 0;
+  std::size_t n = fiber != nullptr && fiber->name != nullptr ? fiber->name_len : 0;
   if (n > CaptureSlot::max_name) n = CaptureSlot::max_name;
-  if (n > 0) std::memcpy(slot.fiber_name, ts.fiber_name, n);
+  if (n > 0) std::memcpy(slot.fiber_name, fiber->name, n);
   slot.fiber_name_len = n;
 }
 
