@@ -320,6 +320,7 @@ int main(int argc, char** argv) {
   const std::uint64_t scale = quick ? 100 : 1;
   const std::vector<CaseSpec> specs = {
       {"pingpong", "yield ping-pong, 2 fibers", "ns/yield", 2'000'000 / scale, 9, 1, false},
+      {"pingpong_2fn", "yield ping-pong, 2 fibers in different functions", "ns/yield", 2'000'000 / scale, 9, 1, false},
       {"yield_1000", "yield among 1,000 fibers", "ns/yield", 2'000'000 / scale, 7, 1, false},
       {"spawn_join", "spawn+join, one at a time", "ns/fiber", 200'000 / scale, 7, 1, false},
       {"in_thread", "in_thread round trip", "ns/call", 50'000 / scale, 5, 1, false},

@@ -20,15 +20,25 @@ void yield_n(std::uint64_t n) {
   for (std::uint64_t i = 0; i < n; ++i) this_fiber::yield();
 }
 
-// Two fibers yield to each other; main waits in join. ns per yield.
-void pingpong(bench::CaseArgs const& args) {
-  bench::time_per_op(args, 2.0 * static_cast<double>(args.n), [](std::uint64_t n) {
-    fibers::fiber a(yield_n, n);
-    fibers::fiber b(yield_n, n);
+// The same loop, compiled a second time: a fiber that yields from another function.
+__attribute__((noinline)) void yield_n_elsewhere(std::uint64_t n) {
+  for (std::uint64_t i = 0; i < n; ++i) this_fiber::yield();
+  asm volatile("");  // not folded into yield_n
+}
+
+void pingpong_of(bench::CaseArgs const& args, void (*first)(std::uint64_t), void (*second)(std::uint64_t)) {
+  bench::time_per_op(args, 2.0 * static_cast<double>(args.n), [&](std::uint64_t n) {
+    fibers::fiber a(first, n);
+    fibers::fiber b(second, n);
     a.join();
     b.join();
   });
 }
+
+// Two fibers yield to each other; main waits in join. ns per yield.
+void pingpong(bench::CaseArgs const& args) { pingpong_of(args, yield_n, yield_n); }
+// The same, the two fibers yielding from different functions.
+void pingpong_2fn(bench::CaseArgs const& args) { pingpong_of(args, yield_n, yield_n_elsewhere); }
 
 // 1,000 fibers each yield n / 1000 times. ns per yield (creating the 1,000
 // fibers is inside the timing and is well under 1% of it).
@@ -143,6 +153,7 @@ int main(int argc, char** argv) {
   return bench::run_child(argc, argv,
                           {
                               {"pingpong", pingpong},
+                              {"pingpong_2fn", pingpong_2fn},
                               {"yield_1000", yield_1000},
                               {"spawn_join", spawn_join},
                               {"parked", parked},

@@ -23,9 +23,24 @@ void yield_n(std::uint64_t n) {
   for (std::uint64_t i = 0; i < n; ++i) stallwatch::yield();
 }
 
-// Two fibers yield to each other; the main fiber waits in join. ns per yield.
+// Two fibers, running the same function, yield to each other (as in the
+// Boost.Fiber case); the main fiber waits in join. ns per yield.
 void pingpong_with(bench::CaseArgs const& args, bool watchdog) {
   stallwatch::run(bench_options(watchdog), [&] {
+    bench::time_per_op(args, 2.0 * static_cast<double>(args.n), [](std::uint64_t n) {
+      auto body = [n] { yield_n(n); };
+      auto a = stallwatch::spawn(body, "a");
+      auto b = stallwatch::spawn(body, "b");
+      a.join();
+      b.join();
+    });
+  });
+}
+
+// The same, but the two fibers yield from different functions, so every
+// return out of yield lands where the CPU did not predict (docs/BENCHMARKS.md).
+void pingpong_2fn(bench::CaseArgs const& args) {
+  stallwatch::run(bench_options(true), [&] {
     bench::time_per_op(args, 2.0 * static_cast<double>(args.n), [](std::uint64_t n) {
       auto a = stallwatch::spawn([n] { yield_n(n); }, "a");
       auto b = stallwatch::spawn([n] { yield_n(n); }, "b");
@@ -102,6 +117,7 @@ int main(int argc, char** argv) {
                           {
                               {"pingpong", pingpong},
                               {"pingpong_watchdog_off", pingpong_watchdog_off},
+                              {"pingpong_2fn", pingpong_2fn},
                               {"yield_1000", yield_1000},
                               {"spawn_join", spawn_join},
                               {"parked", parked},
