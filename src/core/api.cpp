@@ -75,9 +75,7 @@ void park_on(WaitQueue& queue, Deadline deadline, const char* what) {
   core::Loop& loop = core::Loop::require(what);
   core::Fiber* self = loop.running();
   core::throw_if_cancel_requested(self, what);
-  if (deadline.is_set() && deadline.at <= Clock::now()) {
-    throw deadline_exceeded(std::string("stallwatch: ") + what + ": deadline exceeded");
-  }
+  if (deadline.is_set() && deadline.at <= Clock::now()) core::throw_deadline_exceeded(what);
   self->queue = &queue;
   self->queue_next = nullptr;
   self->queue_prev = fiber_of(queue.last);
@@ -113,7 +111,7 @@ void sleep_until(Clock::time_point t) {
     return;
   }
   if (loop.park(core::to_deadline_ns(Deadline{t})) == core::WakeReason::cancelled) {
-    throw cancelled("stallwatch: sleep: fiber cancelled");
+    core::throw_cancelled("sleep");
   }
 }
 

@@ -13,6 +13,7 @@
 #include "core/coarse_clock.hpp"
 #include "core/context_switch.hpp"
 #include "core/log.hpp"
+#include "core/parking.hpp"
 #include "core/probe.hpp"
 #include "core/thread_state.hpp"
 #include "metrics/endpoint.hpp"
@@ -126,7 +127,7 @@ void Loop::start(detail::TaskBase* task, std::string_view name) {
   record_.stats.fibers_spawned.add();
   record_.stats.fibers_alive.store(alive_, std::memory_order_relaxed);
   STALLWATCH_PROBE2(fiber_spawn, record_.index, fiber->identity.id);
-  make_ready(fiber, WakeReason::notified);
+  push_ready(fiber);  // a new fiber has no timer to remove and no lag to measure
 }
 
 void Loop::fiber_entry(bctx::transfer_t from) noexcept {
@@ -308,7 +309,7 @@ void Loop::cancel(Fiber* fiber) noexcept {
 
 void Loop::yield() {
   Fiber* self = running_;
-  if (self->cancel_requested) [[unlikely]] throw cancelled("stallwatch: yield: fiber cancelled");
+  throw_if_cancel_requested(self, "yield");
   Fiber* next = ready_head_;
   if (next == nullptr) return;
   const std::uint64_t now = coarse_now();

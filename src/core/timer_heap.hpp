@@ -23,9 +23,14 @@ class TimerHeap {
     sift_up(f->heap_index);
   }
 
+  // Inline: most wake-ups (notify, join, I/O) find no timer to remove.
   void remove(Fiber* f) {
+    if (f->heap_index != Fiber::no_heap_index) remove_from_heap(f);
+  }
+
+ private:
+  [[gnu::noinline]] void remove_from_heap(Fiber* f) {
     const std::size_t i = f->heap_index;
-    if (i == Fiber::no_heap_index) return;
     f->heap_index = Fiber::no_heap_index;
     Fiber* last = heap_.back();
     heap_.pop_back();
@@ -36,7 +41,6 @@ class TimerHeap {
     sift_up(last->heap_index);
   }
 
- private:
   bool less(std::size_t a, std::size_t b) const { return heap_[a]->deadline_ns < heap_[b]->deadline_ns; }
 
   void swap_at(std::size_t a, std::size_t b) {
