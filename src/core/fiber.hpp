@@ -30,7 +30,7 @@ struct Fiber {
   std::uint64_t ready_since_ns = 0;  // woken by a timer or I/O: for loop lag; 0 otherwise
   bool started = true;  // false until a fresh fiber's entry runs; the scheduler is always started
   bool cancel_requested = false;
-  FiberIdentity identity;  // id (0 for the scheduler), name, stack bounds
+  FiberIdentity identity;  // id (0 for the scheduler), `name` below, stack bounds
 
   Loop* loop = nullptr;
   detail::TaskBase* task = nullptr;  // null for the scheduler

@@ -201,8 +201,7 @@ bctx::transfer_t Loop::release_dead_fiber(bctx::transfer_t from) noexcept {
 
 // ---- switching ----
 
-// Inlined into the switch, so its fast path calls nothing but the jump
-// and keeps no register across it.
+// These three are inlined into the switch: its fast path makes no call but the jump.
 [[gnu::always_inline]] inline void Loop::end_slice(std::uint64_t now) noexcept {
   if (now > slice_start_ns_) record_.stats.slice_duration.record(now - slice_start_ns_);
   slice_start_ns_ = now;
