@@ -149,29 +149,39 @@ double median_of(std::vector<double> v) {
 }
 
 // Runs a case `processes` times and pools the samples; any failure wins.
-Summary measure(const Impl& impl, const std::string& case_name, std::uint64_t n, int reps, int processes) {
-  Summary summary;
-  std::vector<double> samples;
-  std::vector<double> rss;
-  for (int p = 0; p < processes; ++p) {
-    Outcome o = run_child(impl, case_name, n, reps);
-    if (o.status != Outcome::Status::ok) {
-      summary.status = o.status;
-      summary.error = o.error;
-      return summary;
-    }
-    samples.insert(samples.end(), o.samples.begin(), o.samples.end());
-    rss.push_back(static_cast<double>(o.peak_rss_kib) / 1024.0);
+// One implementation's samples of one case, gathered over several processes.
+struct Samples {
+  std::vector<double> values;
+  std::vector<double> rss_mib;
+  std::optional<Summary> failure;  // set by the first process that failed (or a skip)
+};
+
+void add_process(Samples& into, const Impl& impl, const std::string& case_name, std::uint64_t n, int reps) {
+  if (into.failure) return;
+  Outcome o = run_child(impl, case_name, n, reps);
+  if (o.status != Outcome::Status::ok) {
+    Summary failed;
+    failed.status = o.status;
+    failed.error = o.error;
+    into.failure = failed;
+    return;
   }
-  if (samples.empty()) {
+  into.values.insert(into.values.end(), o.samples.begin(), o.samples.end());
+  into.rss_mib.push_back(static_cast<double>(o.peak_rss_kib) / 1024.0);
+}
+
+Summary summarize(const Samples& samples) {
+  if (samples.failure) return *samples.failure;
+  Summary summary;
+  if (samples.values.empty()) {
     summary.status = Outcome::Status::failed;
     summary.error = "no samples";
     return summary;
   }
   summary.status = Outcome::Status::ok;
-  summary.median = median_of(samples);
-  summary.min = *std::min_element(samples.begin(), samples.end());
-  summary.rss_mib = median_of(rss);
+  summary.median = median_of(samples.values);
+  summary.min = *std::min_element(samples.values.begin(), samples.values.end());
+  summary.rss_mib = median_of(samples.rss_mib);
   return summary;
 }
 
@@ -319,11 +329,11 @@ int main(int argc, char** argv) {
 
   const std::uint64_t scale = quick ? 100 : 1;
   const std::vector<CaseSpec> specs = {
-      {"pingpong", "yield ping-pong, 2 fibers", "ns/yield", 2'000'000 / scale, 9, 1, false},
-      {"pingpong_2fn", "yield ping-pong, 2 fibers in different functions", "ns/yield", 2'000'000 / scale, 9, 1, false},
-      {"yield_1000", "yield among 1,000 fibers", "ns/yield", 2'000'000 / scale, 7, 1, false},
-      {"spawn_join", "spawn+join, one at a time", "ns/fiber", 200'000 / scale, 7, 1, false},
-      {"in_thread", "in_thread round trip", "ns/call", 50'000 / scale, 5, 1, false},
+      {"pingpong", "yield ping-pong, 2 fibers", "ns/yield", 2'000'000 / scale, 3, 5, false},
+      {"pingpong_2fn", "yield ping-pong, 2 fibers in different functions", "ns/yield", 2'000'000 / scale, 3, 5, false},
+      {"yield_1000", "yield among 1,000 fibers", "ns/yield", 2'000'000 / scale, 3, 5, false},
+      {"spawn_join", "spawn+join, one at a time", "ns/fiber", 200'000 / scale, 3, 5, false},
+      {"in_thread", "in_thread round trip", "ns/call", 50'000 / scale, 3, 3, false},
       {"parked", with_commas(100'000 / scale) + " parked fibers", "CPU ms to park all", 100'000 / scale, 1, 3, true},
       {"parked", with_commas(1'000'000 / scale) + " parked fibers", "CPU ms to park all", 1'000'000 / scale, 1, 1, true},
   };
@@ -334,20 +344,29 @@ int main(int argc, char** argv) {
               "(CLOCK_THREAD_CPUTIME_ID), so other processes on this shared machine do not count;\n"
               "in_thread is wall-clock time, because it waits for another thread.\n\n");
 
+  // The implementations take turns, one process each per round, so that a
+  // slow spell of this shared machine (it comes and goes for seconds at a
+  // time) hits all three alike.
   std::vector<Row> rows;
   for (const auto& spec : specs) {
-    Row row{spec, {}};
+    std::vector<Samples> gathered(std::size(impls));
     for (std::size_t i = 0; i < std::size(impls); ++i) {
-      std::fprintf(stderr, "stallwatch-bench: %s: %s ...\n", spec.title.c_str(), impls[i].title);
       if (auto reason = too_big_for_this_machine(rows, spec, i)) {
         Summary skipped;
         skipped.status = Outcome::Status::failed;
         skipped.error = *reason;
-        row.cells.push_back(skipped);
-        continue;
+        gathered[i].failure = skipped;
       }
-      row.cells.push_back(measure(impls[i], spec.name, spec.n, spec.reps, spec.processes));
     }
+    for (int round = 0; round < spec.processes; ++round) {
+      for (std::size_t i = 0; i < std::size(impls); ++i) {
+        std::fprintf(stderr, "stallwatch-bench: %s: %s (process %d of %d) ...\n", spec.title.c_str(), impls[i].title,
+                     round + 1, spec.processes);
+        add_process(gathered[i], impls[i], spec.name, spec.n, spec.reps);
+      }
+    }
+    Row row{spec, {}};
+    for (const auto& samples : gathered) row.cells.push_back(summarize(samples));
     rows.push_back(row);
   }
 

@@ -13,6 +13,7 @@
 // have, anything else (or a signal) is a failure whose stderr the driver shows.
 #pragma once
 
+#include <dirent.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -63,6 +64,41 @@ inline std::uint64_t now_ns(Timing timing) {
   timespec ts{};
   clock_gettime(timing == Timing::thread_cpu ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
   return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+// CPU time used so far by this process's threads other than the caller
+// (/proc/self/task/*/schedstat, nanoseconds).
+inline std::uint64_t other_threads_cpu_ns() {
+  std::uint64_t total = 0;
+  const long self = static_cast<long>(gettid());
+  if (DIR* tasks = opendir("/proc/self/task")) {
+    while (const dirent* task = readdir(tasks)) {
+      if (task->d_name[0] == '.' || std::atol(task->d_name) == self) continue;
+      const std::string path = std::string("/proc/self/task/") + task->d_name + "/schedstat";
+      if (FILE* f = std::fopen(path.c_str(), "r")) {
+        unsigned long long on_cpu = 0;
+        if (std::fscanf(f, "%llu", &on_cpu) == 1) total += on_cpu;
+        std::fclose(f);
+      }
+    }
+    closedir(tasks);
+  }
+  return total;
+}
+
+// Waits, calling sleep_50ms between looks, until the process's other threads
+// use under 2% of a CPU (or 10 s have passed). Start-up work on a background
+// thread (stallwatch's symbolizer warm-up) would otherwise share the machine
+// with the first repetitions and make them slower at random.
+template <class Sleep>
+void wait_for_quiet_background(Sleep sleep_50ms) {
+  std::uint64_t before = other_threads_cpu_ns();
+  for (int i = 0; i < 200; ++i) {
+    sleep_50ms();
+    const std::uint64_t after = other_threads_cpu_ns();
+    if (after - before < 1'000'000) return;
+    before = after;
+  }
 }
 
 // Runs body once untimed (to warm caches, stacks and pools), then reps times,

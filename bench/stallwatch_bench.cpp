@@ -1,11 +1,12 @@
 // bench/stallwatch_bench.cpp — the cases on stallwatch, through its public API
 // only. Each case runs inside one run(), so starting the loop (and the
-// watchdog thread) is not timed. The metrics endpoint is off; the watchdog is
+// watchdog thread, and its symbolizer's warm-up) is not timed. The metrics endpoint is off; the watchdog is
 // on (the default) except in pingpong_watchdog_off.
 #include <stallwatch/in_thread.hpp>
 #include <stallwatch/loop.hpp>
 #include <stallwatch/sync.hpp>
 
+#include <chrono>
 #include <vector>
 
 #include "harness.hpp"
@@ -19,6 +20,16 @@ stallwatch::Options bench_options(bool watchdog) {
   return options;
 }
 
+// run(), with the measurement started once the watchdog's start-up work is
+// done (see wait_for_quiet_background).
+template <class Body>
+void run_settled(bool watchdog, Body body) {
+  stallwatch::run(bench_options(watchdog), [&] {
+    bench::wait_for_quiet_background([] { stallwatch::sleep_for(std::chrono::milliseconds(50)); });
+    body();
+  });
+}
+
 void yield_n(std::uint64_t n) {
   for (std::uint64_t i = 0; i < n; ++i) stallwatch::yield();
 }
@@ -26,7 +37,7 @@ void yield_n(std::uint64_t n) {
 // Two fibers, running the same function, yield to each other (as in the
 // Boost.Fiber case); the main fiber waits in join. ns per yield.
 void pingpong_with(bench::CaseArgs const& args, bool watchdog) {
-  stallwatch::run(bench_options(watchdog), [&] {
+  run_settled(watchdog, [&] {
     bench::time_per_op(args, 2.0 * static_cast<double>(args.n), [](std::uint64_t n) {
       auto body = [n] { yield_n(n); };
       auto a = stallwatch::spawn(body, "a");
@@ -40,7 +51,7 @@ void pingpong_with(bench::CaseArgs const& args, bool watchdog) {
 // The same, but the two fibers yield from different functions, so every
 // return out of yield lands where the CPU did not predict (docs/BENCHMARKS.md).
 void pingpong_2fn(bench::CaseArgs const& args) {
-  stallwatch::run(bench_options(true), [&] {
+  run_settled(true, [&] {
     bench::time_per_op(args, 2.0 * static_cast<double>(args.n), [](std::uint64_t n) {
       auto a = stallwatch::spawn([n] { yield_n(n); }, "a");
       auto b = stallwatch::spawn([n] { yield_n(n); }, "b");
@@ -58,7 +69,7 @@ void pingpong_watchdog_off(bench::CaseArgs const& args) { pingpong_with(args, fa
 void yield_1000(bench::CaseArgs const& args) {
   constexpr std::uint64_t count = 1000;
   const std::uint64_t rounds = args.n / count;
-  stallwatch::run(bench_options(true), [&] {
+  run_settled(true, [&] {
     bench::time_per_op(args, static_cast<double>(rounds * count), [&](std::uint64_t) {
       std::vector<stallwatch::Task<void>> all;
       all.reserve(count);
@@ -69,7 +80,7 @@ void yield_1000(bench::CaseArgs const& args) {
 }
 
 void spawn_join(bench::CaseArgs const& args) {
-  stallwatch::run(bench_options(true), [&] {
+  run_settled(true, [&] {
     bench::time_per_op(args, static_cast<double>(args.n), [](std::uint64_t n) {
       for (std::uint64_t i = 0; i < n; ++i) stallwatch::spawn([] {}).join();
     });
@@ -79,7 +90,7 @@ void spawn_join(bench::CaseArgs const& args) {
 // n fibers wait on one Event; the sample is the CPU ms until all of them wait.
 // Then the event is set and every fiber joined.
 void parked(bench::CaseArgs const& args) {
-  stallwatch::run(bench_options(true), [&] {
+  run_settled(true, [&] {
     stallwatch::Event released;
     std::uint64_t waiting = 0;
 
@@ -103,7 +114,7 @@ void parked(bench::CaseArgs const& args) {
 // Sequential round trips through the offload pool: the fiber parks, a pool
 // thread runs the call, the eventfd wakes the loop.
 void in_thread(bench::CaseArgs const& args) {
-  stallwatch::run(bench_options(true), [&] {
+  run_settled(true, [&] {
     bench::time_per_op(args, static_cast<double>(args.n), [](std::uint64_t n) {
       for (std::uint64_t i = 0; i < n; ++i) bench::keep(stallwatch::in_thread([] { return 1; }));
     }, bench::Timing::wall);
