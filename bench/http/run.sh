@@ -3,7 +3,8 @@
 # 200`), Node.js http and Python asyncio streams, measured with wrk at 100
 # and 10,000 keep-alive connections. Each server is pinned to CPU 0 and wrk
 # to CPU 1 with taskset. Prints a Markdown table (also written to
-# $OUT/results.md).
+# $OUT/results.md), with each server's CPU time per request (all its
+# processes and threads), which other load on the machine does not skew.
 #
 # usage: bench/http/run.sh path/to/stallwatch-demo
 # env:   DURATION=10s  ROUNDS=3  CONNECTIONS="100 10000"  SERVERS="stallwatch nginx node asyncio"
@@ -72,14 +73,30 @@ start_server() {  # name port
   wait_port "$port"
 }
 
-# One wrk run; prints "rps p50 p99 errors".
+# CPU time (clock ticks) used so far by the server: its process and its
+# children (nginx's worker), all threads. A noise-proof measure of work per
+# request: time other processes take on the server's core does not count.
+server_cpu_ticks() {
+  local total=0 pid fields
+  for pid in "$server_pid" $(pgrep -P "$server_pid" || true); do
+    read -ra fields <"/proc/$pid/stat" 2>/dev/null || continue
+    # fields 14 and 15 (utime, stime); the name in field 2 has no spaces here
+    total=$((total + fields[13] + fields[14]))
+  done
+  echo "$total"
+}
+
+# One wrk run; prints "rps|p50|p99|errors|server CPU µs per request".
 measure() {  # port connections
-  local port=$1 conns=$2 log
+  local port=$1 conns=$2 log cpu_before cpu_after
   log="$out/wrk-$name-$conns-$round.txt"
+  cpu_before=$(server_cpu_ticks)
   taskset -c "$wrk_cpu" wrk -t1 -c"$conns" -d"$duration" --timeout 10s --latency "http://127.0.0.1:$port/" >"$log" 2>&1 || true
-  python3 - "$log" <<'PY'
+  cpu_after=$(server_cpu_ticks)
+  python3 - "$log" "$((cpu_after - cpu_before))" "$(getconf CLK_TCK)" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
+cpu_s = int(sys.argv[2]) / int(sys.argv[3])
 def latency(p):
     m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)\b" % p, text, re.M)
     if not m:
@@ -95,7 +112,10 @@ if m:
 m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 if m:
     errors += int(m.group(1))
-print("%s|%s|%s|%d" % ("%.0f" % float(rps.group(1)) if rps else "n/a", latency(50), latency(99), errors))
+done = re.search(r"(\d+) requests in", text)
+cpu_per_request = "%.2f" % (cpu_s * 1e6 / int(done.group(1))) if done and int(done.group(1)) > 0 else "n/a"
+print("%s|%s|%s|%d|%s" % ("%.0f" % float(rps.group(1)) if rps else "n/a", latency(50), latency(99), errors,
+                          cpu_per_request))
 PY
 }
 
@@ -112,8 +132,9 @@ for round in $(seq "$rounds"); do
     # Warm up (JITs, caches, accept queue) before measuring.
     taskset -c "$wrk_cpu" wrk -t1 -c100 -d2s "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
     for conns in $connections; do
-      IFS='|' read -r rps p50 p99 errors < <(measure "$port" "$conns")
-      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$rps" "$p50" "$p99" "$errors" | tee -a "$out/raw.tsv"
+      IFS='|' read -r rps p50 p99 errors cpu_us < <(measure "$port" "$conns")
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$rps" "$p50" "$p99" "$errors" "$cpu_us" |
+        tee -a "$out/raw.tsv"
     done
     stop_server
   done
@@ -122,16 +143,18 @@ done
 python3 - "$out/raw.tsv" "$servers" "$connections" >"$out/results.md" <<'PY'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-print("| server | connections | requests/s | p50 | p99 | errors | rounds |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+print("| server | connections | requests/s | p50 | p99 | errors | server CPU per request | rounds |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for name in sys.argv[2].split():
     for conns in sys.argv[3].split():
         got = [r for r in rows if r[0] == name and r[1] == conns and "n/a" not in r[2:5]]
         if not got:
             continue
         med = lambda i: statistics.median(float(r[i]) for r in got)
-        print("| %s | %s | %.0f | %.2f ms | %.2f ms | %d | %d |" % (
-            name, conns, med(2), med(3), med(4), sum(int(r[5]) for r in got), len(got)))
+        cpu = [float(r[6]) for r in got if r[6] != "n/a"]
+        print("| %s | %s | %.0f | %.2f ms | %.2f ms | %d | %s | %d |" % (
+            name, conns, med(2), med(3), med(4), sum(int(r[5]) for r in got),
+            "%.2f µs" % statistics.median(cpu) if cpu else "n/a", len(got)))
 PY
 
 echo
