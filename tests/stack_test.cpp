@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <sstream>
 #include <string>
@@ -139,6 +140,26 @@ TEST_CASE("a stack is writable from bottom to top") {
   CHECK(lo[0] == 0xab);
   CHECK(lo[s.size - 1] == 0xab);
   pool.release(s);
+}
+
+TEST_CASE("a stack is guarded when it is carved, not its whole region at once") {
+  const auto mappings = [] {
+    std::ifstream maps("/proc/self/maps");
+    return std::count(std::istreambuf_iterator<char>(maps), std::istreambuf_iterator<char>(), '\n');
+  };
+  StackPool pool(64 * 1024);
+  const auto before = mappings();
+  const Stack first = pool.acquire();  // maps a region of 64 slots
+  const auto after_first = mappings();
+  const Stack second = pool.acquire();
+  const auto after_second = mappings();
+  CHECK(first.guarded);
+  CHECK(second.guarded);
+  // The region, split by one guard page: a few mappings, not one per slot.
+  CHECK(after_first - before <= 4);
+  CHECK(after_second - after_first <= 2);
+  pool.release(second);
+  pool.release(first);
 }
 
 TEST_CASE("the page below a guarded stack is PROT_NONE") {
