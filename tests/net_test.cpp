@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -48,6 +49,27 @@ StreamPair connected_pair() {
   pair.accepted = listener.accept(sw::deadline_after(5s));
   sw::wait_writable(pair.accepted.fd(), sw::deadline_after(5s));
   return pair;
+}
+
+// A connected pair whose accepted side has read `first`, all there was: its
+// reactor now knows the receive queue is empty.
+StreamPair drained_pair(std::string_view first) {
+  StreamPair pair = connected_pair();
+  pair.client.write_all(first);
+  char buf[64];
+  REQUIRE(pair.accepted.read_some(buf, sizeof buf, sw::deadline_after(5s)) == first.size());
+  REQUIRE(read_drained(pair.accepted.fd()));
+  return pair;
+}
+
+// Runs fn on a fiber of its own after a 20 ms sleep: something that happens
+// while the test's fiber is parked in a read.
+template <class F>
+sw::Task<void> a_little_later(F fn) {
+  return sw::spawn([fn] {
+    sw::sleep_for(20ms);
+    fn();
+  });
 }
 
 }  // namespace
@@ -223,15 +245,9 @@ TEST_CASE("accept and read honour their deadlines") {
 
 TEST_CASE("after a short read, the next read parks without trying and wakes for the next bytes") {
   sw::run([] {
-    StreamPair pair = connected_pair();
+    StreamPair pair = drained_pair("GET");
     char buf[64];
-    pair.client.write_all("GET");
-    CHECK(pair.accepted.read_some(buf, sizeof buf, sw::deadline_after(5s)) == 3);
-    CHECK(read_drained(pair.accepted.fd()));
-    auto late_writer = sw::spawn([&] {
-      sw::sleep_for(20ms);
-      pair.client.write_all(" /");
-    });
+    auto late_writer = a_little_later([&] { pair.client.write_all(" /"); });
     CHECK(pair.accepted.read_some(buf, sizeof buf, sw::deadline_after(5s)) == 2);
     CHECK(std::string(buf, 2) == " /");
     late_writer.join();
@@ -272,15 +288,9 @@ TEST_CASE("a read that fills the buffer leaves the rest to the next read, withou
 
 TEST_CASE("end of stream and a shut read side wake a reader that knows its queue is empty") {
   sw::run([] {
-    StreamPair pair = connected_pair();
+    StreamPair pair = drained_pair("x");
     char buf[64];
-    pair.client.write_all("x");
-    CHECK(pair.accepted.read_some(buf, sizeof buf, sw::deadline_after(5s)) == 1);
-    REQUIRE(read_drained(pair.accepted.fd()));
-    auto shut = sw::spawn([&] {
-      sw::sleep_for(20ms);
-      ::shutdown(pair.accepted.fd(), SHUT_RD);
-    });
+    auto shut = a_little_later([&] { ::shutdown(pair.accepted.fd(), SHUT_RD); });
     CHECK(pair.accepted.read_some(buf, sizeof buf, sw::deadline_after(5s)) == 0);
     shut.join();
     pair.client.shutdown_write();
