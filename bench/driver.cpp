@@ -148,7 +148,6 @@ double median_of(std::vector<double> v) {
   return v.size() % 2 == 1 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
 }
 
-// Runs a case `processes` times and pools the samples; any failure wins.
 // One implementation's samples of one case, gathered over several processes.
 struct Samples {
   std::vector<double> values;

@@ -173,10 +173,7 @@ void Loop::finish_fiber(Fiber* self) noexcept {
 
   const std::uint64_t now = coarse_now();
   Fiber* next = pick_next(now);
-  tls_thread_state.in_switch = 1;
-  begin_slice(next, now);
-  sanitizer_start_switch(self->sanitizer, next->sanitizer, true);
-  running_ = next;
+  enter_switch(self, next, now, true);
   // This stack is released from the next fiber's stack, once we are off it:
   // on top of its context if it has run before, else by its entry function
   // (a fresh context's trampoline does not pass an on-top result through).
@@ -201,7 +198,7 @@ bctx::transfer_t Loop::release_dead_fiber(bctx::transfer_t from) noexcept {
 
 // ---- switching ----
 
-// These three are inlined into the switch: its fast path makes no call but the jump.
+// These four are inlined into the switch: its fast path makes no call but the jump.
 [[gnu::always_inline]] inline void Loop::end_slice(std::uint64_t now) noexcept {
   if (now > slice_start_ns_) record_.stats.slice_duration.record(now - slice_start_ns_);
   slice_start_ns_ = now;
@@ -225,11 +222,17 @@ bctx::transfer_t Loop::release_dead_fiber(bctx::transfer_t from) noexcept {
   STALLWATCH_PROBE2(slice_begin, record.index, next->identity.id);
 }
 
-void Loop::switch_to(Fiber* from, Fiber* to, std::uint64_t now) noexcept {
+// Everything before the jump: the switch window opens, `to` becomes the running fiber.
+[[gnu::always_inline]] inline void Loop::enter_switch(Fiber* from, Fiber* to, std::uint64_t now,
+                                                      bool from_finished) noexcept {
   tls_thread_state.in_switch = 1;
   begin_slice(to, now);
-  sanitizer_start_switch(from->sanitizer, to->sanitizer, false);
+  sanitizer_start_switch(from->sanitizer, to->sanitizer, from_finished);
   running_ = to;
+}
+
+void Loop::switch_to(Fiber* from, Fiber* to, std::uint64_t now) noexcept {
+  enter_switch(from, to, now, false);
   const bctx::transfer_t back = jump_to(to->context, from);
   // Resumed: whoever jumped here passed itself, to save where it stopped.
   auto* previous = static_cast<Fiber*>(back.data);

@@ -83,6 +83,7 @@ class Loop {
   [[noreturn]] void finish_fiber(Fiber* self) noexcept;
   // now: coarse_now(), read once per switch.
   void switch_to(Fiber* from, Fiber* to, std::uint64_t now) noexcept;
+  void enter_switch(Fiber* from, Fiber* to, std::uint64_t now, bool from_finished) noexcept;
   void begin_slice(Fiber* next, std::uint64_t now) noexcept;
   void end_slice(std::uint64_t now) noexcept;
   void record_lag(Fiber* next, std::uint64_t now) noexcept;
