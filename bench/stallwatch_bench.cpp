@@ -1,7 +1,8 @@
 // bench/stallwatch_bench.cpp — the cases on stallwatch, through its public API
 // only. Each case runs inside one run(), so starting the loop (and the
-// watchdog thread, and its symbolizer's warm-up) is not timed. The metrics endpoint is off; the watchdog is
-// on (the default) except in pingpong_watchdog_off.
+// watchdog thread, and its symbolizer's warm-up) is not timed. The metrics
+// endpoint is off; the watchdog is on (the default) except in
+// pingpong_watchdog_off.
 #include <stallwatch/in_thread.hpp>
 #include <stallwatch/loop.hpp>
 #include <stallwatch/sync.hpp>
@@ -30,36 +31,38 @@ void run_settled(bool watchdog, Body body) {
   });
 }
 
-void yield_n(std::uint64_t n) {
+// Out of line, so that which function a fiber yields from is this one's
+// choice, not the inliner's.
+__attribute__((noinline)) void yield_n(std::uint64_t n) {
   for (std::uint64_t i = 0; i < n; ++i) stallwatch::yield();
 }
 
-// Two fibers, running the same function, yield to each other (as in the
-// Boost.Fiber case); the main fiber waits in join. ns per yield.
-void pingpong_with(bench::CaseArgs const& args, bool watchdog) {
+// The same loop, compiled a second time: a fiber that yields from another function.
+__attribute__((noinline)) void yield_n_elsewhere(std::uint64_t n) {
+  for (std::uint64_t i = 0; i < n; ++i) stallwatch::yield();
+  asm volatile("");  // not folded into yield_n
+}
+
+// Two fibers run first and second, yielding to each other; the main fiber
+// waits in join. ns per yield.
+void pingpong_of(bench::CaseArgs const& args, bool watchdog, void (*first)(std::uint64_t),
+                 void (*second)(std::uint64_t)) {
   run_settled(watchdog, [&] {
-    bench::time_per_op(args, 2.0 * static_cast<double>(args.n), [](std::uint64_t n) {
-      auto body = [n] { yield_n(n); };
-      auto a = stallwatch::spawn(body, "a");
-      auto b = stallwatch::spawn(body, "b");
+    bench::time_per_op(args, 2.0 * static_cast<double>(args.n), [&](std::uint64_t n) {
+      auto a = stallwatch::spawn([first, n] { first(n); }, "a");
+      auto b = stallwatch::spawn([second, n] { second(n); }, "b");
       a.join();
       b.join();
     });
   });
 }
 
-// The same, but the two fibers yield from different functions, so every
-// return out of yield lands where the CPU did not predict (docs/BENCHMARKS.md).
-void pingpong_2fn(bench::CaseArgs const& args) {
-  run_settled(true, [&] {
-    bench::time_per_op(args, 2.0 * static_cast<double>(args.n), [](std::uint64_t n) {
-      auto a = stallwatch::spawn([n] { yield_n(n); }, "a");
-      auto b = stallwatch::spawn([n] { yield_n(n); }, "b");
-      a.join();
-      b.join();
-    });
-  });
-}
+// Both fibers yield from the same function (as in the Boost.Fiber case).
+void pingpong_with(bench::CaseArgs const& args, bool watchdog) { pingpong_of(args, watchdog, yield_n, yield_n); }
+
+// From different functions, so every return out of yield lands where the CPU
+// did not predict (docs/BENCHMARKS.md).
+void pingpong_2fn(bench::CaseArgs const& args) { pingpong_of(args, true, yield_n, yield_n_elsewhere); }
 
 void pingpong(bench::CaseArgs const& args) { pingpong_with(args, true); }
 void pingpong_watchdog_off(bench::CaseArgs const& args) { pingpong_with(args, false); }
