@@ -59,12 +59,17 @@ TEST_CASE("100,000 captures while the loop mallocs, throws and switches fibers")
       return total;
     }, "allocator");
     auto thrower = sw::spawn([&] {
+      // A throw costs microseconds, a yield nanoseconds: with a throw every
+      // turn, 99.9% of captures landed in an unwind and the real stacks were
+      // too few to count on. One throw in 64 turns keeps both kinds frequent.
       int caught = 0;
-      while (!stop) {
-        try {
-          throw std::runtime_error(std::string(40, 'x'));
-        } catch (const std::runtime_error&) {
-          ++caught;
+      for (unsigned turn = 0; !stop; ++turn) {
+        if (turn % 64 == 0) {
+          try {
+            throw std::runtime_error(std::string(40, 'x'));
+          } catch (const std::runtime_error&) {
+            ++caught;
+          }
         }
         sw::yield();
       }
@@ -85,9 +90,8 @@ TEST_CASE("100,000 captures while the loop mallocs, throws and switches fibers")
                       << ", unwind failed " << outcomes[3] << ", timeouts " << timeouts);
   CHECK(timeouts == 0);
   CHECK(outcomes[0] + outcomes[1] + outcomes[2] + outcomes[3] == captures);
-  // Throwing dominates the loop's time, so most captures land in an unwind
-  // and are refused; the rest must be real stacks.
-  CHECK(outcomes[0] >= 100);
-  CHECK(outcomes[2] > 0);
+  // Captures that land in an unwind are refused; the rest must be real stacks.
+  CHECK(outcomes[0] >= captures / 100);
+  CHECK(outcomes[2] >= captures / 100);
   CHECK(outcomes[3] == 0);
 }
