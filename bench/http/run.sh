@@ -155,6 +155,33 @@ for name in sys.argv[2].split():
         print("| %s | %s | %.0f | %.2f ms | %.2f ms | %d | %s | %d |" % (
             name, conns, med(2), med(3), med(4), sum(int(r[5]) for r in got),
             "%.2f µs" % statistics.median(cpu) if cpu else "n/a", len(got)))
+
+# Paired by round: the VM's speed drifts between rounds (and between server
+# processes) by more than the servers differ, so each round's ratio compares
+# two servers under the same conditions; the median of those ratios is the
+# comparison the target is read from.
+def paired(other, conns):
+    by_round = lambda name: [r for r in rows if r[0] == name and r[1] == conns]
+    return [(a, b) for a, b in zip(by_round("stallwatch"), by_round(other)) if "n/a" not in a[2:5] + b[2:5]]
+lines = []
+for other in sys.argv[2].split():
+    if other == "stallwatch":
+        continue
+    for conns in sys.argv[3].split():
+        pairs = paired(other, conns)
+        if not pairs:
+            continue
+        rps = [float(a[2]) / float(b[2]) for a, b in pairs]
+        p99 = [float(a[4]) / float(b[4]) for a, b in pairs]
+        lines.append("| %s | %s | %.2f | %d of %d | %.2f | %d of %d |" % (
+            other, conns, statistics.median(rps), sum(x >= 1 for x in rps), len(pairs),
+            statistics.median(p99), sum(x <= 1 for x in p99), len(pairs)))
+if lines:
+    print()
+    print("| stallwatch against | connections | requests/s ratio, median of rounds | rounds with at least its requests/s "
+          "| p99 ratio, median of rounds | rounds with p99 no worse |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print("\n".join(lines))
 PY
 
 echo
