@@ -53,20 +53,20 @@ start_server() {  # name port
   case "$name" in
     stallwatch)
       STALLWATCH_WATCHDOG=on STALLWATCH_METRICS_ADDR=off \
-        taskset -c "$server_cpu" "$demo" --port "$port" >"$out/$name.log" 2>&1 &
+        taskset -c "$server_cpu" "$demo" --port "$port" >"$out/$name-$round.log" 2>&1 &
       ;;
     nginx)
       command -v nginx >/dev/null || { echo "skip"; return 1; }
       mkdir -p "$out/nginx"
       sed -e "s|@PORT@|$port|" -e "s|@DIR@|$out/nginx|" "$here/nginx.conf.in" >"$out/nginx/nginx.conf"
-      taskset -c "$server_cpu" nginx -e "$out/nginx/error.log" -p "$out/nginx" -c "$out/nginx/nginx.conf" >"$out/$name.log" 2>&1 &
+      taskset -c "$server_cpu" nginx -e "$out/nginx/error.log" -p "$out/nginx" -c "$out/nginx/nginx.conf" >"$out/$name-$round.log" 2>&1 &
       ;;
     node)
       command -v node >/dev/null || { echo "skip"; return 1; }
-      taskset -c "$server_cpu" node "$here/node_server.js" "$port" >"$out/$name.log" 2>&1 &
+      taskset -c "$server_cpu" node "$here/node_server.js" "$port" >"$out/$name-$round.log" 2>&1 &
       ;;
     asyncio)
-      taskset -c "$server_cpu" python3 "$here/asyncio_server.py" "$port" >"$out/$name.log" 2>&1 &
+      taskset -c "$server_cpu" python3 "$here/asyncio_server.py" "$port" >"$out/$name-$round.log" 2>&1 &
       ;;
   esac
   server_pid=$!
@@ -137,6 +137,12 @@ for round in $(seq "$rounds"); do
         tee -a "$out/raw.tsv"
     done
     stop_server
+    # The demo's watchdog reports any stall of its loop: a slow round with
+    # reports was the demo's own doing, one without was not.
+    if [ "$name" = stallwatch ]; then
+      stalls=$(grep -c "^stallwatch: stall loop=" "$out/$name-$round.log" || true)
+      echo "run.sh: round $round: the demo's watchdog reported $stalls stalls ($out/$name-$round.log)" >&2
+    fi
   done
 done
 
