@@ -222,6 +222,8 @@ TEST_CASE("the collectable reports every DESIGN.md family with its type, labels 
       {"stallwatch_in_thread_pending", T::Gauge, {}},
       {"stallwatch_in_thread_duration_seconds", T::Histogram, {}},
       {"stallwatch_threshold_seconds", T::Gauge, {}},
+      {"stallwatch_blocking_call_reports_total", T::Counter, {}},
+      {"stallwatch_blocking_call_reports_suppressed_total", T::Counter, {}},
   };
   for (const auto& [name, type, labels] : expected) {
     CAPTURE(name);

@@ -329,6 +329,12 @@ scrape_configs:
         check(finite_values(blocking) and finite_values(blocking)[0] > 0,
               f"no usleep in stallwatch_blocking_calls_total: {blocking}")
         log("blocking calls arrived by function (usleep)")
+        reports = prom.query(f'stallwatch_blocking_call_reports_total{{job="{JOB}"}}')
+        check(finite_values(reports) and finite_values(reports)[0] > 0,
+              f"the usleep call site was not counted in stallwatch_blocking_call_reports_total: {reports}")
+        held_back = prom.query(f'stallwatch_blocking_call_reports_suppressed_total{{job="{JOB}"}}')
+        check(len(finite_values(held_back)) == 1, f"no stallwatch_blocking_call_reports_suppressed_total: {held_back}")
+        log("blocking-call reports counted (logged and held back)")
 
         values = dict(BUILTINS, job=JOB, instance=re.escape(instance).replace("\\", "\\\\"), loop=".*", datasource="prometheus")
         for name, query in variable_queries(dashboard):

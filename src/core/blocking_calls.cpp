@@ -103,6 +103,7 @@ struct RecordState {
   std::chrono::steady_clock::time_point window_start{};
   int reports_in_window = 0;
   std::uint64_t suppressed_in_window = 0;
+  BlockingReportCounts totals;  // since start, for the metrics
 };
 
 RecordState& record_state() {
@@ -429,11 +430,13 @@ void record_blocking_call(std::string_view function, const void* return_address)
           }
         } else if (s.reports_in_window < s.reports_per_minute) {
           ++s.reports_in_window;
+          ++s.totals.reported;
           s.reported_sites.insert(site);
           report = true;
         } else {
           // Not marked as reported: the site is reported once the rate allows.
           ++s.suppressed_in_window;
+          ++s.totals.suppressed;
         }
       }
     }
@@ -555,6 +558,12 @@ void for_each_blocking_call_count(const std::function<void(std::string_view, std
     counts = s.counts;
   }
   for (const CallCount& c : counts) fn(c.function, c.count);
+}
+
+BlockingReportCounts blocking_call_report_counts() {
+  RecordState& s = record_state();
+  std::lock_guard lock(s.mutex);
+  return s.totals;
 }
 
 void configure_blocking_calls(const Config& config) {

@@ -56,6 +56,17 @@ bool flush_blocking_call_reports(std::chrono::milliseconds timeout);
 // bounded number of distinct names, the rest under "other". Any thread.
 void for_each_blocking_call_count(const std::function<void(std::string_view, std::uint64_t)>& fn);
 
+// Call-site reports since the process started: logged, and held back by the
+// rate limit (each held-back call counts; its site is reported once the rate
+// allows). Strict-mode reports end the process and are not counted here.
+struct BlockingReportCounts {
+  std::uint64_t reported = 0;
+  std::uint64_t suppressed = 0;
+};
+
+// The report counts so far. Any thread.
+BlockingReportCounts blocking_call_report_counts();
+
 // One STALLWATCH_ALLOW entry: `function` (a probed name, or "*" for all) made
 // from code in `module` (empty: from anywhere).
 struct AllowEntry {

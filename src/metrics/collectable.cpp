@@ -205,6 +205,19 @@ MetricFamily blocking_calls_family() {
   return f;
 }
 
+void append_blocking_report_families(std::vector<MetricFamily>& out) {
+  const core::BlockingReportCounts counts = core::blocking_call_report_counts();
+  MetricFamily reports = family("stallwatch_blocking_call_reports_total",
+                                "Blocking-call sites logged with their stack (probes).", MetricType::Counter);
+  add_counter(reports, {}, counts.reported);
+  out.push_back(std::move(reports));
+  MetricFamily suppressed = family("stallwatch_blocking_call_reports_suppressed_total",
+                                   "Blocking-call reports held back by the rate limit (probes).",
+                                   MetricType::Counter);
+  add_counter(suppressed, {}, counts.suppressed);
+  out.push_back(std::move(suppressed));
+}
+
 void append_pool_families(std::vector<MetricFamily>& out) {
   const pool::PoolStatsView pool = pool::pool_stats();
   MetricFamily pending = family("stallwatch_in_thread_pending",
@@ -266,6 +279,7 @@ std::vector<prometheus::MetricFamily> StatsCollectable::Collect() const {
   append_if_any(out, std::move(loops.ready_fibers));
   append_if_any(out, std::move(loops.fibers_spawned));
   append_if_any(out, blocking_calls_family());
+  append_blocking_report_families(out);
   append_pool_families(out);
   return out;
 }
