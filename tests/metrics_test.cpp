@@ -224,6 +224,7 @@ TEST_CASE("the collectable reports every DESIGN.md family with its type, labels 
       {"stallwatch_threshold_seconds", T::Gauge, {}},
       {"stallwatch_blocking_call_reports_total", T::Counter, {}},
       {"stallwatch_blocking_call_reports_suppressed_total", T::Counter, {}},
+      {"stallwatch_accept_backoffs_total", T::Counter, {}},
   };
   for (const auto& [name, type, labels] : expected) {
     CAPTURE(name);

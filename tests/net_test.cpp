@@ -7,14 +7,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <vector>
 
 #include "core/loop.hpp"
+#include "metrics/collectable.hpp"
 #include "stallwatch/errors.hpp"
 #include "stallwatch/io.hpp"
 #include "stallwatch/loop.hpp"
@@ -324,9 +327,35 @@ constexpr bool fd_exhaustion_breaks_sanitizers = true;
 constexpr bool fd_exhaustion_breaks_sanitizers = false;
 #endif
 
-TEST_CASE("accept out of descriptors backs off and counts, then recovers" *
+// The lines stallwatch logs in this test binary, from the first loop that
+// sets a sink (the log keeps the first sink it is given).
+std::mutex logged_mutex;
+std::vector<std::string> logged;
+
+sw::Options capturing_log() {
+  sw::Options options;
+  options.log_sink = [](std::string_view line) {
+    std::lock_guard lock(logged_mutex);
+    logged.emplace_back(line);
+  };
+  return options;
+}
+
+bool logged_line_starting(std::string_view prefix) {
+  std::lock_guard lock(logged_mutex);
+  return std::any_of(logged.begin(), logged.end(), [&](const std::string& line) { return line.starts_with(prefix); });
+}
+
+double collected_counter(const std::string& name) {
+  for (const auto& family : stallwatch::metrics::shared_collectable()->Collect()) {
+    if (family.name == name && family.metric.size() == 1) return family.metric[0].counter.value;
+  }
+  return -1;
+}
+
+TEST_CASE("accept out of descriptors backs off, counts and logs, then recovers" *
           doctest::skip(fd_exhaustion_breaks_sanitizers)) {
-  sw::run([] {
+  sw::run(capturing_log(), [] {
     auto listener = local_listener();
     sw::TcpStream client = sw::TcpStream::connect("127.0.0.1", port_of(listener));
 
@@ -350,6 +379,8 @@ TEST_CASE("accept out of descriptors backs off and counts, then recovers" *
     CHECK_FALSE(acceptor.done());
     CHECK(during >= 1);
     CHECK(during <= 20);  // 1, 2, 4 … ms sleeps: a handful in 300 ms, never a spin
+    CHECK(collected_counter("stallwatch_accept_backoffs_total") == static_cast<double>(sw::accept_backoffs_total()));
+    CHECK(logged_line_starting("stallwatch: accept: Too many open files; connections wait in the listen queue"));
 
     for (int fd : filler) close(fd);
     REQUIRE(setrlimit(RLIMIT_NOFILE, &saved) == 0);

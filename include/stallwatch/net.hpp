@@ -125,8 +125,9 @@ class STALLWATCH_EXPORT TcpListener {
 
   // Parks until a connection arrives. When the process is out of
   // descriptors (EMFILE/ENFILE) it backs off with a growing sleep (1 ms up
-  // to 1 s), counts it (accept_backoffs_total), and tries again; it never
-  // spins. Connections reset before they are accepted are skipped.
+  // to 1 s), counts it (accept_backoffs_total, and the metric
+  // stallwatch_accept_backoffs_total), logs it (once a minute at most) and
+  // tries again; it never spins. Connections reset before they are accepted are skipped.
   TcpStream accept(Deadline deadline = {});
 
   // The bound address (with the real port when bound to port 0).

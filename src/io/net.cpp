@@ -20,6 +20,7 @@
 #include <system_error>
 #include <utility>
 
+#include "core/log.hpp"
 #include "core/loop.hpp"
 #include "stallwatch/errors.hpp"
 #include "stallwatch/in_thread.hpp"
@@ -32,6 +33,22 @@ inline namespace v1 {
 namespace {
 
 std::atomic<std::uint64_t> accept_backoffs{0};
+std::atomic<std::int64_t> accept_backoff_logged_ns{0};  // steady clock, 0: never
+
+// Says once a minute at most that accept is out of descriptors, so a
+// listener that stops taking connections is visible in the log.
+void log_accept_backoff(int err) {
+  constexpr std::int64_t interval_ns = 60'000'000'000;
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch()).count();
+  std::int64_t last = accept_backoff_logged_ns.load(std::memory_order_relaxed);
+  if (last != 0 && now - last < interval_ns) return;
+  if (!accept_backoff_logged_ns.compare_exchange_strong(last, now, std::memory_order_relaxed)) return;
+  core::log_line(std::string("stallwatch: accept: ") + std::strerror(err) +
+                 "; connections wait in the listen queue while accept backs off (up to 1 s), " +
+                 std::to_string(accept_backoffs.load(std::memory_order_relaxed)) +
+                 " back-offs so far (stallwatch_accept_backoffs_total); raise `ulimit -n` or close idle connections");
+}
 
 [[noreturn]] void throw_errno(int err, const std::string& what) {
   throw std::system_error(err, std::generic_category(), "stallwatch: " + what);
@@ -323,6 +340,7 @@ TcpStream TcpListener::accept(Deadline deadline) {
         // Out of descriptors: the pending connection stays queued and the
         // listener stays readable, so waiting on it would spin. Sleep.
         accept_backoffs.fetch_add(1, std::memory_order_relaxed);
+        log_accept_backoff(errno);
         if (deadline.is_set() && Clock::now() + backoff > deadline.at) {
           throw deadline_exceeded("stallwatch: TcpListener::accept: deadline exceeded");
         }

@@ -12,6 +12,7 @@
 #include "core/coarse_clock.hpp"
 #include "core/loop_record.hpp"
 #include "pool/pool_stats.hpp"
+#include "stallwatch/net.hpp"
 
 namespace stallwatch::metrics {
 namespace {
@@ -218,6 +219,15 @@ void append_blocking_report_families(std::vector<MetricFamily>& out) {
   out.push_back(std::move(suppressed));
 }
 
+void append_accept_backoffs(std::vector<MetricFamily>& out) {
+  MetricFamily backoffs = family("stallwatch_accept_backoffs_total",
+                                 "Times a TcpListener::accept backed off because the process was out of "
+                                 "descriptors (EMFILE, ENFILE).",
+                                 MetricType::Counter);
+  add_counter(backoffs, {}, accept_backoffs_total());
+  out.push_back(std::move(backoffs));
+}
+
 void append_pool_families(std::vector<MetricFamily>& out) {
   const pool::PoolStatsView pool = pool::pool_stats();
   MetricFamily pending = family("stallwatch_in_thread_pending",
@@ -280,6 +290,7 @@ std::vector<prometheus::MetricFamily> StatsCollectable::Collect() const {
   append_if_any(out, std::move(loops.fibers_spawned));
   append_if_any(out, blocking_calls_family());
   append_blocking_report_families(out);
+  append_accept_backoffs(out);
   append_pool_families(out);
   return out;
 }
