@@ -91,6 +91,15 @@ std::vector<int> children_of(int parent) {
   return out;
 }
 
+// The state letter of a process (field 3 of /proc/PID/stat), 0 when it is gone.
+char state_of(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  const std::size_t close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() ? line[close + 2] : '\0';
+}
+
 std::string error_of(auto&& call) {
   try {
     call();
@@ -179,4 +188,29 @@ TEST_CASE("no child is left behind, zombie or not") {
   const std::vector<int> ours = children_of(getpid());
   REQUIRE(ours.size() == 1);  // the fork server itself
   CHECK(children_of(ours[0]).empty());
+}
+
+TEST_CASE("a fork server that dies is reaped, named in the log, and replaced") {
+  static std::vector<std::string> logged;  // the log keeps the first sink it is given
+  sw::Options options;
+  options.log_sink = [](std::string_view line) { logged.emplace_back(line); };
+  sw::run(options, [] {
+    CHECK(sw::in_process(add, 1, 2) == 3);  // the server runs
+    const std::vector<int> before = children_of(getpid());
+    REQUIRE(before.size() == 1);
+    REQUIRE(kill(before[0], SIGKILL) == 0);
+    // Once it is a zombie its socket is closed: the next call finds it gone.
+    for (int i = 0; i < 500 && state_of(before[0]) != 'Z'; ++i) sw::sleep_for(10ms);
+    REQUIRE(state_of(before[0]) == 'Z');
+    CHECK(sw::in_process(add, 2, 2) == 4);
+    const std::vector<int> after = children_of(getpid());
+    REQUIRE(after.size() == 1);  // the new server; the old one reaped, no zombie
+    CHECK(after[0] != before[0]);
+  });
+  bool named = false;
+  for (const std::string& line : logged) {
+    named = named || (line.find("the fork server (pid ") != std::string::npos &&
+                      line.find("was killed by signal 9 (SIGKILL); starting another") != std::string::npos);
+  }
+  CHECK(named);
 }

@@ -41,6 +41,12 @@
 // If the server was not started before the first call, that call starts it;
 // started from a multi-threaded process it works but loses the guarantee
 // above, so call start_process_server() early in main.
+// If the server dies (killed by hand or by the OOM killer), the calls running
+// then fail with process_error, and the next call reaps it, logs how it
+// ended and forks a replacement from the running process, as a late start
+// would: the replacement keeps no loop, no watchdog and no descriptor but
+// 0, 1 and 2 (and the server closes those above 2 at any start: f does not
+// inherit the parent's files or sockets).
 #pragma once
 
 #include <cstddef>

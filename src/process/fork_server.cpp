@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -26,9 +27,12 @@
 #include <string>
 #include <system_error>
 
+#include "core/log.hpp"
+#include "core/thread_state.hpp"
 #include "stallwatch/in_process.hpp"
 #include "stallwatch/io.hpp"
 #include "stallwatch/loop.hpp"
+#include "watchdog/watchdog.hpp"
 
 namespace stallwatch {
 inline namespace v1 {
@@ -48,8 +52,9 @@ constexpr char frame_status = 'S';
 // socket's queue (and senders back off when it is full).
 constexpr int max_children = 256;
 
-std::mutex start_mutex;
+std::mutex start_mutex;             // starting or replacing the server
 std::atomic<int> control_fd{-1};
+pid_t server_pid = -1;              // under start_mutex
 
 // ---- server side: a single-threaded process; only system calls here ----
 
@@ -202,7 +207,8 @@ int ensure_server() {
 
 // The control socket is shared by every loop thread, so a full queue is met
 // with a short sleep rather than a reactor wait on a shared descriptor.
-void send_request(int control, const CallRequest& request, int channel) {
+// Returns false when the server is gone (its end of the socket closed).
+bool send_request(int control, const CallRequest& request, int channel) {
   iovec iov{const_cast<CallRequest*>(&request), sizeof request};
   alignas(cmsghdr) char control_buf[CMSG_SPACE(sizeof(int))] = {};
   msghdr msg{};
@@ -217,9 +223,10 @@ void send_request(int control, const CallRequest& request, int channel) {
   std::memcpy(CMSG_DATA(cmsg), &channel, sizeof channel);
   auto delay = std::chrono::microseconds(200);
   for (;;) {
-    if (::sendmsg(control, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0) return;
+    if (::sendmsg(control, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0) return true;
     if (errno == EINTR) continue;
-    if (errno != EAGAIN) throw_errno(errno, "the fork server is gone");
+    if (errno == EPIPE || errno == ECONNRESET || errno == ECONNREFUSED || errno == ENOTCONN) return false;
+    if (errno != EAGAIN) throw_errno(errno, "send to the fork server");
     sleep_for(delay);
     delay = std::min(delay * 2, std::chrono::microseconds(20'000));
   }
@@ -280,6 +287,71 @@ std::string describe_signal(int sig) {
   return "killed by signal " + std::to_string(sig) + (abbrev != nullptr ? " (SIG" + std::string(abbrev) + ")" : "");
 }
 
+// In the server: closes every descriptor but 0, 1, 2 and keep. A server
+// forked from a running service would otherwise hold its connections and
+// in_process channels open (a peer would never see them close).
+void close_all_but_std_and(int keep) {
+  const auto close_from_to = [](unsigned first, unsigned last) {
+    if (first > last) return;
+    if (::close_range(first, last, 0) == 0) return;
+    rlimit limit{};
+    const unsigned end = ::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < last ? limit.rlim_cur : 65536;
+    for (unsigned fd = first; fd < end && fd <= last; ++fd) ::close(static_cast<int>(fd));
+  };
+  close_from_to(3, static_cast<unsigned>(keep) - 1);
+  close_from_to(static_cast<unsigned>(keep) + 1, ~0u);
+}
+
+// Forks the server and publishes its control socket. Under start_mutex.
+void fork_server_locked() {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) < 0) throw_errno(errno, "socketpair");
+  pid_t pid;
+  {
+    watchdog::ForkWithoutLoops no_watchdog_in_server;
+    pid = ::fork();
+  }
+  if (pid < 0) {
+    const int err = errno;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw_errno(err, "fork the server");
+  }
+  if (pid == 0) {
+    // Forked from a loop thread (a replacement): the server runs no fiber,
+    // so the blocking-call probes must not flag its waits.
+    core::tls_thread_state = core::ThreadState{};
+    close_all_but_std_and(fds[1]);
+    serve(fds[1]);
+  }
+  ::close(fds[1]);
+  server_pid = pid;
+  control_fd.store(fds[0], std::memory_order_release);
+}
+
+// The server behind dead_control is gone (killed, or crashed): reaps it, logs
+// how it ended, and forks another, unless another caller already has. The new
+// server is a fork of the running, multi-threaded process, so its children
+// lose the start-up snapshot's guarantee (in_process.hpp); the log says so.
+void replace_dead_server(int dead_control) {
+  std::lock_guard lock(start_mutex);
+  if (control_fd.load(std::memory_order_relaxed) != dead_control) return;
+  control_fd.store(-1, std::memory_order_relaxed);
+  ::close(dead_control);
+  std::string how = "ended";
+  int status = 0;
+  // Its socket closed as it exited, so this wait is short.
+  if (server_pid > 0 && ::waitpid(server_pid, &status, 0) == server_pid) {
+    how = WIFSIGNALED(status) ? "was " + describe_signal(WTERMSIG(status))
+                              : "exited with status " + std::to_string(WEXITSTATUS(status));
+  }
+  core::log_line("stallwatch: in_process: the fork server (pid " + std::to_string(server_pid) + ") " + how +
+                 "; starting another from the running process (its children may inherit locks held by this "
+                 "process's threads: see in_process.hpp)");
+  server_pid = -1;
+  fork_server_locked();
+}
+
 // Turns the channel's frames into the result or a process_error.
 std::string interpret(const std::string& frames) {
   bool have_result = false;
@@ -322,21 +394,7 @@ std::string interpret(const std::string& frames) {
 void start_process_server() {
   std::lock_guard lock(start_mutex);
   if (control_fd.load(std::memory_order_relaxed) >= 0) return;
-  int fds[2];
-  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) < 0) throw_errno(errno, "socketpair");
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    const int err = errno;
-    ::close(fds[0]);
-    ::close(fds[1]);
-    throw_errno(err, "fork the server");
-  }
-  if (pid == 0) {
-    ::close(fds[0]);
-    serve(fds[1]);
-  }
-  ::close(fds[1]);
-  control_fd.store(fds[0], std::memory_order_release);
+  fork_server_locked();
 }
 
 namespace detail {
@@ -350,7 +408,13 @@ std::string call_in_process(ProcessTrampoline trampoline, std::uintptr_t fn, std
   if (::fcntl(mine.get(), F_SETFL, ::fcntl(mine.get(), F_GETFL) | O_NONBLOCK) < 0) throw_errno(errno, "fcntl");
   {
     Channel theirs(pair[1]);
-    send_request(control, CallRequest{reinterpret_cast<std::uintptr_t>(trampoline), fn}, theirs.get());
+    const CallRequest request{reinterpret_cast<std::uintptr_t>(trampoline), fn};
+    if (!send_request(control, request, theirs.get())) {
+      replace_dead_server(control);
+      if (!send_request(ensure_server(), request, theirs.get())) {
+        throw process_error("stallwatch: in_process: the fork server ended again as soon as it was replaced");
+      }
+    }
   }
   const std::uint64_t size = args.size();
   write_all(mine.get(), reinterpret_cast<const char*>(&size), sizeof size);

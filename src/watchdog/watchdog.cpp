@@ -530,8 +530,12 @@ void parent_after_fork() {
   s.lifecycle.unlock();
 }
 
+// Set by ForkWithoutLoops on the forking thread.
+thread_local bool fork_without_loops = false;
+
 // The child has only the forking thread. Its loop, if it runs one, stays
-// watched by a new watchdog thread; the other loops' threads are gone.
+// watched by a new watchdog thread (unless it forked ForkWithoutLoops); the
+// other loops' threads are gone.
 void child_after_fork() {
   State& s = state();
   // Same mappings, so the parent's symbolizer serves the child as it is; its
@@ -541,7 +545,7 @@ void child_after_fork() {
   s.thread = nullptr;  // the parent's thread does not exist here
   s.stop = false;
   s.pending.clear();  // the parent writes its own reports
-  CaptureSlot* mine = tls_capture_slot;
+  CaptureSlot* mine = fork_without_loops ? nullptr : tls_capture_slot;
   std::erase_if(s.loops, [mine](const auto& w) { return w->slot.get() != mine; });
   for (auto& w : s.loops) {
     w->tid = current_tid();
@@ -559,6 +563,9 @@ void child_after_fork() {
 }
 
 }  // namespace
+
+ForkWithoutLoops::ForkWithoutLoops() { fork_without_loops = true; }
+ForkWithoutLoops::~ForkWithoutLoops() { fork_without_loops = false; }
 
 void loop_started(core::LoopRecord& record, const Config& config) {
   if (!config.watchdog) return;

@@ -15,4 +15,15 @@ void loop_started(core::LoopRecord& record, const Config& config);
 // no loop is left.
 void loop_stopped(core::LoopRecord& record);
 
+// Scope on a thread that forks a process which will run no loop (the
+// in_process fork server, replaced from a loop thread): the child keeps none
+// of the loops and starts no watchdog thread. Any thread.
+class ForkWithoutLoops {
+ public:
+  ForkWithoutLoops();
+  ~ForkWithoutLoops();
+  ForkWithoutLoops(const ForkWithoutLoops&) = delete;
+  ForkWithoutLoops& operator=(const ForkWithoutLoops&) = delete;
+};
+
 }  // namespace stallwatch::watchdog
