@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: the plain build runs
 # all suites; an ASan+UBSan build runs the unit suite again; a ThreadSanitizer
-# build runs the watchdog and thread-pool tests. Ends with `N passed, N failed`.
+# build runs the watchdog, thread-pool and metrics tests. Ends with `N passed, N failed`.
 #
 #   scripts/test.sh            # everything
 #   SUITES="unit" scripts/test.sh   # only some suites of the plain build
