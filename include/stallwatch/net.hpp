@@ -127,7 +127,8 @@ class STALLWATCH_EXPORT TcpListener {
   // descriptors (EMFILE/ENFILE) it backs off with a growing sleep (1 ms up
   // to 1 s), counts it (accept_backoffs_total, and the metric
   // stallwatch_accept_backoffs_total), logs it (once a minute at most) and
-  // tries again; it never spins. Connections reset before they are accepted are skipped.
+  // tries again; it never spins. Connections reset before they are
+  // accepted are skipped.
   TcpStream accept(Deadline deadline = {});
 
   // The bound address (with the real port when bound to port 0).
