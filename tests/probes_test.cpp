@@ -81,6 +81,7 @@ class FakeLoopFiber {
   }
   STALLWATCH_TLS_ACCESS ~FakeLoopFiber() { core::tls_thread_state = core::ThreadState{}; }
   void switch_to(std::uint64_t fiber) { identity_.id = fiber; }
+  core::LoopRecord& record() { return record_; }
 
  private:
   core::LoopRecord record_;
@@ -285,6 +286,24 @@ TEST_CASE("a recorded call is counted and its first call site is logged with its
   CHECK(lines[0].find("probes_test.cpp:") != std::string::npos);  // the caller, by file and line
 }
 
+TEST_CASE("a probed wait publishes its caller's stack until it ends") {
+  capture_log();
+  core::configure_blocking_calls(production(100));
+  FakeLoopFiber fiber(2, 77);
+  fiber.record().slice.seq.store(123);
+  core::WaitSnapshot wait;
+  CHECK_FALSE(fiber.record().wait.read(wait));
+  stallwatch_probe_begin_wait("poll");
+  REQUIRE(fiber.record().wait.read(wait));
+  CHECK(wait.slice_seq == 123);
+  CHECK(wait.fiber_id == 77);
+  CHECK(wait.fiber_name == "fake");
+  CHECK(wait.depth > 0);
+  stallwatch_probe_end_wait();
+  CHECK_FALSE(fiber.record().wait.read(wait));
+  CHECK(count_of("poll") >= 1);  // and counted as any probed call
+}
+
 TEST_CASE("errno survives recording") {
   FakeLoopFiber fiber(0, 9);
   errno = EAGAIN;
@@ -431,6 +450,53 @@ TEST_CASE("preloaded: allow_blocking permits its fiber's calls only") {
   CHECK(o.err.find("blocking call nanosleep on loop=0 fiber=") != std::string::npos);
   CHECK(o.err.find("\"checked\"") != std::string::npos);
   CHECK(reports_of(o, "clock_nanosleep") == 1);
+}
+
+// The milliseconds a long-sleep run printed ("slept N ms"), or -1.
+long slept_ms(const Outcome& o) {
+  long ms = -1;
+  return std::sscanf(o.out.c_str(), "slept %ld ms", &ms) == 1 ? ms : -1;
+}
+
+// The first frame of the first stall sample in a run's stderr, or "".
+std::string first_sample_frame(const Outcome& o) {
+  const std::size_t sample = o.err.find("stallwatch: stall loop=");
+  if (sample == std::string::npos) return "";
+  const std::size_t frame = o.err.find("\n  #0 ", sample);
+  if (frame == std::string::npos) return "";
+  return o.err.substr(frame + 3, o.err.find('\n', frame + 1) - frame - 3);
+}
+
+std::size_t count_of_text(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (std::size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+TEST_CASE("preloaded: a stall in a sleep is sampled from the probe's stack, and the sleep is not cut short") {
+  if (!have_programs()) return;
+  const Outcome o = run_preloaded("long-sleep");
+  INFO("stdout:\n" << o.out << "stderr:\n" << o.err);
+  CHECK(o.exit_status == 0);
+  // A capture signal would have ended the usleep at the first sample (EINTR).
+  CHECK(slept_ms(o) >= 295);
+  CHECK(count_of_text(o.err, "\"sleeper\" blocked in clock_nanosleep for ") >= 2);
+  // Frame #0 is the caller of usleep (the probe took the stack at the call).
+  CHECK(first_sample_frame(o).find("blocking_demo.cpp:") != std::string::npos);
+  CHECK(o.err.find("(anonymous namespace)::long_sleep()") != std::string::npos);
+  CHECK(o.err.find("stallwatch: stall ended loop=0") != std::string::npos);
+}
+
+TEST_CASE("without the probes a stall in a sleep is still reported with its stack") {
+  const std::string program = env_or_skip("PROBES_DEMO");
+  if (program.empty()) return;
+  const Outcome o = run_demo(program, "long-sleep", {}, false);
+  INFO("stdout:\n" << o.out << "stderr:\n" << o.err);
+  CHECK(o.exit_status == 0);
+  CHECK(slept_ms(o) >= 0);  // may be short: the capture signal ends usleep early (watchdog.hpp)
+  CHECK(o.err.find("\"sleeper\" blocked in clock_nanosleep for ") != std::string::npos);
+  CHECK(first_sample_frame(o).find("clock_nanosleep") != std::string::npos);  // where the signal landed
+  CHECK(o.err.find("long_sleep()") != std::string::npos);
 }
 
 TEST_CASE("preloaded: the first call of each call site is logged, within the rate") {

@@ -20,7 +20,10 @@
 // STALLWATCH_SIGNAL says otherwise. The handler is installed with SA_RESTART,
 // so interrupted reads, writes and lock waits resume; calls the kernel never
 // restarts (nanosleep/usleep/sleep, poll, select, epoll_wait) return early
-// with EINTR, as they would for any signal.
+// with EINTR, as they would for any signal. With libstallwatch-probes loaded
+// (docs/PROBES.md) a loop thread stalled in sleep, usleep,
+// nanosleep, clock_nanosleep, poll or select gets no signal: the probe took
+// the caller's stack as the call began, and the report shows that stack.
 //
 // Strict mode (STALLWATCH_STRICT=1 or Options::strict): the first stall's
 // report is written, then the process ends with _exit(strict_exit_status).

@@ -398,8 +398,7 @@ ReportWriter& writer() {
   _exit(blocking_call_exit_status);
 }
 
-void record_blocking_call(std::string_view function, const void* return_address) {
-  const Stack stack = capture_caller_stack(return_address);
+void record_blocking_call(std::string_view function, const Stack& stack) {
   if (stack.size > 0 && made_by_libstallwatch(stack.pcs[0])) return;
   RecordState& s = record_state();
 
@@ -632,12 +631,38 @@ extern "C" __attribute__((noinline)) void stallwatch_probe_record(const char* fu
     // The recording itself locks, logs and writes: none of that is flagged.
     stallwatch::core::InternalBlockingScope internal;
     try {
-      stallwatch::core::record_blocking_call(function, return_address);
+      stallwatch::core::record_blocking_call(function, stallwatch::core::capture_caller_stack(return_address));
     } catch (...) {
       // Out of memory while reporting: the call still goes ahead, uncounted.
     }
   }
   errno = saved_errno;
+}
+
+extern "C" __attribute__((noinline)) void stallwatch_probe_begin_wait(const char* function) noexcept {
+  const int saved_errno = errno;
+  const void* return_address = __builtin_return_address(0);
+  {
+    stallwatch::core::InternalBlockingScope internal;
+    const stallwatch::core::Stack stack = stallwatch::core::capture_caller_stack(return_address);
+    const stallwatch::core::ThreadState& ts = stallwatch::core::tls_thread_state;
+    if (ts.loop != nullptr && ts.fiber != nullptr) {
+      const std::string_view name = ts.fiber->name != nullptr ? std::string_view(ts.fiber->name, ts.fiber->name_len)
+                                                              : std::string_view();
+      ts.loop->wait.begin(ts.loop->slice.seq.load(std::memory_order_relaxed), ts.fiber->id, name, stack.pcs,
+                          stack.size);
+    }
+    try {
+      stallwatch::core::record_blocking_call(function, stack);
+    } catch (...) {
+      // Out of memory while reporting: the call still goes ahead, uncounted.
+    }
+  }
+  errno = saved_errno;
+}
+
+extern "C" void stallwatch_probe_end_wait() noexcept {
+  if (stallwatch::core::LoopRecord* loop = stallwatch::core::tls_thread_state.loop) loop->wait.end();
 }
 
 namespace stallwatch {

@@ -13,6 +13,7 @@
 #include <functional>
 
 #include "core/log_histogram.hpp"
+#include "core/wait_stack.hpp"
 
 namespace stallwatch::core {
 
@@ -56,6 +57,7 @@ struct LoopRecord {
   SliceState slice;
   LoopStats stats;
   StallStats stalls;
+  WaitStack wait;  // a probed sleep or poll in progress (libstallwatch-probes)
 };
 
 // The slice-duration histogram of record r, complete: slices that ended

@@ -160,6 +160,26 @@ inline __attribute__((always_inline)) void flag(const char* name) {
   flag_if(name, [] { return true; });
 }
 
+// A wait that a signal would end early with EINTR (sleep, poll, select).
+// While a loop fiber is in one, its caller's stack is published for the
+// watchdog, which then reports a stall in it without signalling the thread.
+class ProbedWait {
+ public:
+  template <class Blocks>
+  __attribute__((always_inline)) ProbedWait(const char* name, Blocks blocks) : begun_(to_check() && blocks()) {
+    if (begun_) [[unlikely]] stallwatch_probe_begin_wait(name);
+  }
+  __attribute__((always_inline)) explicit ProbedWait(const char* name) : ProbedWait(name, [] { return true; }) {}
+  ~ProbedWait() {
+    if (begun_) [[unlikely]] stallwatch_probe_end_wait();
+  }
+  ProbedWait(const ProbedWait&) = delete;
+  ProbedWait& operator=(const ProbedWait&) = delete;
+
+ private:
+  bool begun_;
+};
+
 // The descriptor is in blocking mode (no O_NONBLOCK).
 bool blocking_mode(int fd) {
   const int flags = REAL(fcntl)(fd, F_GETFL);
@@ -206,23 +226,23 @@ bool nonzero(const struct timeval* tv) { return tv == nullptr || tv->tv_sec != 0
 // ---- sleeping ----
 
 STALLWATCH_INTERPOSER unsigned int sleep(unsigned int seconds) {
-  flag("sleep");
+  const ProbedWait wait("sleep");
   return REAL(sleep)(seconds);
 }
 
 STALLWATCH_INTERPOSER int usleep(useconds_t usec) {
-  flag("usleep");
+  const ProbedWait wait("usleep");
   return REAL(usleep)(usec);
 }
 
 STALLWATCH_INTERPOSER int nanosleep(const struct timespec* req, struct timespec* rem) {
-  flag("nanosleep");
+  const ProbedWait wait("nanosleep");
   return REAL(nanosleep)(req, rem);
 }
 
 STALLWATCH_INTERPOSER int clock_nanosleep(clockid_t clock, int flags, const struct timespec* req,
                                           struct timespec* rem) {
-  flag("clock_nanosleep");
+  const ProbedWait wait("clock_nanosleep");
   return REAL(clock_nanosleep)(clock, flags, req, rem);
 }
 
@@ -272,18 +292,18 @@ STALLWATCH_INTERPOSER int connect(int fd, const struct sockaddr* addr, socklen_t
 }
 
 STALLWATCH_INTERPOSER int poll(struct pollfd* fds, nfds_t nfds, int timeout) {
-  flag_if("poll", [timeout] { return timeout != 0; });
+  const ProbedWait wait("poll", [timeout] { return timeout != 0; });
   return REAL(poll)(fds, nfds, timeout);
 }
 
 STALLWATCH_INTERPOSER int __poll_chk(struct pollfd* fds, nfds_t nfds, int timeout, size_t fdslen) {
-  flag_if("poll", [timeout] { return timeout != 0; });
+  const ProbedWait wait("poll", [timeout] { return timeout != 0; });
   return REAL(__poll_chk)(fds, nfds, timeout, fdslen);
 }
 
 STALLWATCH_INTERPOSER int select(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds,
                                  struct timeval* timeout) {
-  flag_if("select", [timeout] { return nonzero(timeout); });
+  const ProbedWait wait("select", [timeout] { return nonzero(timeout); });
   return REAL(select)(nfds, readfds, writefds, exceptfds, timeout);
 }
 

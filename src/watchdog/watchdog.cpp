@@ -50,6 +50,9 @@ using Sink = std::function<void(std::string_view)>;
 struct CapturedStack {
   std::vector<std::uintptr_t> pcs;
   std::string missing;
+  // pcs[0] is a return address too (a stack the probes took at a call),
+  // not the instruction a signal interrupted.
+  bool all_return_addresses = false;
 };
 
 // A stall being followed: one slice past the threshold.
@@ -205,7 +208,7 @@ void deliver(State& s, Event& e, Symbolizer& symbolizer) {
   }
   std::vector<Frame> frames;
   for (std::size_t i = 0; i < e.stack.pcs.size(); ++i) {
-    const std::vector<Frame>& at_pc = symbolizer.symbolize(e.stack.pcs[i], i > 0);
+    const std::vector<Frame>& at_pc = symbolizer.symbolize(e.stack.pcs[i], i > 0 || e.stack.all_return_addresses);
     frames.insert(frames.end(), at_pc.begin(), at_pc.end());
   }
   std::vector<std::string> names;
@@ -291,8 +294,11 @@ const char* missing_stack_frame(const StallSample& s) {
 
 // Starts one sample of w's stall: classify the thread now, then ask it for
 // its stack. The answer usually comes within microseconds; when the thread
-// waits for a CPU it comes on a later tick (complete_sample).
+// waits for a CPU it comes on a later tick (complete_sample). A thread in a
+// sleep or poll that the probes published is not asked (take_wait_stack).
 void complete_sample(State& s, WatchedLoop& w, bool timed_out);
+void queue_sample(State& s, WatchedLoop& w, Event&& e);
+bool take_wait_stack(WatchedLoop& w, const SyscallState& sys, Event& e);
 
 void begin_sample(State& s, WatchedLoop& w, std::uint64_t now, std::uint64_t age) {
   Stall& st = w.stall;
@@ -322,6 +328,10 @@ void begin_sample(State& s, WatchedLoop& w, std::uint64_t now, std::uint64_t age
   e.profile_ns = age - st.last_sample_age_ns;
   st.last_sample_age_ns = age;
 
+  if (take_wait_stack(w, sys, e)) {
+    queue_sample(s, w, std::move(e));
+    return;
+  }
   PendingCapture& c = w.capture;
   c.active = true;
   c.event = std::move(e);
@@ -355,6 +365,33 @@ void complete_sample(State& s, WatchedLoop& w, bool timed_out) {
     sample.timed_out = true;
   }
   if (e.stack.pcs.empty()) e.stack.missing = missing_stack_frame(sample);
+  queue_sample(s, w, std::move(e));
+}
+
+// A stall in a sleep or poll whose stack the probes published as it began
+// (core::WaitStack): the sample takes that stack, and the thread gets no
+// signal, which would end its wait early with EINTR. False when the thread
+// is not in such a wait of the stalled slice.
+bool take_wait_stack(WatchedLoop& w, const SyscallState& sys, Event& e) {
+  if (sys.where != SyscallState::Where::in_syscall) return false;
+  core::WaitSnapshot wait;
+  if (!w.record->wait.read(wait) || wait.slice_seq != w.stall.seq) return false;
+  StallSample& sample = e.sample;
+  sample.outcome = CaptureOutcome::captured;
+  sample.fiber_id = wait.fiber_id;
+  sample.fiber_name = wait.fiber_name;
+  e.stack.pcs.assign(wait.pcs, wait.pcs + wait.depth);
+  e.stack.all_return_addresses = true;
+  sample.stack_id = stack_hash(wait.pcs, wait.depth);
+  if (w.stall.fiber_name.empty()) w.stall.fiber_name = sample.fiber_name;
+  if (e.stack.pcs.empty()) e.stack.missing = missing_stack_frame(sample);
+  return true;
+}
+
+// Queues a finished sample's report under the rate limit.
+void queue_sample(State& s, WatchedLoop& w, Event&& e) {
+  Stall& st = w.stall;
+  StallSample& sample = e.sample;
   st.last_stack = e.stack;
 
   e.write = w.strict || w.limiter.admit(core::monotonic_ns());

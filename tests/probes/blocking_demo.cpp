@@ -352,6 +352,26 @@ int repeat() {
   return status;
 }
 
+// A 300 ms usleep on the loop, 50 ms threshold: a stall the watchdog samples
+// at about 50, 100 and 200 ms. Prints how long the usleep really took.
+int long_sleep() {
+  stallwatch::Options o = options();
+  o.threshold = std::chrono::milliseconds(50);
+  return stallwatch::run(o, [] {
+    stallwatch::spawn(
+        [] {
+          const auto start = std::chrono::steady_clock::now();
+          usleep(300'000);
+          const auto slept = std::chrono::duration_cast<std::chrono::milliseconds>(
+              std::chrono::steady_clock::now() - start);
+          std::printf("slept %lld ms\n", static_cast<long long>(slept.count()));
+        },
+        "sleeper")
+        .join();
+    return 0;
+  });
+}
+
 int run_scenario(std::string_view scenario) {
   if (scenario == "each") {
     return stallwatch::run(options(), [] {
@@ -363,15 +383,16 @@ int run_scenario(std::string_view scenario) {
   if (scenario == "allow") return allow();
   if (scenario == "usleep") return one_usleep();
   if (scenario == "repeat") return repeat();
+  if (scenario == "long-sleep") return long_sleep();
   throw std::invalid_argument("probes_blocking_demo: unknown scenario " + std::string(scenario) +
-                              " (accepted: each, quiet, allow, usleep, repeat)");
+                              " (accepted: each, quiet, allow, usleep, repeat, long-sleep)");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s each|quiet|allow|usleep|repeat\n", argv[0]);
+    std::fprintf(stderr, "usage: %s each|quiet|allow|usleep|repeat|long-sleep\n", argv[0]);
     return 2;
   }
   int status = 2;
