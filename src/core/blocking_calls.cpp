@@ -645,12 +645,14 @@ extern "C" __attribute__((noinline)) void stallwatch_probe_begin_wait(const char
   {
     stallwatch::core::InternalBlockingScope internal;
     const stallwatch::core::Stack stack = stallwatch::core::capture_caller_stack(return_address);
-    const stallwatch::core::ThreadState& ts = stallwatch::core::tls_thread_state;
-    if (ts.loop != nullptr && ts.fiber != nullptr) {
-      const std::string_view name = ts.fiber->name != nullptr ? std::string_view(ts.fiber->name, ts.fiber->name_len)
-                                                              : std::string_view();
-      ts.loop->wait.begin(ts.loop->slice.seq.load(std::memory_order_relaxed), ts.fiber->id, name, stack.pcs,
-                          stack.size);
+    // Plain loads of the two fields: GCC's UBSan takes a reference to this
+    // initial-exec thread_local for a null pointer (tests/probes_test.cpp).
+    stallwatch::core::LoopRecord* loop = stallwatch::core::tls_thread_state.loop;
+    const stallwatch::core::FiberIdentity* fiber = stallwatch::core::tls_thread_state.fiber;
+    if (loop != nullptr && fiber != nullptr) {
+      const std::string_view name =
+          fiber->name != nullptr ? std::string_view(fiber->name, fiber->name_len) : std::string_view();
+      loop->wait.begin(loop->slice.seq.load(std::memory_order_relaxed), fiber->id, name, stack.pcs, stack.size);
     }
     try {
       stallwatch::core::record_blocking_call(function, stack);
