@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -191,9 +192,13 @@ TEST_CASE("no child is left behind, zombie or not") {
 }
 
 TEST_CASE("a fork server that dies is reaped, named in the log, and replaced") {
+  static std::mutex logged_mutex;  // the watchdog thread may log too
   static std::vector<std::string> logged;  // the log keeps the first sink it is given
   sw::Options options;
-  options.log_sink = [](std::string_view line) { logged.emplace_back(line); };
+  options.log_sink = [](std::string_view line) {
+    std::lock_guard lock(logged_mutex);
+    logged.emplace_back(line);
+  };
   sw::run(options, [] {
     CHECK(sw::in_process(add, 1, 2) == 3);  // the server runs
     const std::vector<int> before = children_of(getpid());
@@ -208,6 +213,7 @@ TEST_CASE("a fork server that dies is reaped, named in the log, and replaced") {
     CHECK(after[0] != before[0]);
   });
   bool named = false;
+  std::lock_guard lock(logged_mutex);
   for (const std::string& line : logged) {
     named = named || (line.find("the fork server (pid ") != std::string::npos &&
                       line.find("was killed by signal 9 (SIGKILL); starting another") != std::string::npos);

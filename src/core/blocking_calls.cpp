@@ -498,6 +498,36 @@ std::string_view trim(std::string_view s) {
                      accepted);
 }
 
+// Publishes stack as the calling loop fiber's wait in progress (WaitStack).
+void publish_wait(const Stack& stack) noexcept {
+  // Plain loads of the two fields: GCC's UBSan takes a reference to this
+  // initial-exec thread_local for a null pointer (tests/probes_test.cpp).
+  LoopRecord* loop = tls_thread_state.loop;
+  const FiberIdentity* fiber = tls_thread_state.fiber;
+  if (loop == nullptr || fiber == nullptr) return;
+  const std::string_view name =
+      fiber->name != nullptr ? std::string_view(fiber->name, fiber->name_len) : std::string_view();
+  loop->wait.begin(loop->slice.seq.load(std::memory_order_relaxed), fiber->id, name, stack.pcs, stack.size);
+}
+
+// The probes' entry points: records a call to `function` made from the stack
+// above return_address and, for a wait, first publishes that stack. Keeps
+// errno; the recording itself (locks, logs, writes) is never flagged.
+void record_probed_call(const char* function, const void* return_address, bool wait) noexcept {
+  const int saved_errno = errno;
+  {
+    InternalBlockingScope internal;
+    const Stack stack = capture_caller_stack(return_address);
+    if (wait) publish_wait(stack);
+    try {
+      record_blocking_call(function, stack);
+    } catch (...) {
+      // Out of memory while reporting: the call still goes ahead, uncounted.
+    }
+  }
+  errno = saved_errno;
+}
+
 }  // namespace
 
 std::vector<AllowEntry> parse_allow_list(std::string_view text) {
@@ -625,42 +655,11 @@ extern "C" bool stallwatch_probe_should_flag() noexcept {
 }
 
 extern "C" __attribute__((noinline)) void stallwatch_probe_record(const char* function) noexcept {
-  const int saved_errno = errno;
-  const void* return_address = __builtin_return_address(0);
-  {
-    // The recording itself locks, logs and writes: none of that is flagged.
-    stallwatch::core::InternalBlockingScope internal;
-    try {
-      stallwatch::core::record_blocking_call(function, stallwatch::core::capture_caller_stack(return_address));
-    } catch (...) {
-      // Out of memory while reporting: the call still goes ahead, uncounted.
-    }
-  }
-  errno = saved_errno;
+  stallwatch::core::record_probed_call(function, __builtin_return_address(0), false);
 }
 
 extern "C" __attribute__((noinline)) void stallwatch_probe_begin_wait(const char* function) noexcept {
-  const int saved_errno = errno;
-  const void* return_address = __builtin_return_address(0);
-  {
-    stallwatch::core::InternalBlockingScope internal;
-    const stallwatch::core::Stack stack = stallwatch::core::capture_caller_stack(return_address);
-    // Plain loads of the two fields: GCC's UBSan takes a reference to this
-    // initial-exec thread_local for a null pointer (tests/probes_test.cpp).
-    stallwatch::core::LoopRecord* loop = stallwatch::core::tls_thread_state.loop;
-    const stallwatch::core::FiberIdentity* fiber = stallwatch::core::tls_thread_state.fiber;
-    if (loop != nullptr && fiber != nullptr) {
-      const std::string_view name =
-          fiber->name != nullptr ? std::string_view(fiber->name, fiber->name_len) : std::string_view();
-      loop->wait.begin(loop->slice.seq.load(std::memory_order_relaxed), fiber->id, name, stack.pcs, stack.size);
-    }
-    try {
-      stallwatch::core::record_blocking_call(function, stack);
-    } catch (...) {
-      // Out of memory while reporting: the call still goes ahead, uncounted.
-    }
-  }
-  errno = saved_errno;
+  stallwatch::core::record_probed_call(function, __builtin_return_address(0), true);
 }
 
 extern "C" void stallwatch_probe_end_wait() noexcept {
