@@ -451,11 +451,11 @@ void record_blocking_call(std::string_view function, const Stack& stack) {
   }
   if (!strict && !report) return;
 
-  const ThreadState& ts = tls_thread_state;
+  const LoopRecord* loop = current_loop_record();
   PendingReport r;
   r.function = std::string(function);
-  r.loop = ts.loop != nullptr ? ts.loop->index : -1;
-  if (const FiberIdentity* fiber = ts.fiber) {
+  r.loop = loop != nullptr ? loop->index : -1;
+  if (const FiberIdentity* fiber = current_fiber()) {
     r.fiber_id = fiber->id;
     if (fiber->name != nullptr) r.fiber_name.assign(fiber->name, fiber->name_len);
   }
@@ -500,10 +500,8 @@ std::string_view trim(std::string_view s) {
 
 // Publishes stack as the calling loop fiber's wait in progress (WaitStack).
 void publish_wait(const Stack& stack) noexcept {
-  // Plain loads of the two fields: GCC's UBSan takes a reference to this
-  // initial-exec thread_local for a null pointer (tests/probes_test.cpp).
-  LoopRecord* loop = tls_thread_state.loop;
-  const FiberIdentity* fiber = tls_thread_state.fiber;
+  LoopRecord* loop = current_loop_record();
+  const FiberIdentity* fiber = current_fiber();
   if (loop == nullptr || fiber == nullptr) return;
   const std::string_view name =
       fiber->name != nullptr ? std::string_view(fiber->name, fiber->name_len) : std::string_view();
@@ -663,7 +661,7 @@ extern "C" __attribute__((noinline)) void stallwatch_probe_begin_wait(const char
 }
 
 extern "C" void stallwatch_probe_end_wait() noexcept {
-  if (stallwatch::core::LoopRecord* loop = stallwatch::core::tls_thread_state.loop) loop->wait.end();
+  if (stallwatch::core::LoopRecord* loop = stallwatch::core::current_loop_record()) loop->wait.end();
 }
 
 namespace stallwatch {

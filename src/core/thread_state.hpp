@@ -40,6 +40,12 @@ inline bool on_loop_fiber() {
   return s.fiber != nullptr && s.fiber->id != 0 && s.internal_depth == 0;
 }
 
+// The calling thread's loop record and running fiber (null off a loop).
+// Plain loads of single fields: through a reference to the whole
+// initial-exec thread_local, GCC's UBSan now and then sees a null pointer.
+inline LoopRecord* current_loop_record() { return tls_thread_state.loop; }
+inline const FiberIdentity* current_fiber() { return tls_thread_state.fiber; }
+
 // The running fiber's id; 0 on the scheduler or off any loop.
 inline std::uint64_t running_fiber_id() {
   const FiberIdentity* fiber = tls_thread_state.fiber;
