@@ -15,7 +15,7 @@
 
 #include <chrono>
 
-#include "core/blocking_calls.hpp"
+#include "blocking/blocking_calls.hpp"
 #include "stallwatch/loop.hpp"
 
 namespace {

@@ -17,17 +17,16 @@
 #include <thread>
 #include <vector>
 
-#include "core/coarse_clock.hpp"
-#include "core/thread_state.hpp"
+#include "base/coarse_clock.hpp"
+#include "base/thread_state.hpp"
 #include "watchdog/capture_signal.hpp"
-#include "watchdog/report.hpp"
-#include "watchdog/report_limiter.hpp"
-#include "watchdog/symbolizer.hpp"
+#include "symbolize/symbolizer.hpp"
 #include "watchdog/syscall_names.hpp"
-#include "watchdog/thread_probe.hpp"
+#include "watchdog/thread_status.hpp"
 
 namespace wd = stallwatch::watchdog;
 namespace core = stallwatch::core;
+namespace base = stallwatch::base;
 
 namespace {
 
@@ -71,9 +70,9 @@ struct CaptureThread {
   }
 };
 
-std::vector<wd::Frame> symbolize_slot(const wd::CaptureSlot& slot) {
-  static wd::Symbolizer symbolizer;
-  std::vector<wd::Frame> frames;
+std::vector<stallwatch::symbolize::Frame> symbolize_slot(const wd::CaptureSlot& slot) {
+  static stallwatch::symbolize::Symbolizer symbolizer;
+  std::vector<stallwatch::symbolize::Frame> frames;
   for (int i = 0; i < slot.depth; ++i) {
     const auto& at_pc = symbolizer.symbolize(slot.pcs[i], i > 0);
     frames.insert(frames.end(), at_pc.begin(), at_pc.end());
@@ -96,9 +95,9 @@ TEST_CASE("the handler captures a busy thread's stack, which symbolizes to the s
   REQUIRE(t.slot.depth > 1);
   const auto all = symbolize_slot(t.slot);
   // The first frame not inlined is the function that was running.
-  auto it = std::find_if(all.begin(), all.end(), [](const wd::Frame& f) { return !f.inlined; });
+  auto it = std::find_if(all.begin(), all.end(), [](const stallwatch::symbolize::Frame& f) { return !f.inlined; });
   REQUIRE(it != all.end());
-  const wd::Frame& top = *it;
+  const stallwatch::symbolize::Frame& top = *it;
   INFO("top: " << top.function << " at " << top.file << ":" << top.line);
   CHECK(top.pc == t.slot.pcs[0]);
   CHECK(top.function.find("spin_until_told") != std::string::npos);
@@ -112,9 +111,9 @@ TEST_CASE("a capture during a context switch is refused and says so") {
   wd::install_capture_handler(wd::default_capture_signal());
   keep_spinning = true;
   CaptureThread t([] {
-    core::tls_thread_state.in_switch = 1;
+    base::tls_thread_state.in_switch = 1;
     spin_until_told();
-    core::tls_thread_state.in_switch = 0;
+    base::tls_thread_state.in_switch = 0;
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(10));
   REQUIRE(t.capture());
@@ -168,12 +167,12 @@ TEST_CASE("capture round trip: signal sent to stack published") {
 }
 
 TEST_CASE("the symbolizer names functions with file:line, module and build-id") {
-  wd::Symbolizer symbolizer;
-  const std::uint64_t warm_start = core::monotonic_ns();
+  stallwatch::symbolize::Symbolizer symbolizer;
+  const std::uint64_t warm_start = base::monotonic_ns();
   for (std::uintptr_t start : symbolizer.module_starts()) symbolizer.warm_up_module(start);
-  MESSAGE("symbolizer warm-up: " << (core::monotonic_ns() - warm_start) / 1'000'000 << " ms");
+  MESSAGE("symbolizer warm-up: " << (base::monotonic_ns() - warm_start) / 1'000'000 << " ms");
   const auto pc = reinterpret_cast<std::uintptr_t>(&known_function);
-  const wd::Frame& f = symbolizer.symbolize(pc, false).back();
+  const stallwatch::symbolize::Frame& f = symbolizer.symbolize(pc, false).back();
   CHECK(f.function == "(anonymous namespace)::known_function(int)");
   CHECK(f.file.find("tests/capture_test.cpp") != std::string::npos);
   CHECK(f.line > 0);
@@ -183,11 +182,11 @@ TEST_CASE("the symbolizer names functions with file:line, module and build-id") 
   // Cached: the same object comes back.
   CHECK(&symbolizer.symbolize(pc, false).back() == &f);
 
-  const wd::Frame& libc = symbolizer.symbolize(reinterpret_cast<std::uintptr_t>(&::getpid), false).back();
+  const stallwatch::symbolize::Frame& libc = symbolizer.symbolize(reinterpret_cast<std::uintptr_t>(&::getpid), false).back();
   CHECK(libc.module.find("libc.so") != std::string::npos);
   CHECK(libc.function.find("getpid") != std::string::npos);
 
-  const wd::Frame& nowhere = symbolizer.symbolize(0x10, false).back();
+  const stallwatch::symbolize::Frame& nowhere = symbolizer.symbolize(0x10, false).back();
   CHECK(nowhere.function.empty());
   CHECK(nowhere.short_name() == "??+0x10");
 }
@@ -200,7 +199,7 @@ TEST_CASE("a thread sleeping in usleep is blocked in clock_nanosleep; a spinning
     while (!done) usleep(200'000);
   });
   while (tid == 0) std::this_thread::yield();
-  wd::ThreadProbe probe(tid);
+  wd::ThreadStatus probe(tid);
   wd::ThreadTimes start, end;
   REQUIRE(probe.read_times(start));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -219,77 +218,4 @@ TEST_CASE("a thread sleeping in usleep is blocked in clock_nanosleep; a spinning
   CHECK(wd::classify(running, {0, 0}, {10'000'000, 80'000'000}, 100'000'000).describe() == "preempted");
   CHECK(wd::syscall_name(SYS_read) == "read");
   CHECK(wd::syscall_name(100000) == "syscall 100000");
-}
-
-TEST_CASE("text and JSON formats carry the same fields, escaped") {
-  wd::StallSample s;
-  s.loop = 2;
-  s.fiber_id = 7;
-  s.fiber_name = "handler \"GET\" /cpu\n";
-  s.kind.kind = core::StallKind::blocked;
-  s.kind.syscall = "read";
-  s.wall_ns = 212'400'000;
-  s.cpu_ns = 100'000;
-  s.threshold_ns = 50'000'000;
-  s.sample = 2;
-  wd::Frame f;
-  f.pc = 0x55d1c2a41b2e;
-  f.function = "busy_hash(std::string const&)";
-  f.file = "/src/examples/demo.cpp";
-  f.line = 42;
-  f.module = "stallwatch-demo";
-  f.module_offset = 0x1b2e;
-  f.build_id = "abcdef";
-  s.frames = {f};
-  s.stack_id = 0x1234;
-
-  const std::string text = wd::format_sample(s, stallwatch::log_format::text);
-  CHECK(text.rfind("stallwatch: stall loop=2 fiber=7 \"handler \\\"GET\\\" /cpu\\x0a\" blocked in read for 212 ms "
-                   "(cpu 0.1 ms, threshold 50 ms) sample 2\n",
-                   0) == 0);
-  CHECK(text.find("\n  #0 0x000055d1c2a41b2e busy_hash(std::string const&) at /src/examples/demo.cpp:42 "
-                  "(stallwatch-demo+0x1b2e)") != std::string::npos);
-  CHECK(text.find("build-id stallwatch-demo=abcdef") != std::string::npos);
-
-  const std::string json = wd::format_sample(s, stallwatch::log_format::json);
-  CHECK(json.find('\n') == std::string::npos);
-  CHECK(json.find("\"fiber_name\":\"handler \\\"GET\\\" /cpu\\u000a\"") != std::string::npos);
-  CHECK(json.find("\"kind\":\"blocked\",\"syscall\":\"read\"") != std::string::npos);
-  CHECK(json.find("\"wall_ms\":212.400") != std::string::npos);
-  CHECK(json.find("\"line\":42") != std::string::npos);
-
-  s.seen = 3;
-  const std::string repeat = wd::format_sample(s, stallwatch::log_format::text);
-  CHECK(repeat.find("same stack as an earlier report") != std::string::npos);
-  CHECK(repeat.find("#0") == std::string::npos);
-
-  wd::StallEnd e{2, 7, "x", 431'000'000, 430'000'000, 3};
-  CHECK(wd::format_end(e, stallwatch::log_format::text) ==
-        "stallwatch: stall ended loop=2 fiber=7 \"x\" after 431 ms (cpu 430 ms), 3 samples");
-  CHECK(wd::format_suppressed(0, 14, stallwatch::log_format::text) ==
-        "stallwatch: suppressed 14 stall reports on loop 0 in the last minute");
-
-  std::string bad;
-  wd::append_json_string(bad, std::string("a\xff\xc3\xa9", 4));
-  CHECK(bad == "\"a\\u00ff\xc3\xa9\"");
-}
-
-TEST_CASE("the rate limiter admits N per minute, counts the rest, deduplicates stacks") {
-  wd::ReportLimiter limiter(2);
-  const std::uint64_t t0 = 1'000'000'000;
-  CHECK(limiter.admit(t0));
-  CHECK(limiter.admit(t0 + 1));
-  CHECK_FALSE(limiter.admit(t0 + 2));
-  CHECK_FALSE(limiter.admit(t0 + 3));
-  CHECK(limiter.take_expired_summary(t0 + 10) == 0);
-  CHECK(limiter.take_expired_summary(t0 - 10) == 0);  // a clock read before the window opened
-  CHECK(limiter.note_stack(5) == 1);
-  CHECK(limiter.note_stack(5) == 2);
-  CHECK(limiter.take_expired_summary(t0 + wd::ReportLimiter::window_ns) == 2);
-  CHECK(limiter.admit(t0 + wd::ReportLimiter::window_ns + 1));
-  CHECK(limiter.note_stack(5) == 1);
-
-  wd::ReportLimiter none(0);
-  CHECK_FALSE(none.admit(t0));
-  CHECK(none.take_pending() == 1);
 }

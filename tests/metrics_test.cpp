@@ -19,8 +19,8 @@
 #include <tuple>
 #include <vector>
 
-#include "core/coarse_clock.hpp"
-#include "core/log.hpp"
+#include "base/coarse_clock.hpp"
+#include "emit/emitter.hpp"
 #include "core/loop_record.hpp"
 #include "metrics/collectable.hpp"
 #include "metrics/endpoint.hpp"
@@ -28,7 +28,7 @@
 
 namespace {
 
-using stallwatch::core::LogHistogram;
+using stallwatch::base::LogHistogram;
 using stallwatch::core::LoopRecord;
 using stallwatch::core::StallKind;
 namespace metrics = stallwatch::metrics;
@@ -154,7 +154,7 @@ int promtool_check(const std::string& text, std::string& output) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-// Log lines written through core::log_line during this test binary.
+// Log lines written through the emitter during this test binary.
 std::mutex logged_mutex;
 std::vector<std::string> logged;
 
@@ -165,7 +165,7 @@ void capture_log() {
       std::lock_guard lock(logged_mutex);
       logged.emplace_back(line);
     };
-    stallwatch::core::configure_log(config);
+    stallwatch::emit::configure_process(config);
     return true;
   }();
   (void)installed;
@@ -277,7 +277,7 @@ TEST_CASE("current slice age: grows while a slice runs, 0 while the loop is idle
   ClaimedRecord claimed;
   LoopRecord& r = claimed.record;
   r.active.store(true);
-  r.slice.start_ns.store(stallwatch::core::monotonic_ns() - 3'000'000'000);
+  r.slice.start_ns.store(stallwatch::base::monotonic_ns() - 3'000'000'000);
   r.slice.idle.store(false);
 
   auto current = [&] {
@@ -310,22 +310,6 @@ TEST_CASE("text exposition: cumulative buckets, +Inf, _sum, _count and label val
   CHECK(text.find("stallwatch_stalls_total{loop=\"" + loop + "\",kind=\"cpu\"} 3") != std::string::npos);
   CHECK(text.find("# TYPE stallwatch_slices_total counter") != std::string::npos);
   CHECK(text.find("stallwatch_slices_total{loop=\"" + loop + "\"} 1234") != std::string::npos);
-}
-
-TEST_CASE("address validation names what is wrong") {
-  CHECK(metrics::address_error("127.0.0.1:9464").empty());
-  CHECK(metrics::address_error("0.0.0.0:0").empty());
-  CHECK(metrics::address_error("localhost:9464").empty());
-  CHECK(metrics::address_error("9464").find("host:port") != std::string::npos);
-  CHECK(metrics::address_error(":9464").find("host") != std::string::npos);
-  CHECK(metrics::address_error("metrics.example.com:80").empty());
-  CHECK(metrics::address_error("bad/host:80").find("host name") != std::string::npos);
-  CHECK(metrics::address_error("a b:80").find("host name") != std::string::npos);
-  CHECK(metrics::address_error("[::1]:9464").find("IPv6") != std::string::npos);
-  CHECK(metrics::address_error("127.0.0.1:65536").find("port") != std::string::npos);
-  CHECK(metrics::address_error("127.0.0.1:").find("port") != std::string::npos);
-  CHECK(metrics::address_error("127.0.0.1:94a4").find("port") != std::string::npos);
-  CHECK(metrics::address_error("127.0.0.1:9464s").find("port") != std::string::npos);
 }
 
 TEST_CASE("start_endpoint: a malformed address or a port in use fails with the reason, never throws") {

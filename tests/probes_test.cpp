@@ -14,15 +14,18 @@
 #include <string>
 #include <vector>
 
-#include "core/blocking_calls.hpp"
-#include "core/log.hpp"
+#include "blocking/blocking_calls.hpp"
+#include "config/allow_list.hpp"
+#include "emit/emitter.hpp"
 #include "core/loop_record.hpp"
-#include "core/thread_state.hpp"
-#include "probes/probed_functions.hpp"
+#include "base/thread_state.hpp"
+#include "config/probed_functions.hpp"
+#include "stallwatch/watchdog.hpp"
 #include "stallwatch/allow_blocking.hpp"
 #include "stallwatch/errors.hpp"
 
 namespace core = stallwatch::core;
+namespace base = stallwatch::base;
 
 namespace {
 
@@ -38,26 +41,26 @@ void capture_log() {
       std::lock_guard lock(log_mutex);
       logged.emplace_back(line);
     };
-    core::configure_log(config);
+    stallwatch::emit::configure_process(config);
     return true;
   }();
   (void)installed;
   // Reports an earlier test queued must not land in this test's lines.
-  REQUIRE(core::flush_blocking_call_reports(std::chrono::seconds(30)));
+  REQUIRE(stallwatch::blocking::flush_reports(std::chrono::seconds(30)));
   std::lock_guard lock(log_mutex);
   logged.clear();
 }
 
 // The lines logged so far, once the report writer has written what is queued.
 std::vector<std::string> log_lines() {
-  REQUIRE(core::flush_blocking_call_reports(std::chrono::seconds(30)));
+  REQUIRE(stallwatch::blocking::flush_reports(std::chrono::seconds(30)));
   std::lock_guard lock(log_mutex);
   return logged;
 }
 
 std::uint64_t count_of(std::string_view function) {
   std::uint64_t n = 0;
-  core::for_each_blocking_call_count([&](std::string_view f, std::uint64_t c) {
+  stallwatch::blocking::for_each_call_count([&](std::string_view f, std::uint64_t c) {
     if (f == function) n = c;
   });
   return n;
@@ -68,24 +71,33 @@ std::uint64_t count_of(std::string_view function) {
 // ASan see the right address), so the accessors opt out of that one check.
 #define STALLWATCH_TLS_ACCESS __attribute__((noinline, no_sanitize("null")))
 
-// Makes the calling thread look like loop `index` running fiber `fiber`.
+// Makes the calling thread look like loop `index` running fiber `fiber`, its
+// lines going to the process's sink under a rate of reports_per_minute.
 class FakeLoopFiber {
  public:
-  STALLWATCH_TLS_ACCESS FakeLoopFiber(int index, std::uint64_t fiber) {
+  STALLWATCH_TLS_ACCESS FakeLoopFiber(int index, std::uint64_t fiber, int reports_per_minute = 100) {
     record_.index = index;
     identity_.id = fiber;
     identity_.name = "fake";
     identity_.name_len = 4;
-    core::tls_thread_state.loop = &record_;
-    core::tls_thread_state.fiber = &identity_;
+    stallwatch::Config config;
+    config.reports_per_minute = reports_per_minute;
+    stallwatch::emit::attach_loop(index, config);
+    core::tls_loop_record = &record_;
+    base::tls_thread_state.fiber = &identity_;
   }
-  STALLWATCH_TLS_ACCESS ~FakeLoopFiber() { core::tls_thread_state = core::ThreadState{}; }
+  STALLWATCH_TLS_ACCESS ~FakeLoopFiber() {
+    base::tls_thread_state = base::ThreadState{};
+    core::tls_loop_record = nullptr;
+    stallwatch::blocking::flush_reports(std::chrono::seconds(30));
+    stallwatch::emit::detach_loop(record_.index);
+  }
   void switch_to(std::uint64_t fiber) { identity_.id = fiber; }
   core::LoopRecord& record() { return record_; }
 
  private:
   core::LoopRecord record_;
-  core::FiberIdentity identity_;
+  base::FiberIdentity identity_;
 };
 
 stallwatch::Config production(int reports_per_minute) {
@@ -96,7 +108,7 @@ stallwatch::Config production(int reports_per_minute) {
 
 std::string config_error_of(std::string_view allow) {
   try {
-    core::parse_allow_list(allow);
+    stallwatch::config::parse_allow_list(allow);
   } catch (const stallwatch::config_error& e) {
     return e.what();
   }
@@ -193,14 +205,14 @@ bool have_programs() { return !env_or_skip("PROBES_LIB").empty() && !env_or_skip
 // ---- STALLWATCH_ALLOW ----
 
 TEST_CASE("STALLWATCH_ALLOW: functions, modules and blanks") {
-  using E = core::AllowEntry;
-  CHECK(core::parse_allow_list("").empty());
-  CHECK(core::parse_allow_list("  ").empty());
-  CHECK(core::parse_allow_list("read") == std::vector<E>{{"read", ""}});
-  CHECK(core::parse_allow_list(" getaddrinfo@libcurl , fsync,*@libpq.so.5") ==
+  using E = stallwatch::config::AllowEntry;
+  CHECK(stallwatch::config::parse_allow_list("").empty());
+  CHECK(stallwatch::config::parse_allow_list("  ").empty());
+  CHECK(stallwatch::config::parse_allow_list("read") == std::vector<E>{{"read", ""}});
+  CHECK(stallwatch::config::parse_allow_list(" getaddrinfo@libcurl , fsync,*@libpq.so.5") ==
         std::vector<E>{{"getaddrinfo", "libcurl"}, {"fsync", ""}, {"*", "libpq.so.5"}});
-  for (std::string_view name : stallwatch::probes::probed_functions) {
-    CHECK(core::parse_allow_list(name).size() == 1);
+  for (std::string_view name : stallwatch::config::probed_functions) {
+    CHECK(stallwatch::config::parse_allow_list(name).size() == 1);
   }
 }
 
@@ -220,17 +232,17 @@ TEST_CASE("STALLWATCH_ALLOW: a malformed list is a clear error") {
 }
 
 TEST_CASE("STALLWATCH_ALLOW: an entry permits its function, from its module when it names one") {
-  const auto allow = core::parse_allow_list("fsync,getaddrinfo@libcurl,*@libpq");
+  const auto allow = stallwatch::config::parse_allow_list("fsync,getaddrinfo@libcurl,*@libpq");
   const std::vector<std::string> app = {"service", "libstallwatch.so.0"};
   const std::vector<std::string> curl = {"libcurl.so.4", "service"};
-  CHECK(core::allow_list_permits(allow, "fsync", app));
-  CHECK_FALSE(core::allow_list_permits(allow, "read", app));
-  CHECK(core::allow_list_permits(allow, "getaddrinfo", curl));
-  CHECK_FALSE(core::allow_list_permits(allow, "getaddrinfo", app));
-  CHECK_FALSE(core::allow_list_permits(allow, "getaddrinfo", {"libcurlx.so.1"}));
-  CHECK(core::allow_list_permits(allow, "write", {"libpq.so.5"}));
-  CHECK(core::allow_list_permits(allow, "recv", {"libpq"}));
-  CHECK_FALSE(core::allow_list_permits(allow, "recv", {"libpqxx.so"}));
+  CHECK(stallwatch::config::allow_list_permits(allow, "fsync", app));
+  CHECK_FALSE(stallwatch::config::allow_list_permits(allow, "read", app));
+  CHECK(stallwatch::config::allow_list_permits(allow, "getaddrinfo", curl));
+  CHECK_FALSE(stallwatch::config::allow_list_permits(allow, "getaddrinfo", app));
+  CHECK_FALSE(stallwatch::config::allow_list_permits(allow, "getaddrinfo", {"libcurlx.so.1"}));
+  CHECK(stallwatch::config::allow_list_permits(allow, "write", {"libpq.so.5"}));
+  CHECK(stallwatch::config::allow_list_permits(allow, "recv", {"libpq"}));
+  CHECK_FALSE(stallwatch::config::allow_list_permits(allow, "recv", {"libpqxx.so"}));
 }
 
 // ---- which calls are flagged ----
@@ -241,7 +253,7 @@ TEST_CASE("only a loop fiber outside internals and allow_blocking scopes is chec
     FakeLoopFiber fiber(0, 7);
     CHECK(stallwatch_probe_should_flag());
     {
-      core::InternalBlockingScope internal;
+      base::InternalBlockingScope internal;
       CHECK_FALSE(stallwatch_probe_should_flag());
     }
     fiber.switch_to(0);  // the scheduler itself
@@ -273,7 +285,7 @@ TEST_CASE("allow_blocking covers its own fiber only, nests, and ends with its sc
 
 TEST_CASE("a recorded call is counted and its first call site is logged with its stack") {
   capture_log();
-  core::configure_blocking_calls(production(100));
+  stallwatch::blocking::configure(production(100));
   FakeLoopFiber fiber(3, 42);
   const std::uint64_t before = count_of("fsync");
   volatile int calls = 3;  // volatile: an unrolled loop would make three call sites
@@ -288,7 +300,7 @@ TEST_CASE("a recorded call is counted and its first call site is logged with its
 
 TEST_CASE("a probed wait publishes its caller's stack until it ends") {
   capture_log();
-  core::configure_blocking_calls(production(100));
+  stallwatch::blocking::configure(production(100));
   FakeLoopFiber fiber(2, 77);
   fiber.record().slice.seq.store(123);
   core::WaitSnapshot wait;
@@ -313,10 +325,9 @@ TEST_CASE("errno survives recording") {
 
 TEST_CASE("reports beyond the rate are held back; the calls are still counted") {
   capture_log();
-  core::configure_blocking_calls(production(2));
-  FakeLoopFiber fiber(0, 11);
+  FakeLoopFiber fiber(0, 11, 2);
   const std::uint64_t before = count_of("pread") + count_of("pwrite") + count_of("send") + count_of("recv");
-  const core::BlockingReportCounts reports_before = core::blocking_call_report_counts();
+  const stallwatch::blocking::ReportCounts reports_before = stallwatch::blocking::report_counts();
   // Four call sites (the function name is part of the site).
   for (const char* f : {"pread", "pwrite", "send", "recv"}) stallwatch_probe_record(f);
   CHECK(count_of("pread") + count_of("pwrite") + count_of("send") + count_of("recv") == before + 4);
@@ -325,16 +336,16 @@ TEST_CASE("reports beyond the rate are held back; the calls are still counted") 
       lines.begin(), lines.end(), [](const std::string& line) { return line.starts_with("stallwatch: blocking call "); }));
   CHECK(written <= 2);
   // Every report is either logged or counted as held back, never lost.
-  const core::BlockingReportCounts reports = core::blocking_call_report_counts();
+  const stallwatch::blocking::ReportCounts reports = stallwatch::blocking::report_counts();
   CHECK(reports.reported - reports_before.reported == written);
   CHECK(reports.suppressed - reports_before.suppressed == 4 - written);
-  core::configure_blocking_calls(production(100));
+  stallwatch::blocking::configure(production(100));
 }
 
 TEST_CASE("STALLWATCH_ALLOW entries are not recorded") {
   capture_log();
   setenv("STALLWATCH_ALLOW", "flock,fcntl@probes_test", 1);
-  core::configure_blocking_calls(production(100));
+  stallwatch::blocking::configure(production(100));
   unsetenv("STALLWATCH_ALLOW");
   FakeLoopFiber fiber(0, 12);
   const std::uint64_t flock_before = count_of("flock");
@@ -346,15 +357,15 @@ TEST_CASE("STALLWATCH_ALLOW entries are not recorded") {
   CHECK(log_lines().empty());
 
   setenv("STALLWATCH_ALLOW", "fcntl@libnothere", 1);
-  core::configure_blocking_calls(production(100));
+  stallwatch::blocking::configure(production(100));
   unsetenv("STALLWATCH_ALLOW");
   stallwatch_probe_record("fcntl");
   CHECK(count_of("fcntl") == fcntl_before + 1);
 
   setenv("STALLWATCH_ALLOW", "fcntl,,", 1);
-  CHECK_THROWS_AS(core::configure_blocking_calls(production(100)), stallwatch::config_error);
+  CHECK_THROWS_AS(stallwatch::blocking::configure(production(100)), stallwatch::config_error);
   unsetenv("STALLWATCH_ALLOW");
-  core::configure_blocking_calls(production(100));
+  stallwatch::blocking::configure(production(100));
 }
 
 TEST_CASE("strict mode ends the process with status 70 at the first recorded call") {
@@ -364,7 +375,7 @@ TEST_CASE("strict mode ends the process with status 70 at the first recorded cal
     stallwatch::Config strict;
     strict.strict = true;
     try {
-      core::configure_blocking_calls(strict);  // the canary fails here: no probes in this process
+      stallwatch::blocking::configure(strict);  // the canary fails here: no probes in this process
     } catch (const stallwatch::config_error&) {
     }
     FakeLoopFiber fiber(0, 13);
@@ -374,16 +385,16 @@ TEST_CASE("strict mode ends the process with status 70 at the first recorded cal
   int status = 0;
   waitpid(pid, &status, 0);
   REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == core::blocking_call_exit_status);
+  CHECK(WEXITSTATUS(status) == stallwatch::strict_exit_status);
 }
 
 TEST_CASE("the strict-mode canary names the missing preload") {
-  CHECK_FALSE(core::probes_interposed());
+  CHECK_FALSE(stallwatch::blocking::probes_interposed());
   stallwatch::Config config;
-  CHECK_NOTHROW(core::check_probes_canary(config));  // production mode: no canary
+  CHECK_NOTHROW(stallwatch::blocking::check_probes_canary(config));  // production mode: no canary
   config.strict = true;
   try {
-    core::check_probes_canary(config);
+    stallwatch::blocking::check_probes_canary(config);
     FAIL("the canary passed without the probes");
   } catch (const stallwatch::config_error& e) {
     CHECK(std::string(e.what()).find("LD_PRELOAD=libstallwatch-probes.so") != std::string::npos);
@@ -392,18 +403,18 @@ TEST_CASE("the strict-mode canary names the missing preload") {
 
 TEST_CASE("distinct function names are bounded; the rest count as other") {
   capture_log();
-  core::configure_blocking_calls(production(0));
-  FakeLoopFiber fiber(0, 14);
+  stallwatch::blocking::configure(production(0));
+  FakeLoopFiber fiber(0, 14, 0);
   for (int i = 0; i < 80; ++i) stallwatch_probe_record(("made_up_" + std::to_string(i)).c_str());
   std::size_t names = 0;
   std::uint64_t other = 0;
-  core::for_each_blocking_call_count([&](std::string_view f, std::uint64_t c) {
+  stallwatch::blocking::for_each_call_count([&](std::string_view f, std::uint64_t c) {
     ++names;
     if (f == "other") other = c;
   });
-  CHECK(names == core::max_counted_functions);
-  CHECK(other >= 80 - core::max_counted_functions);
-  core::configure_blocking_calls(production(100));
+  CHECK(names == stallwatch::blocking::max_counted_functions);
+  CHECK(other >= 80 - stallwatch::blocking::max_counted_functions);
+  stallwatch::blocking::configure(production(100));
 }
 
 // ---- real programs ----
@@ -413,7 +424,7 @@ TEST_CASE("preloaded: every probed function is flagged on a loop, far below the 
   const Outcome o = run_preloaded("each", {{"STALLWATCH_REPORTS_PER_MINUTE", "1000"}});
   CHECK(o.exit_status == 0);
   CHECK(o.out == "done each\n");
-  for (std::string_view f : stallwatch::probes::probed_functions) {
+  for (std::string_view f : stallwatch::config::probed_functions) {
     INFO("function " << f << "\nstderr:\n" << o.err);
     CHECK(reports_of(o, std::string(f)) >= 1);
   }
@@ -425,7 +436,7 @@ TEST_CASE("linked: every probed function is flagged without LD_PRELOAD") {
   if (linked.empty()) return;
   const Outcome o = run_demo(linked, "each", {{"STALLWATCH_REPORTS_PER_MINUTE", "1000"}}, false);
   CHECK(o.exit_status == 0);
-  for (std::string_view f : stallwatch::probes::probed_functions) {
+  for (std::string_view f : stallwatch::config::probed_functions) {
     INFO("function " << f << "\nstderr:\n" << o.err);
     CHECK(reports_of(o, std::string(f)) >= 1);
   }
@@ -513,7 +524,7 @@ TEST_CASE("preloaded strict mode: the first blocking call is reported with its s
   if (!have_programs()) return;
   const Outcome o = run_preloaded("usleep", {{"STALLWATCH_STRICT", "1"}});
   INFO("stderr:\n" << o.err);
-  CHECK(o.exit_status == core::blocking_call_exit_status);
+  CHECK(o.exit_status == stallwatch::strict_exit_status);
   CHECK(o.out.find("after usleep") == std::string::npos);
   CHECK(o.err.find("blocking call usleep on loop=0 fiber=") != std::string::npos);
   CHECK(o.err.find("in strict mode (STALLWATCH_STRICT=1): ending the process with status 70") != std::string::npos);

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "core/thread_state.hpp"
+#include "base/thread_state.hpp"
 #include "stack/mapping_budget.hpp"
 #include "stack/stack_pool.hpp"
 #include "stallwatch/loop.hpp"
@@ -274,9 +274,9 @@ TEST_CASE("a fault in the running fiber's guard page names the fiber and kills t
     drop_doctest_altstack();
     stallwatch::stack::install_overflow_handler_for_thread();
     static const char name[] = "deep \"parser\"";
-    static stallwatch::core::FiberIdentity fiber;
+    static stallwatch::base::FiberIdentity fiber;
     fiber = {42, name, sizeof(name) - 1, address(s), address(s) + s.size};
-    stallwatch::core::tls_thread_state.fiber = &fiber;
+    stallwatch::base::tls_thread_state.fiber = &fiber;
     static_cast<volatile char*>(s.lo)[-8] = 1;
   });
   INFO("stderr: " << child.err);
@@ -302,9 +302,9 @@ TEST_CASE("other faults go to the handler installed before") {
     stallwatch::stack::install_overflow_handler_for_thread();
     StackPool pool(64 * 1024);
     const Stack s = pool.acquire();
-    static stallwatch::core::FiberIdentity fiber;
+    static stallwatch::base::FiberIdentity fiber;
     fiber = {3, nullptr, 0, address(s), address(s) + s.size};
-    stallwatch::core::tls_thread_state.fiber = &fiber;
+    stallwatch::base::tls_thread_state.fiber = &fiber;
     // A PROT_NONE page that is not the running fiber's guard.
     void* other = ::mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     static_cast<volatile char*>(other)[0] = 1;
@@ -318,7 +318,7 @@ TEST_CASE("a fault outside any fiber dies by the default action without an overf
   const auto child = run_in_child([] {
     signal(SIGSEGV, SIG_DFL);
     stallwatch::stack::install_overflow_handler_for_thread();
-    stallwatch::core::tls_thread_state = {};
+    stallwatch::base::tls_thread_state = {};
     void* other = ::mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     static_cast<volatile char*>(other)[0] = 1;
   });

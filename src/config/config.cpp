@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "base/text.hpp"
+#include "config/address.hpp"
 #include "stallwatch/config.hpp"
 
 namespace stallwatch {
@@ -22,29 +24,10 @@ constexpr long long min_stack_kb = 16;
 constexpr long long max_stack_kb = 65536;
 
 // Values are echoed in errors; keep them to one printable, bounded line.
-std::string printable(std::string_view value) {
-  constexpr std::size_t max_shown = 80;
-  std::string out;
-  for (std::size_t i = 0; i < value.size() && i < max_shown; ++i) {
-    const auto c = static_cast<unsigned char>(value[i]);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c >= 0x7f) {
-      static const char hex[] = "0123456789abcdef";
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 0xf];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (value.size() > max_shown) out += "...";
-  return out;
-}
+constexpr std::size_t max_shown = 80;
 
 [[noreturn]] void reject_variable(std::string_view variable, std::string_view value, std::string_view accepted) {
-  throw config_error("stallwatch: " + std::string(variable) + "=\"" + printable(value) + "\" is not valid: expected " +
+  throw config_error("stallwatch: " + std::string(variable) + "=" + base::quoted(value, max_shown) + " is not valid: expected " +
                      std::string(accepted));
 }
 
@@ -118,47 +101,20 @@ log_format resolve_log_format(std::optional<log_format> field_value) {
   return log_format::text;
 }
 
-bool is_port(std::string_view text) {
-  const auto port = parse_decimal(text);
-  return port && *port >= 1 && *port <= 65535;
-}
-
-bool is_host_name_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-         c == '_';
-}
-
-// "host:port" (host a name or IPv4 address), "[ipv6]:port", or "off". Checks
-// the form only; whether the address resolves and binds is found out when
-// the endpoint starts.
-bool is_metrics_addr(std::string_view addr) {
-  if (addr == "off") return true;
-  if (!addr.empty() && addr.front() == '[') {
-    const auto close = addr.find(']');
-    if (close == std::string_view::npos || close == 1) return false;
-    const auto host = addr.substr(1, close - 1);
-    for (char c : host) {
-      if (!(c == ':' || c == '.' || c == '%' || is_host_name_char(c))) return false;
-    }
-    if (host.find(':') == std::string_view::npos) return false;
-    return addr.size() > close + 1 && addr[close + 1] == ':' && is_port(addr.substr(close + 2));
-  }
-  const auto colon = addr.find(':');
-  if (colon == 0 || colon == std::string_view::npos || addr.find(':', colon + 1) != std::string_view::npos) return false;
-  for (char c : addr.substr(0, colon)) {
-    if (!is_host_name_char(c)) return false;
-  }
-  return is_port(addr.substr(colon + 1));
-}
-
+// "host:port" as config/address.hpp parses it, or "off".
 std::string resolve_metrics_addr(const std::optional<std::string>& field_value) {
-  constexpr std::string_view accepted = "host:port with a port from 1 to 65535, [ipv6]:port, or off";
+  std::string why;
+  const std::string accepted(config::metrics_addr_accepted);
   if (const auto text = variable("STALLWATCH_METRICS_ADDR")) {
-    if (!is_metrics_addr(*text)) reject_variable("STALLWATCH_METRICS_ADDR", *text, accepted);
+    if (*text != "off" && !config::parse_host_port(*text, why)) {
+      reject_variable("STALLWATCH_METRICS_ADDR", *text, accepted + " (" + why + ")");
+    }
     return std::string(*text);
   }
   if (field_value) {
-    if (!is_metrics_addr(*field_value)) reject_field("metrics_addr", "\"" + printable(*field_value) + "\"", accepted);
+    if (*field_value != "off" && !config::parse_host_port(*field_value, why)) {
+      reject_field("metrics_addr", base::quoted(*field_value, max_shown), accepted + " (" + why + ")");
+    }
     return *field_value;
   }
   return "127.0.0.1:9464";

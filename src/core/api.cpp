@@ -1,12 +1,13 @@
 // The public scheduler calls (loop.hpp, detail/task_base.hpp) over core::Loop.
+// run() itself, which wires a loop to the watchdog, metrics and probes, is
+// in src/runtime/.
 #include <chrono>
 #include <string>
 
-#include "core/blocking_calls.hpp"
 #include "core/fiber.hpp"
-#include "core/log.hpp"
 #include "core/loop.hpp"
 #include "core/parking.hpp"
+#include "emit/emitter.hpp"
 #include "stallwatch/errors.hpp"
 #include "stallwatch/loop.hpp"
 
@@ -55,20 +56,15 @@ void report_unobserved_error(TaskBase* task) noexcept {
     what = e.what();
   } catch (...) {
   }
-  core::log_line("stallwatch: fiber " + std::to_string(task->id) +
-                 " ended with an exception and its Task was dropped without join: " + what);
-}
-
-void run_main(const Options& options, TaskBase* main) {
-  if (core::Loop::current() != nullptr) throw std::logic_error("stallwatch::run: this thread already runs a loop");
-  const Config config = resolve_config(options);
-  core::configure_blocking_calls(config);  // STALLWATCH_ALLOW; strict-mode probes canary
-  core::Loop loop(config);
-  loop.start(main, "main");
-  loop.run_until_done(main);
-  // Blocking-call reports are symbolized on their own thread: let them reach
-  // the log before run() returns, not race the process's exit.
-  core::flush_blocking_call_reports(std::chrono::seconds(5));
+  try {
+    const core::Loop* loop = core::Loop::current();
+    emit::message(loop != nullptr ? loop->record().index : emit::process_wide, "fiber_exception",
+                  "fiber " + std::to_string(task->id) +
+                      " ended with an exception and its Task was dropped without join: " + what,
+                  {{"fiber", static_cast<std::int64_t>(task->id)}, {"what", what}});
+  } catch (...) {
+    // Out of memory while reporting: nothing more can be said.
+  }
 }
 
 void park_on(WaitQueue& queue, Deadline deadline, const char* what) {

@@ -9,8 +9,9 @@
 #include <cstdint>
 #include <string>
 
+#include "base/thread_state.hpp"
 #include "core/sanitizer_hooks.hpp"
-#include "core/thread_state.hpp"
+#include "reactor/epoll_reactor.hpp"
 #include "stack/stack_pool.hpp"
 #include "stallwatch/detail/task_base.hpp"
 
@@ -30,7 +31,7 @@ struct Fiber {
   std::uint64_t ready_since_ns = 0;  // woken by a timer or I/O: for loop lag; 0 otherwise
   bool started = true;  // false until a fresh fiber's entry runs; the scheduler is always started
   bool cancel_requested = false;
-  FiberIdentity identity;  // id (0 for the scheduler), `name` below, stack bounds
+  base::FiberIdentity identity;  // id (0 for the scheduler), `name` below, stack bounds
 
   Loop* loop = nullptr;
   detail::TaskBase* task = nullptr;  // null for the scheduler
@@ -45,8 +46,7 @@ struct Fiber {
   detail::WaitQueue* queue = nullptr;  // parked on this queue
   Fiber* queue_prev = nullptr;
   Fiber* queue_next = nullptr;
-  int io_fd = -1;  // parked on this descriptor
-  bool io_writable = false;
+  reactor::IoWaiter io;  // parked on a descriptor (io.owner: this fiber)
   std::uint64_t deadline_ns = 0;  // 0: no timer
   std::size_t heap_index = no_heap_index;
 

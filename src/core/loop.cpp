@@ -10,21 +10,20 @@
 #include <string>
 #include <utility>
 
-#include "core/coarse_clock.hpp"
+#include "base/coarse_clock.hpp"
+#include "base/text.hpp"
+#include "base/thread_state.hpp"
+#include "base/tracepoint.hpp"
 #include "core/context_switch.hpp"
-#include "core/log.hpp"
 #include "core/parking.hpp"
-#include "core/probe.hpp"
-#include "core/thread_state.hpp"
-#include "metrics/endpoint.hpp"
+#include "emit/emitter.hpp"
 #include "stallwatch/errors.hpp"
-#include "watchdog/watchdog.hpp"
 
 namespace stallwatch::core {
 
 namespace bctx = boost::context::detail;
 
-constinit thread_local ThreadState tls_thread_state __attribute__((tls_model("initial-exec")));
+constinit thread_local LoopRecord* tls_loop_record __attribute__((tls_model("initial-exec"))) = nullptr;
 
 constinit thread_local Loop* Loop::tls_loop __attribute__((tls_model("initial-exec"))) = nullptr;
 
@@ -43,11 +42,12 @@ constexpr std::uint64_t busy_io_poll_interval_ns = 200'000;
 Loop::ThreadBinding::ThreadBinding(Loop* loop) {
   if (tls_loop != nullptr) throw std::logic_error("stallwatch::run: this thread already runs a loop");
   tls_loop = loop;
-  tls_thread_state.loop = &loop->record_;
+  tls_loop_record = &loop->record_;
 }
 
 Loop::ThreadBinding::~ThreadBinding() {
-  tls_thread_state = ThreadState{};
+  base::tls_thread_state = base::ThreadState{};
+  tls_loop_record = nullptr;
   tls_loop = nullptr;
 }
 
@@ -65,27 +65,36 @@ Loop::Loop(const Config& config)
   scheduler_.name = "scheduler";
   scheduler_.identity.name = scheduler_.name.data();
   scheduler_.identity.name_len = scheduler_.name.size();
-  tls_thread_state.fiber = &scheduler_.identity;
+  base::tls_thread_state.fiber = &scheduler_.identity;
 
   // The loop's own work until the first switch is its first slice.
-  slice_start_ns_ = refresh_now();
+  slice_start_ns_ = base::refresh_now();
   record_.slice.start_ns.store(slice_start_ns_, std::memory_order_relaxed);
   record_.slice.seq.store(++slice_seq_, std::memory_order_release);
   record_.slice.idle.store(false, std::memory_order_release);
-  configure_log(config_);
   stack::install_overflow_handler_for_thread();
-  metrics::ensure_endpoint(config_);
-  watchdog::loop_started(record_, config_);
 }
 
 Loop::~Loop() {
   { std::lock_guard<std::mutex> wait_for_remote_wakers(remote_mutex_); }
-  watchdog::loop_stopped(record_);
   stack::remove_overflow_handler_for_thread();
-  end_slice(refresh_now());
+  end_slice(base::refresh_now());
   record_.slice.idle.store(true, std::memory_order_relaxed);
   publish_gauges();
   release_loop_record(record_);
+}
+
+// A detached fiber's exception that no join will see: said in the log.
+void Loop::report_lost_exception(const Fiber& fiber, const std::string& what) noexcept {
+  try {
+    emit::message(record_.index, "fiber_exception",
+                  "fiber " + std::to_string(fiber.identity.id) + " " + base::quoted(fiber.name) +
+                      " ended with an exception nobody will join: " + what,
+                  {{"fiber", static_cast<std::int64_t>(fiber.identity.id)}, {"fiber_name", fiber.name},
+                   {"what", what}});
+  } catch (...) {
+    // Out of memory while reporting: nothing more can be said.
+  }
 }
 
 // Out of line so the hot path of require() needs no stack frame.
@@ -105,10 +114,11 @@ void Loop::start(detail::TaskBase* task, std::string_view name) {
   fiber->loop = this;
   fiber->task = task;
   fiber->name.assign(name.empty() ? "fiber" : name);
-  fiber->identity = FiberIdentity{next_fiber_id_++, fiber->name.data(), fiber->name.size(),
+  fiber->identity = base::FiberIdentity{next_fiber_id_++, fiber->name.data(), fiber->name.size(),
                                   reinterpret_cast<std::uintptr_t>(stack.lo),
                                   reinterpret_cast<std::uintptr_t>(stack.lo) + stack.size};
   fiber->stack = stack;
+  fiber->io.owner = fiber;
   fiber->sanitizer.stack_bottom = stack.lo;
   fiber->sanitizer.stack_size = stack.size;
   fiber->started = false;
@@ -126,7 +136,7 @@ void Loop::start(detail::TaskBase* task, std::string_view name) {
   ++alive_;
   record_.stats.fibers_spawned.add();
   record_.stats.fibers_alive.store(alive_, std::memory_order_relaxed);
-  STALLWATCH_PROBE2(fiber_spawn, record_.index, fiber->identity.id);
+  STALLWATCH_TRACE2(fiber_spawn, record_.index, fiber->identity.id);
   push_ready(fiber);  // a new fiber has no timer to remove and no lag to measure
 }
 
@@ -138,7 +148,7 @@ void Loop::fiber_entry(bctx::transfer_t from) noexcept {
   if (previous != nullptr) previous->context = from.fctx;
   sanitizer_finish_switch(self->sanitizer, previous != nullptr ? &previous->sanitizer : nullptr);
   if (Fiber* dead = std::exchange(loop->dead_fiber_, nullptr)) release_dead_fiber({nullptr, dead});
-  tls_thread_state.in_switch = 0;
+  base::tls_thread_state.in_switch = 0;
   self->task->invoke();
   loop->finish_fiber(self);
 }
@@ -154,11 +164,9 @@ void Loop::finish_fiber(Fiber* self) noexcept {
     } catch (const cancelled&) {
       // A detached fiber cancelled on purpose (e.g. as run() drains): expected.
     } catch (const std::exception& e) {
-      log_line("stallwatch: fiber " + std::to_string(self->identity.id) + " \"" + self->name +
-               "\" ended with an exception nobody will join: " + e.what());
+      report_lost_exception(*self, e.what());
     } catch (...) {
-      log_line("stallwatch: fiber " + std::to_string(self->identity.id) + " \"" + self->name +
-               "\" ended with a non-standard exception nobody will join");
+      report_lost_exception(*self, "a non-standard exception");
     }
     task->error_observed = true;
   }
@@ -169,9 +177,9 @@ void Loop::finish_fiber(Fiber* self) noexcept {
   if (self->all_next != nullptr) self->all_next->all_prev = self->all_prev;
   --alive_;
   record_.stats.fibers_alive.store(alive_, std::memory_order_relaxed);
-  STALLWATCH_PROBE2(fiber_exit, record_.index, self->identity.id);
+  STALLWATCH_TRACE2(fiber_exit, record_.index, self->identity.id);
 
-  const std::uint64_t now = coarse_now();
+  const std::uint64_t now = base::coarse_now();
   Fiber* next = pick_next(now);
   enter_switch(self, next, now, true);
   // This stack is released from the next fiber's stack, once we are off it:
@@ -218,14 +226,14 @@ bctx::transfer_t Loop::release_dead_fiber(bctx::transfer_t from) noexcept {
   record.slice.fiber_id.store(next->identity.id, std::memory_order_relaxed);
   record.slice.seq.store(++slice_seq_, std::memory_order_release);
   if (next->ready_since_ns != 0) record_lag(next, now);
-  tls_thread_state.fiber = &next->identity;
-  STALLWATCH_PROBE2(slice_begin, record.index, next->identity.id);
+  base::tls_thread_state.fiber = &next->identity;
+  STALLWATCH_TRACE2(slice_begin, record.index, next->identity.id);
 }
 
 // Everything before the jump: the switch window opens, `to` becomes the running fiber.
 [[gnu::always_inline]] inline void Loop::enter_switch(Fiber* from, Fiber* to, std::uint64_t now,
                                                       bool from_finished) noexcept {
-  tls_thread_state.in_switch = 1;
+  base::tls_thread_state.in_switch = 1;
   begin_slice(to, now);
   sanitizer_start_switch(from->sanitizer, to->sanitizer, from_finished);
   running_ = to;
@@ -238,7 +246,7 @@ void Loop::switch_to(Fiber* from, Fiber* to, std::uint64_t now) noexcept {
   auto* previous = static_cast<Fiber*>(back.data);
   if (previous != nullptr) previous->context = back.fctx;
   sanitizer_finish_switch(from->sanitizer, previous != nullptr ? &previous->sanitizer : nullptr);
-  tls_thread_state.in_switch = 0;
+  base::tls_thread_state.in_switch = 0;
 }
 
 Fiber* Loop::pick_next(std::uint64_t now) noexcept {
@@ -276,7 +284,7 @@ WakeReason Loop::park(std::uint64_t deadline_ns, bool cancellable) {
     self->deadline_ns = deadline_ns;
     timers_.push(self);
   }
-  const std::uint64_t now = coarse_now();
+  const std::uint64_t now = base::coarse_now();
   switch_to(self, pick_next(now), now);
   self->deadline_ns = 0;
   return self->wake;
@@ -286,7 +294,7 @@ void Loop::make_ready(Fiber* fiber, WakeReason why, bool measure_lag) noexcept {
   timers_.remove(fiber);
   fiber->parked = false;
   fiber->wake = why;
-  fiber->ready_since_ns = measure_lag ? std::max<std::uint64_t>(coarse_now(), 1) : 0;  // 0: not measured
+  fiber->ready_since_ns = measure_lag ? std::max<std::uint64_t>(base::coarse_now(), 1) : 0;  // 0: not measured
   push_ready(fiber);
 }
 
@@ -299,7 +307,7 @@ void Loop::detach_from_waits(Fiber* fiber) noexcept {
     fiber->queue = nullptr;
     fiber->queue_prev = fiber->queue_next = nullptr;
   }
-  reactor_.drop_waiter(fiber);
+  reactor_.drop_waiter(&fiber->io);
 }
 
 void Loop::cancel(Fiber* fiber) noexcept {
@@ -314,7 +322,7 @@ void Loop::yield() {
   throw_if_cancel_requested(self, "yield");
   Fiber* next = ready_head_;
   if (next == nullptr) return;
-  const std::uint64_t now = coarse_now();
+  const std::uint64_t now = base::coarse_now();
   self->next_ready = nullptr;
   if (direct_budget_ > 0 && now == pass_coarse_ns_) [[likely]] {
     // The queue is not empty, so self goes behind its tail and the head comes
@@ -354,7 +362,7 @@ void Loop::run_until_done(detail::TaskBase* main) {
 }
 
 void Loop::scheduler_pass() {
-  const std::uint64_t now = refresh_now();
+  const std::uint64_t now = base::refresh_now();
   fire_timers(now);
   if (remote_pending_.load(std::memory_order_acquire)) drain_remote();
   if (ready_head_ == nullptr) {
@@ -363,11 +371,11 @@ void Loop::scheduler_pass() {
   }
   if (reactor_.has_waiters() && now - last_io_poll_ns_ >= busy_io_poll_interval_ns) {
     last_io_poll_ns_ = now;
-    if (reactor_.poll(0, *this)) drain_remote();
+    if (reactor_.poll(0, &Loop::io_ready, this)) drain_remote();
   }
   publish_gauges();
   direct_budget_ = direct_switch_budget;
-  pass_coarse_ns_ = coarse_now();
+  pass_coarse_ns_ = base::coarse_now();
   switch_to(&scheduler_, pop_ready(), pass_coarse_ns_);
 }
 
@@ -397,11 +405,11 @@ void Loop::wait_for_work(std::uint64_t now_ns) {
     timeout_ms = static_cast<int>(std::min<std::uint64_t>((wait_ns + 999'999) / 1'000'000, 1u << 30));
   }
   publish_gauges();
-  end_slice(coarse_now());
+  end_slice(base::coarse_now());
   record_.slice.idle.store(true, std::memory_order_release);
-  STALLWATCH_PROBE1(loop_idle, record_.index);
-  const bool remote = reactor_.poll(timeout_ms, *this);
-  const std::uint64_t woke = refresh_now();
+  STALLWATCH_TRACE1(loop_idle, record_.index);
+  const bool remote = reactor_.poll(timeout_ms, &Loop::io_ready, this);
+  const std::uint64_t woke = base::refresh_now();
   last_io_poll_ns_ = woke;
   // Waking up starts a new slice of the loop's own work.
   slice_start_ns_ = woke;
@@ -410,6 +418,10 @@ void Loop::wait_for_work(std::uint64_t now_ns) {
   record_.slice.seq.store(++slice_seq_, std::memory_order_release);
   record_.slice.idle.store(false, std::memory_order_release);
   if (remote || remote_pending_.load(std::memory_order_acquire)) drain_remote();
+}
+
+void Loop::io_ready(void* fiber, void* loop) noexcept {
+  static_cast<Loop*>(loop)->make_ready(static_cast<Fiber*>(fiber), WakeReason::notified, true);
 }
 
 void Loop::publish_gauges() noexcept {

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -44,7 +45,8 @@ class Loop {
   Fiber* running() const noexcept { return running_; }
   const Config& config() const noexcept { return config_; }
   LoopRecord& record() noexcept { return record_; }
-  Reactor& reactor() noexcept { return reactor_; }
+  const LoopRecord& record() const noexcept { return record_; }
+  reactor::Reactor& reactor() noexcept { return reactor_; }
   TaskCache& task_cache() noexcept { return task_cache_; }
 
   // Starts task as a new fiber (ready to run; the caller keeps running).
@@ -81,7 +83,7 @@ class Loop {
   static boost::context::detail::transfer_t release_dead_fiber(boost::context::detail::transfer_t from) noexcept;
 
   [[noreturn]] void finish_fiber(Fiber* self) noexcept;
-  // now: coarse_now(), read once per switch.
+  // now: base::coarse_now(), read once per switch.
   void switch_to(Fiber* from, Fiber* to, std::uint64_t now) noexcept;
   void enter_switch(Fiber* from, Fiber* to, std::uint64_t now, bool from_finished) noexcept;
   void begin_slice(Fiber* next, std::uint64_t now) noexcept;
@@ -94,15 +96,17 @@ class Loop {
   void scheduler_pass();
   void fire_timers(std::uint64_t now_ns);
   void drain_remote();
+  static void io_ready(void* fiber, void* loop) noexcept;
   void wait_for_work(std::uint64_t now_ns);
   void publish_gauges() noexcept;
+  void report_lost_exception(const Fiber& fiber, const std::string& what) noexcept;
   void cancel_all() noexcept;
 
   Config config_;
   TaskCache task_cache_;  // destroyed after the fibers and their tasks are gone
   LoopRecord& record_;
   stack::StackPool stacks_;
-  Reactor reactor_;
+  reactor::Reactor reactor_;
   ThreadBinding binding_;
 
   Fiber scheduler_;

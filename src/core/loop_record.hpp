@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <functional>
 
-#include "core/log_histogram.hpp"
+#include "base/log_histogram.hpp"
 #include "core/wait_stack.hpp"
 
 namespace stallwatch::core {
@@ -29,9 +29,9 @@ struct alignas(64) SliceState {
 struct alignas(64) LoopStats {
   // Slices that end within the coarse tick they began in are not recorded
   // (no work on the switch); slice_duration_buckets() adds them to bucket 0.
-  LogHistogram slice_duration;
-  LogHistogram loop_lag;  // ready → running
-  SingleWriterCounter fibers_spawned;
+  base::LogHistogram slice_duration;
+  base::LogHistogram loop_lag;  // ready → running
+  base::SingleWriterCounter fibers_spawned;
   std::atomic<std::int64_t> fibers_alive{0};
   std::atomic<std::int64_t> ready_fibers{0};
 };
@@ -41,10 +41,10 @@ inline constexpr int stall_kind_count = 3;
 
 // Written by the watchdog thread only.
 struct alignas(64) StallStats {
-  SingleWriterCounter stalls[stall_kind_count];
-  LogHistogram stall_duration;
-  SingleWriterCounter reports;
-  SingleWriterCounter reports_suppressed;
+  base::SingleWriterCounter stalls[stall_kind_count];
+  base::LogHistogram stall_duration;
+  base::SingleWriterCounter reports;
+  base::SingleWriterCounter reports_suppressed;
 };
 
 struct LoopRecord {
@@ -63,17 +63,23 @@ struct LoopRecord {
 // The slice-duration histogram of record r, complete: slices that ended
 // (every slice begun except the running one) minus the recorded ones are
 // counted in the first bucket. Any thread.
-inline void slice_duration_buckets(const LoopRecord& r, std::uint64_t (&counts)[LogHistogram::bucket_count]) {
+inline void slice_duration_buckets(const LoopRecord& r, std::uint64_t (&counts)[base::LogHistogram::bucket_count]) {
   const bool idle = r.slice.idle.load(std::memory_order_acquire);
   const std::uint64_t begun = r.slice.seq.load(std::memory_order_acquire);
   const std::uint64_t ended = begun > 0 && !idle ? begun - 1 : begun;
   std::uint64_t recorded = 0;
-  for (int i = 0; i < LogHistogram::bucket_count; ++i) {
+  for (int i = 0; i < base::LogHistogram::bucket_count; ++i) {
     counts[i] = r.stats.slice_duration.count(i);
     recorded += counts[i];
   }
   if (ended > recorded) counts[0] += ended - recorded;
 }
+
+// The record of the loop the calling thread runs, or null. initial-exec TLS,
+// set by the loop's thread binding: any code on the thread, handlers and
+// interposers included, may read it.
+extern constinit thread_local LoopRecord* tls_loop_record __attribute__((tls_model("initial-exec")));
+inline LoopRecord* current_loop_record() { return tls_loop_record; }
 
 // Claims the lowest free record for the calling thread's new loop. Any thread.
 LoopRecord& claim_loop_record();

@@ -17,11 +17,11 @@
 #include <chrono>
 #include <cstring>
 #include <string>
-#include <system_error>
 #include <utility>
 
-#include "core/log.hpp"
+#include "base/system_error.hpp"
 #include "core/loop.hpp"
+#include "emit/emitter.hpp"
 #include "stallwatch/errors.hpp"
 #include "stallwatch/in_thread.hpp"
 #include "stallwatch/io.hpp"
@@ -44,22 +44,23 @@ void log_accept_backoff(int err) {
   std::int64_t last = accept_backoff_logged_ns.load(std::memory_order_relaxed);
   if (last != 0 && now - last < interval_ns) return;
   if (!accept_backoff_logged_ns.compare_exchange_strong(last, now, std::memory_order_relaxed)) return;
-  core::log_line(std::string("stallwatch: accept: ") + std::strerror(err) +
-                 "; connections wait in the listen queue while accept backs off (up to 1 s), " +
-                 std::to_string(accept_backoffs.load(std::memory_order_relaxed)) +
-                 " back-offs so far (stallwatch_accept_backoffs_total); raise `ulimit -n` or close idle connections");
-}
-
-[[noreturn]] void throw_errno(int err, const std::string& what) {
-  throw std::system_error(err, std::generic_category(), "stallwatch: " + what);
+  const std::uint64_t backoffs = accept_backoffs.load(std::memory_order_relaxed);
+  const core::Loop* loop = core::Loop::current();
+  emit::message(loop != nullptr ? loop->record().index : emit::process_wide, "accept_backoff",
+                std::string("accept: ") + std::strerror(err) +
+                    "; connections wait in the listen queue while accept backs off (up to 1 s), " +
+                    std::to_string(backoffs) +
+                    " back-offs so far (stallwatch_accept_backoffs_total); raise `ulimit -n` or close idle "
+                    "connections",
+                {{"error", std::string(std::strerror(err))}, {"backoffs", static_cast<std::int64_t>(backoffs)}});
 }
 
 void set_nonblocking(int fd) {
   const int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) throw_errno(errno, "fcntl(O_NONBLOCK)");
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) base::throw_errno(errno, "fcntl(O_NONBLOCK)");
 }
 
-core::Reactor* reactor_of_this_thread() noexcept {
+reactor::Reactor* reactor_of_this_thread() noexcept {
   core::Loop* loop = core::Loop::current();
   return loop != nullptr ? &loop->reactor() : nullptr;
 }
@@ -183,16 +184,16 @@ void TcpStream::close() noexcept { close_fd(std::exchange(fd_, -1)); }
 
 TcpStream TcpStream::connect(const SocketAddress& address, Deadline deadline) {
   const int fd = ::socket(address.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw_errno(errno, "socket");
+  if (fd < 0) base::throw_errno(errno, "socket");
   TcpStream stream;
   stream.fd_ = fd;
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&address.storage), address.length) == 0) return stream;
-  if (errno != EINPROGRESS) throw_errno(errno, "connect " + address.to_string());
+  if (errno != EINPROGRESS) base::throw_errno(errno, "connect " + address.to_string());
   wait_writable(fd, deadline);
   int err = 0;
   socklen_t len = sizeof err;
   if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-  if (err != 0) throw_errno(err, "connect " + address.to_string());
+  if (err != 0) base::throw_errno(err, "connect " + address.to_string());
   return stream;
 }
 
@@ -212,8 +213,8 @@ TcpStream TcpStream::connect(std::string_view host, std::uint16_t port, Deadline
 }
 
 std::size_t TcpStream::read_some(void* buffer, std::size_t size, Deadline deadline) {
-  if (fd_ < 0) throw_errno(EBADF, "read on a closed stream");
-  core::Reactor* reactor = reactor_of_this_thread();
+  if (fd_ < 0) base::throw_errno(EBADF, "read on a closed stream");
+  reactor::Reactor* reactor = reactor_of_this_thread();
   // The last read emptied the queue and no byte came since: a recv now
   // would only return EAGAIN (on a keep-alive connection, one per request).
   if (reactor != nullptr && reactor->read_drained(fd_)) wait_readable(fd_, deadline);
@@ -225,7 +226,7 @@ std::size_t TcpStream::read_some(void* buffer, std::size_t size, Deadline deadli
       return static_cast<std::size_t>(n);
     }
     if (errno == EINTR) continue;
-    if (errno != EAGAIN) throw_errno(errno, "read");
+    if (errno != EAGAIN) base::throw_errno(errno, "read");
     if (reactor != nullptr) reactor->note_read_drained(fd_);
     wait_readable(fd_, deadline);
   }
@@ -245,7 +246,7 @@ void TcpStream::read_exact(void* buffer, std::size_t size, Deadline deadline) {
 }
 
 void TcpStream::write_all(const void* data, std::size_t size, Deadline deadline) {
-  if (fd_ < 0) throw_errno(EBADF, "write on a closed stream");
+  if (fd_ < 0) base::throw_errno(EBADF, "write on a closed stream");
   const auto* p = static_cast<const char*>(data);
   while (size > 0) {
     const ssize_t n = ::send(fd_, p, size, MSG_NOSIGNAL);
@@ -255,25 +256,25 @@ void TcpStream::write_all(const void* data, std::size_t size, Deadline deadline)
       continue;
     }
     if (errno == EINTR) continue;
-    if (errno != EAGAIN) throw_errno(errno, "write");
+    if (errno != EAGAIN) base::throw_errno(errno, "write");
     wait_writable(fd_, deadline);
   }
 }
 
 void TcpStream::shutdown_write() {
-  if (fd_ >= 0 && ::shutdown(fd_, SHUT_WR) < 0 && errno != ENOTCONN) throw_errno(errno, "shutdown");
+  if (fd_ >= 0 && ::shutdown(fd_, SHUT_WR) < 0 && errno != ENOTCONN) base::throw_errno(errno, "shutdown");
 }
 
 void TcpStream::set_no_delay(bool on) {
   const int value = on ? 1 : 0;
-  if (::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &value, sizeof value) < 0) throw_errno(errno, "TCP_NODELAY");
+  if (::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &value, sizeof value) < 0) base::throw_errno(errno, "TCP_NODELAY");
 }
 
 SocketAddress TcpStream::peer_address() const {
   SocketAddress address;
   address.length = sizeof address.storage;
   if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&address.storage), &address.length) < 0) {
-    throw_errno(errno, "getpeername");
+    base::throw_errno(errno, "getpeername");
   }
   return address;
 }
@@ -301,22 +302,22 @@ TcpListener TcpListener::bind(std::string_view host, std::uint16_t port, ListenO
                             "stallwatch: listen: '" + std::string(host) + "' is not a numeric address");
   }
   const int fd = ::socket(address.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw_errno(errno, "socket");
+  if (fd < 0) base::throw_errno(errno, "socket");
   TcpListener listener(fd);
   const int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (options.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
-    throw_errno(errno, "SO_REUSEPORT");
+    base::throw_errno(errno, "SO_REUSEPORT");
   }
   if (::bind(fd, reinterpret_cast<const sockaddr*>(&address.storage), address.length) < 0) {
-    throw_errno(errno, "bind " + address.to_string());
+    base::throw_errno(errno, "bind " + address.to_string());
   }
-  if (::listen(fd, options.backlog) < 0) throw_errno(errno, "listen " + address.to_string());
+  if (::listen(fd, options.backlog) < 0) base::throw_errno(errno, "listen " + address.to_string());
   return listener;
 }
 
 TcpStream TcpListener::accept(Deadline deadline) {
-  if (fd_ < 0) throw_errno(EBADF, "accept on a closed listener");
+  if (fd_ < 0) base::throw_errno(EBADF, "accept on a closed listener");
   auto backoff = std::chrono::milliseconds(1);
   for (;;) {
     const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -348,7 +349,7 @@ TcpStream TcpListener::accept(Deadline deadline) {
         backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
         break;
       default:
-        throw_errno(errno, "accept");
+        base::throw_errno(errno, "accept");
     }
   }
 }
@@ -357,7 +358,7 @@ SocketAddress TcpListener::local_address() const {
   SocketAddress address;
   address.length = sizeof address.storage;
   if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&address.storage), &address.length) < 0) {
-    throw_errno(errno, "getsockname");
+    base::throw_errno(errno, "getsockname");
   }
   return address;
 }

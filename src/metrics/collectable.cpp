@@ -8,8 +8,8 @@
 #include <string_view>
 #include <utility>
 
-#include "core/blocking_calls.hpp"
-#include "core/coarse_clock.hpp"
+#include "blocking/blocking_calls.hpp"
+#include "base/coarse_clock.hpp"
 #include "core/loop_record.hpp"
 #include "pool/pool_stats.hpp"
 #include "stallwatch/net.hpp"
@@ -82,11 +82,11 @@ double current_slice_seconds_of(const core::LoopRecord& record, std::uint64_t no
 // Plain copies of one loop's stats, taken under the registry lock; the
 // families (strings, vectors) are built after it is released.
 struct HistogramSnapshot {
-  std::uint64_t counts[core::LogHistogram::bucket_count];
+  std::uint64_t counts[base::LogHistogram::bucket_count];
   std::uint64_t sum_ns;
 
-  explicit HistogramSnapshot(const core::LogHistogram& h) : sum_ns(h.sum_ns()) {
-    for (int i = 0; i < core::LogHistogram::bucket_count; ++i) counts[i] = h.count(i);
+  explicit HistogramSnapshot(const base::LogHistogram& h) : sum_ns(h.sum_ns()) {
+    for (int i = 0; i < base::LogHistogram::bucket_count; ++i) counts[i] = h.count(i);
   }
   // The slice histogram, whose short slices the loop never records.
   explicit HistogramSnapshot(const core::LoopRecord& r) : sum_ns(r.stats.slice_duration.sum_ns()) {
@@ -200,14 +200,14 @@ MetricFamily blocking_calls_family() {
                           "Known blocking calls made on a loop thread, by function (capped; the rest "
                           "count as \"other\").",
                           MetricType::Counter);
-  core::for_each_blocking_call_count([&](std::string_view function, std::uint64_t count) {
+  blocking::for_each_call_count([&](std::string_view function, std::uint64_t count) {
     add_counter(f, {{"function", std::string(function)}}, count);
   });
   return f;
 }
 
 void append_blocking_report_families(std::vector<MetricFamily>& out) {
-  const core::BlockingReportCounts counts = core::blocking_call_report_counts();
+  const blocking::ReportCounts counts = blocking::report_counts();
   MetricFamily reports = family("stallwatch_blocking_call_reports_total",
                                 "Blocking-call sites logged with their stack (probes).", MetricType::Counter);
   add_counter(reports, {}, counts.reported);
@@ -244,15 +244,15 @@ void append_pool_families(std::vector<MetricFamily>& out) {
 }  // namespace
 
 prometheus::ClientMetric::Histogram to_prometheus_histogram(
-    const std::uint64_t (&counts)[core::LogHistogram::bucket_count], std::uint64_t sum_ns) {
+    const std::uint64_t (&counts)[base::LogHistogram::bucket_count], std::uint64_t sum_ns) {
   ClientMetric::Histogram h;
-  h.bucket.reserve(core::LogHistogram::bucket_count);
+  h.bucket.reserve(base::LogHistogram::bucket_count);
   std::uint64_t cumulative = 0;
-  for (int i = 0; i < core::LogHistogram::bucket_count; ++i) {
+  for (int i = 0; i < base::LogHistogram::bucket_count; ++i) {
     cumulative += counts[i];
     ClientMetric::Bucket b;
     b.cumulative_count = cumulative;
-    b.upper_bound = i < core::LogHistogram::finite_buckets ? core::LogHistogram::upper_bound_seconds(i)
+    b.upper_bound = i < base::LogHistogram::finite_buckets ? base::LogHistogram::upper_bound_seconds(i)
                                                            : std::numeric_limits<double>::infinity();
     h.bucket.push_back(b);
   }
@@ -264,7 +264,7 @@ prometheus::ClientMetric::Histogram to_prometheus_histogram(
 std::vector<prometheus::MetricFamily> StatsCollectable::Collect() const {
   if (process_exiting.load(std::memory_order_acquire)) return {};
 
-  const std::uint64_t now_ns = core::monotonic_ns();
+  const std::uint64_t now_ns = base::monotonic_ns();
   std::vector<LoopSnapshot> snapshots;
   core::for_each_loop_record([&](core::LoopRecord& record) { snapshots.emplace_back(record, now_ns); });
   LoopFamilies loops;
@@ -304,7 +304,7 @@ const std::shared_ptr<StatsCollectable>& shared_collectable() {
     // are constructed before the atexit handler is registered and hence are
     // destroyed only after it has run.
     core::for_each_loop_record([](core::LoopRecord&) {});
-    core::for_each_blocking_call_count([](std::string_view, std::uint64_t) {});
+    blocking::for_each_call_count([](std::string_view, std::uint64_t) {});
     (void)pool::pool_stats();
     std::atexit([] { process_exiting.store(true, std::memory_order_release); });
     return new std::shared_ptr<StatsCollectable>(std::make_shared<StatsCollectable>());

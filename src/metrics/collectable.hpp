@@ -16,7 +16,7 @@
 #include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
 
-#include "core/log_histogram.hpp"
+#include "base/log_histogram.hpp"
 
 namespace stallwatch::metrics {
 
@@ -33,11 +33,11 @@ class StatsCollectable final : public prometheus::Collectable {
 // deliberately never destroyed (see the .cpp). Any thread.
 const std::shared_ptr<StatsCollectable>& shared_collectable();
 
-// Converts non-cumulative log-histogram buckets (LogHistogram layout: finite
+// Converts non-cumulative log-histogram buckets (base::LogHistogram layout: finite
 // buckets 10 µs·2^i, then +Inf) into a Prometheus histogram: cumulative
 // buckets with upper bounds in seconds, the +Inf bucket last, _count equal to
 // the +Inf bucket and _sum in seconds. Pure; any thread.
 prometheus::ClientMetric::Histogram to_prometheus_histogram(
-    const std::uint64_t (&counts)[core::LogHistogram::bucket_count], std::uint64_t sum_ns);
+    const std::uint64_t (&counts)[base::LogHistogram::bucket_count], std::uint64_t sum_ns);
 
 }  // namespace stallwatch::metrics

@@ -13,88 +13,47 @@
 #include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <system_error>
 #include <string>
 #include <vector>
 
-#include "core/log.hpp"
+#include "base/text.hpp"
+#include "config/address.hpp"
+#include "emit/emitter.hpp"
 #include "metrics/collectable.hpp"
 #include "stallwatch/allow_blocking.hpp"
-#include "watchdog/report.hpp"
 
 namespace stallwatch::metrics {
 namespace {
 
-// Quotes a user-supplied value for a text log line: printable ASCII as is,
-// quotes, backslashes and everything else escaped.
-std::string quoted(std::string_view value) {
-  std::string out = "\"";
-  for (const unsigned char c : value) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c >= 0x7f) {
-      char buf[5];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
-
-// The endpoint's log lines, in the format the log is configured for.
+// The endpoint's log lines: process-wide, in the process's format.
 void log_started(const std::string& url) {
-  if (core::current_log_format() == log_format::json) {
-    std::string line = "{\"event\":\"metrics_endpoint\",\"status\":\"started\",\"url\":";
-    watchdog::append_json_string(line, url);
-    core::log_line(line + "}");
-  } else {
-    core::log_line("stallwatch: metrics at " + url);
-  }
+  emit::message(emit::process_wide, "metrics_endpoint", "metrics at " + url,
+                {{"status", std::string("started")}, {"url", url}});
 }
 
 void log_not_started(std::string_view address, std::string_view error) {
-  if (core::current_log_format() == log_format::json) {
-    std::string line = "{\"event\":\"metrics_endpoint\",\"status\":\"failed\",\"address\":";
-    watchdog::append_json_string(line, address);
-    line += ",\"error\":";
-    watchdog::append_json_string(line, error);
-    core::log_line(line + "}");
-  } else {
-    core::log_line("stallwatch: metrics endpoint not started at " + quoted(address) + ": " + std::string(error) +
-                   "; the service runs on without /metrics (set STALLWATCH_METRICS_ADDR to another "
-                   "host:port, or off)");
-  }
+  emit::message(emit::process_wide, "metrics_endpoint",
+                "metrics endpoint not started at " + base::quoted(address) + ": " + std::string(error) +
+                    "; the service runs on without /metrics (set STALLWATCH_METRICS_ADDR to another host:port, "
+                    "or off)",
+                {{"status", std::string("failed")}, {"address", std::string(address)}, {"error", std::string(error)}});
 }
 
 void log_stopped_for_service_exposer() {
-  if (core::current_log_format() == log_format::json) {
-    core::log_line("{\"event\":\"metrics_endpoint\",\"status\":\"stopped\",\"reason\":\"service exposer\"}");
-  } else {
-    core::log_line("stallwatch: metrics now served by the service's own exposer; built-in endpoint stopped");
-  }
-}
-
-struct HostPort {
-  std::string_view host;
-  std::string_view port;
-};
-
-HostPort split_host_port(std::string_view address) {
-  const auto colon = address.rfind(':');
-  if (colon == std::string_view::npos) return {address, {}};
-  return {address.substr(0, colon), address.substr(colon + 1)};
+  emit::message(emit::process_wide, "metrics_endpoint",
+                "metrics now served by the service's own exposer; built-in endpoint stopped",
+                {{"status", std::string("stopped")}, {"reason", std::string("service exposer")}});
 }
 
 // Why the server could not bind `host:port` (an IPv4 address): tries the
 // same bind on a scratch socket, as the server does (with SO_REUSEADDR), and
 // returns the system's reason. prometheus-cpp only says that binding failed.
-std::string bind_failure_reason(const std::string& host, std::string_view port, const char* fallback) {
+std::string bind_failure_reason(const std::string& host, std::uint16_t port, const char* fallback) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(std::stoul(std::string(port))));
+  addr.sin_port = htons(port);
   if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) return fallback;
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return std::system_category().message(errno);
@@ -157,45 +116,21 @@ void detach_at_exit() {
 
 }  // namespace
 
-std::string address_error(std::string_view address) {
-  const HostPort hp = split_host_port(address);
-  if (hp.port.data() == nullptr) return "expected host:port (or off)";
-  if (hp.host.empty()) return "the host is missing: expected host:port, e.g. 127.0.0.1:9464";
-  if (hp.host.front() == '[') {
-    return "IPv6 addresses are not supported by the HTTP server (civetweb) this build uses; "
-           "use an IPv4 address";
-  }
-  const bool host_name_chars = hp.host.find_first_not_of(
-                                   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._") ==
-                               std::string_view::npos;
-  if (!host_name_chars) {
-    return "the host must be an IPv4 address (e.g. 127.0.0.1, or 0.0.0.0 for every interface) or a host name";
-  }
-  if (hp.port.empty() || hp.port.size() > 5 ||
-      hp.port.find_first_not_of("0123456789") != std::string_view::npos ||
-      std::stoul(std::string(hp.port)) > 65535) {
-    return "the port must be a number from 0 to 65535 (0: any free port)";
-  }
-  return {};
-}
-
 EndpointStart start_endpoint(const std::string& address,
                              const std::shared_ptr<prometheus::Collectable>& collectable) {
   EndpointStart result;
-  result.error = address_error(address);
-  if (!result.error.empty()) return result;
-
-  const HostPort hp = split_host_port(address);
-  const std::string host = resolve_ipv4(std::string(hp.host), result.error);
+  const std::optional<config::HostPort> hp = config::parse_host_port(address, result.error);
+  if (!hp) return result;
+  const std::string host = resolve_ipv4(hp->host, result.error);
   if (host.empty()) return result;
   try {
-    result.exposer = std::make_unique<prometheus::Exposer>(host + ":" + std::string(hp.port), 2);
+    result.exposer = std::make_unique<prometheus::Exposer>(host + ":" + std::to_string(hp->port), 2);
     result.exposer->RegisterCollectable(collectable);
     const std::vector<int> ports = result.exposer->GetListeningPorts();
     result.port = ports.empty() ? 0 : ports.front();
   } catch (const std::exception& e) {
     result.exposer.reset();
-    result.error = bind_failure_reason(host, hp.port, e.what());
+    result.error = bind_failure_reason(host, hp->port, e.what());
   }
   return result;
 }
@@ -215,7 +150,8 @@ void ensure_endpoint(const Config& config) {
   s.exposer = start.exposer.release();
   s.owner_pid = getpid();
   std::atexit(detach_at_exit);
-  const std::string host(split_host_port(config.metrics_addr).host);
+  std::string ignored;
+  const std::string host = config::parse_host_port(config.metrics_addr, ignored)->host;
   log_started("http://" + host + ":" + std::to_string(start.port) + "/metrics");
 }
 

@@ -1,4 +1,4 @@
-// The scheduler's entry point into metrics: start the /metrics endpoint once
+// The top layer's entry point into metrics: start the /metrics endpoint once
 // per process, as the first loop's config says.
 #pragma once
 
@@ -25,12 +25,6 @@ void ensure_endpoint(const Config& config);
 // from starting one. Any thread except a scrape.
 void defer_to_service_exposer();
 
-// Checks a STALLWATCH_METRICS_ADDR value other than "off": an IPv4 address or
-// a host name, a colon, a port 0–65535 (0: any free port). IPv6 is refused:
-// the HTTP server is built without it. Returns what is wrong, or an empty
-// string when it is fine. Pure; any thread.
-std::string address_error(std::string_view address);
-
 // One attempt at an exposer serving `collectable` at /metrics.
 struct EndpointStart {
   std::unique_ptr<prometheus::Exposer> exposer;  // null on failure
@@ -38,7 +32,7 @@ struct EndpointStart {
   int port = 0;                                  // the bound port on success
 };
 
-// Validates the address, resolves a host name to its first IPv4 address
+// Parses the address (config/address.hpp), resolves a host name to its first IPv4 address
 // (a blocking lookup, permitted for the probes), then starts an exposer.
 // Never throws. Any thread.
 EndpointStart start_endpoint(const std::string& address,

@@ -4,13 +4,13 @@
 #include <atomic>
 #include <cstdint>
 
-#include "core/log_histogram.hpp"
+#include "base/log_histogram.hpp"
 
 namespace stallwatch::pool {
 
 struct PoolStatsView {
   std::int64_t pending = 0;  // queued or running calls
-  std::uint64_t duration_buckets[core::LogHistogram::bucket_count] = {};  // non-cumulative
+  std::uint64_t duration_buckets[base::LogHistogram::bucket_count] = {};  // non-cumulative
   std::uint64_t duration_sum_ns = 0;
 };
 

@@ -8,9 +8,9 @@
 #include <mutex>
 #include <thread>
 
-#include "core/coarse_clock.hpp"
+#include "base/coarse_clock.hpp"
 #include "core/loop.hpp"
-#include "core/thread_state.hpp"
+#include "base/thread_state.hpp"
 #include "pool/pool_stats.hpp"
 #include "stallwatch/in_thread.hpp"
 
@@ -50,7 +50,7 @@ class ThreadPool {
     std::lock_guard<std::mutex> lock(mutex_);
     PoolStatsView view;
     view.pending = pending_;
-    for (int i = 0; i < core::LogHistogram::bucket_count; ++i) view.duration_buckets[i] = duration_buckets_[i];
+    for (int i = 0; i < base::LogHistogram::bucket_count; ++i) view.duration_buckets[i] = duration_buckets_[i];
     view.duration_sum_ns = duration_sum_ns_;
     return view;
   }
@@ -69,15 +69,15 @@ class ThreadPool {
       if (head_ == nullptr) tail_ = nullptr;
       lock.unlock();
 
-      const std::uint64_t started = core::monotonic_ns();
+      const std::uint64_t started = base::monotonic_ns();
       job->run(job);
-      const std::uint64_t took = core::monotonic_ns() - started;
+      const std::uint64_t took = base::monotonic_ns() - started;
       auto* fiber = static_cast<core::Fiber*>(job->fiber);
       core::Loop* loop = fiber->loop;
 
       lock.lock();
       --pending_;
-      ++duration_buckets_[core::LogHistogram::bucket_for(took)];
+      ++duration_buckets_[base::LogHistogram::bucket_for(took)];
       duration_sum_ns_ += took;
       lock.unlock();
       loop->wake_from_remote(fiber);  // the job is gone once the fiber resumes
@@ -101,7 +101,7 @@ class ThreadPool {
   unsigned threads_ = 0;
   unsigned idle_ = 0;
   std::int64_t pending_ = 0;
-  std::uint64_t duration_buckets_[core::LogHistogram::bucket_count] = {};
+  std::uint64_t duration_buckets_[base::LogHistogram::bucket_count] = {};
   std::uint64_t duration_sum_ns_ = 0;
 };
 

@@ -8,14 +8,14 @@
 #include <cstdint>
 #include <system_error>
 
-#include "core/loop.hpp"
-#include "core/thread_state.hpp"
+#include "base/system_error.hpp"
+#include "base/thread_state.hpp"
 
-namespace stallwatch::core {
+namespace stallwatch::reactor {
+
+using base::InternalBlockingScope;
 
 namespace {
-
-[[noreturn]] void throw_errno(const char* what) { throw std::system_error(errno, std::generic_category(), what); }
 
 constexpr std::uint64_t wake_token = ~std::uint64_t{0};
 
@@ -23,11 +23,11 @@ constexpr std::uint64_t wake_token = ~std::uint64_t{0};
 
 Reactor::Reactor() {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-  if (epoll_fd_ < 0) throw_errno("stallwatch: epoll_create1");
+  if (epoll_fd_ < 0) base::throw_errno(errno, "epoll_create1");
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) {
     close(epoll_fd_);
-    throw_errno("stallwatch: eventfd");
+    base::throw_errno(errno, "eventfd");
   }
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -35,7 +35,7 @@ Reactor::Reactor() {
   if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) {
     close(wake_fd_);
     close(epoll_fd_);
-    throw_errno("stallwatch: epoll_ctl(eventfd)");
+    base::throw_errno(errno, "epoll_ctl(eventfd)");
   }
 }
 
@@ -50,13 +50,13 @@ Reactor::FdState& Reactor::state_for(int fd) {
   return fds_[static_cast<std::size_t>(fd)];
 }
 
-bool Reactor::consume_or_wait(int fd, bool writable, Fiber* fiber) {
+bool Reactor::consume_or_wait(int fd, bool writable, IoWaiter* waiter) {
   FdState& st = state_for(fd);
   if (!st.registered) {
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.u64 = static_cast<std::uint64_t>(fd);
-    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) throw_errno("stallwatch: epoll_ctl(ADD)");
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) base::throw_errno(errno, "epoll_ctl(ADD)");
     st.registered = true;
   }
   bool& ready = writable ? st.writable : st.readable;
@@ -64,26 +64,26 @@ bool Reactor::consume_or_wait(int fd, bool writable, Fiber* fiber) {
     ready = false;
     return true;
   }
-  Fiber*& slot = writable ? st.writer : st.reader;
-  if (slot != nullptr && slot != fiber) {
+  IoWaiter*& slot = writable ? st.writer : st.reader;
+  if (slot != nullptr && slot != waiter) {
     throw std::system_error(EBUSY, std::generic_category(),
                             "stallwatch: another fiber already waits on this descriptor in this direction");
   }
-  slot = fiber;
+  slot = waiter;
   ++waiters_;
-  fiber->io_fd = fd;
-  fiber->io_writable = writable;
+  waiter->fd = fd;
+  waiter->writable = writable;
   return false;
 }
 
-void Reactor::drop_waiter(Fiber* fiber) noexcept {
-  const int fd = fiber->io_fd;
+void Reactor::drop_waiter(IoWaiter* waiter) noexcept {
+  const int fd = waiter->fd;
   if (fd < 0) return;
-  fiber->io_fd = -1;
+  waiter->fd = -1;
   if (static_cast<std::size_t>(fd) >= fds_.size()) return;
   FdState& st = fds_[static_cast<std::size_t>(fd)];
-  Fiber*& slot = fiber->io_writable ? st.writer : st.reader;
-  if (slot == fiber) {
+  IoWaiter*& slot = waiter->writable ? st.writer : st.reader;
+  if (slot == waiter) {
     slot = nullptr;
     --waiters_;
   }
@@ -109,7 +109,7 @@ void Reactor::note_read_drained(int fd) noexcept {
   st.readable = false;
 }
 
-bool Reactor::poll(int timeout_ms, Loop& loop) {
+bool Reactor::poll(int timeout_ms, ReadyFn on_ready, void* context) {
   int n;
   {
     InternalBlockingScope internal;
@@ -117,7 +117,7 @@ bool Reactor::poll(int timeout_ms, Loop& loop) {
   }
   if (n < 0) {
     if (errno == EINTR) return false;
-    throw_errno("stallwatch: epoll_wait");
+    base::throw_errno(errno, "epoll_wait");
   }
   bool remote = false;
   for (int i = 0; i < n; ++i) {
@@ -137,17 +137,17 @@ bool Reactor::poll(int timeout_ms, Loop& loop) {
     if ((ev.events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) st.read_closed = true;
     if ((ev.events & (EPOLLIN | EPOLLRDHUP)) != 0 || failed) {
       st.read_drained = false;
-      if (Fiber* reader = st.reader) {
+      if (IoWaiter* reader = st.reader) {
         drop_waiter(reader);
-        loop.make_ready(reader, WakeReason::notified, true);
+        on_ready(reader->owner, context);
       } else {
         st.readable = true;
       }
     }
     if ((ev.events & EPOLLOUT) != 0 || failed) {
-      if (Fiber* writer = st.writer) {
+      if (IoWaiter* writer = st.writer) {
         drop_waiter(writer);
-        loop.make_ready(writer, WakeReason::notified, true);
+        on_ready(writer->owner, context);
       } else {
         st.writable = true;
       }
@@ -162,4 +162,4 @@ void Reactor::notify_from_remote() noexcept {
   [[maybe_unused]] ssize_t written = write(wake_fd_, &one, sizeof one);
 }
 
-}  // namespace stallwatch::core
+}  // namespace stallwatch::reactor

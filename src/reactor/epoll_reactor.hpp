@@ -4,7 +4,8 @@
 // edge sets a readiness flag and wakes the fiber waiting for it. A wait first
 // consumes a pending flag, so an edge that arrived early is never lost (at
 // worst the caller sees one EAGAIN and waits again). Loop thread only, except
-// notify_from_remote().
+// notify_from_remote(). It knows nothing of fibers: a waiter is an IoWaiter
+// that the scheduler embeds in each fiber, handed back to it when ready.
 //
 // A reader that saw the receive queue emptied (a short read or EAGAIN) says
 // so with note_read_drained(): until the next readable edge, a read is sure
@@ -19,10 +20,15 @@
 #include <cstdint>
 #include <vector>
 
-namespace stallwatch::core {
+namespace stallwatch::reactor {
 
-struct Fiber;
-class Loop;
+// What the reactor keeps of a waiter: the descriptor and direction it waits
+// on, and who it is (handed back by poll()).
+struct IoWaiter {
+  int fd = -1;  // -1: not waiting on a descriptor
+  bool writable = false;
+  void* owner = nullptr;
+};
 
 class Reactor {
  public:
@@ -32,11 +38,11 @@ class Reactor {
   Reactor& operator=(const Reactor&) = delete;
 
   // True (and the flag consumed) when fd already signalled readiness for the
-  // direction since the last wait; otherwise registers fiber as its waiter.
+  // direction since the last wait; otherwise registers waiter for it.
   // Throws std::system_error when fd cannot be watched.
-  bool consume_or_wait(int fd, bool writable, Fiber* fiber);
-  // Removes fiber as the waiter of its descriptor (timeout, cancellation).
-  void drop_waiter(Fiber* fiber) noexcept;
+  bool consume_or_wait(int fd, bool writable, IoWaiter* waiter);
+  // Removes waiter from its descriptor (timeout, cancellation).
+  void drop_waiter(IoWaiter* waiter) noexcept;
   // Forgets fd before it is closed.
   void forget(int fd) noexcept;
 
@@ -50,18 +56,21 @@ class Reactor {
 
   bool has_waiters() const noexcept { return waiters_ > 0; }
 
-  // Waits up to timeout_ms (-1: until something happens) and makes the
-  // fibers whose descriptors are ready runnable on loop. Returns whether a
-  // remote notification arrived.
-  bool poll(int timeout_ms, Loop& loop);
+  // Called by poll() with the owner of each waiter whose descriptor is ready
+  // (the waiter already dropped).
+  using ReadyFn = void (*)(void* owner, void* context);
+
+  // Waits up to timeout_ms (-1: until something happens) and hands each ready
+  // waiter's owner to on_ready. Returns whether a remote notification arrived.
+  bool poll(int timeout_ms, ReadyFn on_ready, void* context);
 
   // Wakes a poll() in progress. Any thread.
   void notify_from_remote() noexcept;
 
  private:
   struct FdState {
-    Fiber* reader = nullptr;
-    Fiber* writer = nullptr;
+    IoWaiter* reader = nullptr;
+    IoWaiter* writer = nullptr;
     bool registered = false;
     bool readable = false;
     bool writable = false;
@@ -78,4 +87,4 @@ class Reactor {
   epoll_event events_[256];
 };
 
-}  // namespace stallwatch::core
+}  // namespace stallwatch::reactor

@@ -48,7 +48,7 @@ class StackPool {
 // to stderr and ends the process by SIGSEGV; other faults go to the previous
 // handler. The alternate stack stays until the matching remove call (calls
 // nest; a thread that already has an alternate stack keeps its own). The
-// handler reads core::tls_thread_state (fiber id, name, stack bounds).
+// handler reads base::tls_thread_state (fiber id, name, stack bounds).
 // Throws std::system_error if the stack cannot be mapped. The calling thread.
 void install_overflow_handler_for_thread();
 void remove_overflow_handler_for_thread();

@@ -10,7 +10,7 @@
 #include <mutex>
 #include <system_error>
 
-#include "core/coarse_clock.hpp"
+#include "base/coarse_clock.hpp"
 #include "watchdog/backtrace.hpp"
 
 namespace stallwatch::watchdog {
@@ -44,7 +44,7 @@ void prime_unwinder() {
 
 std::uint64_t request_capture(CaptureSlot& slot, pid_t tid, int signo) {
   const std::uint64_t request = slot.requested.load(std::memory_order_relaxed) + 1;
-  slot.request_sent_ns.store(core::monotonic_ns(), std::memory_order_relaxed);
+  slot.request_sent_ns.store(base::monotonic_ns(), std::memory_order_relaxed);
   slot.requested.store(request, std::memory_order_release);
   if (syscall(SYS_tgkill, getpid(), tid, signo) != 0) {
     // Withdraw the request so a late handler never fills the slot.
@@ -55,10 +55,10 @@ std::uint64_t request_capture(CaptureSlot& slot, pid_t tid, int signo) {
 }
 
 bool wait_for_capture(const CaptureSlot& slot, std::uint64_t request, std::uint64_t timeout_ns) {
-  const std::uint64_t start = core::monotonic_ns();
+  const std::uint64_t start = base::monotonic_ns();
   for (int spins = 0;; ++spins) {
     if (slot.published.load(std::memory_order_acquire) == request) return true;
-    if (core::monotonic_ns() - start >= timeout_ns) return false;
+    if (base::monotonic_ns() - start >= timeout_ns) return false;
     if (spins < 64) {
       sched_yield();
     } else {

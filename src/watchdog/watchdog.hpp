@@ -1,5 +1,5 @@
-// The watchdog's entry points for the scheduler. The watchdog thread itself,
-// stack capture, symbolization and reporting live in this folder.
+// The watchdog's entry points for the top layer (src/runtime/), which tells it
+// when a loop starts and ends. The rest of this folder is its own: see state.hpp.
 #pragma once
 
 #include "core/loop_record.hpp"

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "core/thread_state.hpp"
+#include "base/thread_state.hpp"
 
 namespace stallwatch::stack::sigsafe {
 
@@ -55,7 +55,7 @@ constexpr std::size_t max_name_bytes = 200;
 // True when addr lies in the page just below the running fiber's stack.
 // Async-signal-safe.
 bool is_guard_page_fault(std::uintptr_t addr) {
-  const core::FiberIdentity* fiber = core::tls_thread_state.fiber;
+  const base::FiberIdentity* fiber = base::tls_thread_state.fiber;
   if (fiber == nullptr || fiber->id == 0 || fiber->stack_lo == 0 || fiber->stack_hi == 0) return false;
   const std::uintptr_t lo = fiber->stack_lo;
   return addr < lo && addr >= lo - fault_chain.page_size;
@@ -64,7 +64,7 @@ bool is_guard_page_fault(std::uintptr_t addr) {
 // Async-signal-safe.
 void write_overflow_message() {
   // Only called once is_guard_page_fault found a running fiber.
-  const core::FiberIdentity& fiber = *core::tls_thread_state.fiber;
+  const base::FiberIdentity& fiber = *base::tls_thread_state.fiber;
   Line line;
   line.append("stallwatch: stack overflow in fiber ");
   line.append_decimal(fiber.id);

@@ -12,8 +12,8 @@
 #include <cstring>
 #include <exception>
 
-#include "core/coarse_clock.hpp"
-#include "core/thread_state.hpp"
+#include "base/coarse_clock.hpp"
+#include "base/thread_state.hpp"
 #include "watchdog/sigsafe/capture_slot.hpp"
 
 namespace stallwatch::watchdog {
@@ -24,7 +24,7 @@ namespace {
 
 // Copies the running fiber's identity from the thread state. Async-signal-safe.
 void copy_fiber_identity(CaptureSlot& slot) {
-  const core::FiberIdentity* fiber = core::tls_thread_state.fiber;
+  const base::FiberIdentity* fiber = base::tls_thread_state.fiber;
   slot.fiber_id = fiber != nullptr ? fiber->id : 0;
   std::size_t n = fiber != nullptr && fiber->name != nullptr ? fiber->name_len : 0;
   if (n > CaptureSlot::max_name) n = CaptureSlot::max_name;
@@ -63,7 +63,7 @@ void capture_signal_handler(int /*signo*/, siginfo_t* /*info*/, void* ucontext) 
     if (request != slot->published.load(std::memory_order_relaxed)) {
       copy_fiber_identity(*slot);
       slot->slice_seq = slot->slice_counter != nullptr ? slot->slice_counter->load(std::memory_order_relaxed) : 0;
-      if (core::tls_thread_state.in_switch != 0) {
+      if (base::tls_thread_state.in_switch != 0) {
         // Registers and stack pointer disagree halfway through a switch.
         slot->outcome = CaptureOutcome::in_switch;
         slot->depth = 0;
@@ -79,7 +79,7 @@ void capture_signal_handler(int /*signo*/, siginfo_t* /*info*/, void* ucontext) 
       } else {
         unwind_into(*slot, ucontext);
       }
-      slot->published_ns = core::monotonic_ns();
+      slot->published_ns = base::monotonic_ns();
       slot->published.store(request, std::memory_order_release);
     }
   }

@@ -1,0 +1,30 @@
+// The blocking libc functions the interposers of libstallwatch-probes
+// (src/interpose/) replace, by the name they are counted and allowed under
+// (open64, fopen64, __read_chk … count as open, fopen, read). One list for
+// the interposers and for the STALLWATCH_ALLOW grammar (allow_list.hpp): to
+// probe another function, add an interposer to src/interpose/interpose.cpp
+// and its name here.
+#pragma once
+
+#include <string_view>
+
+namespace stallwatch::config {
+
+inline constexpr std::string_view probed_functions[] = {
+    // sleeping
+    "sleep", "usleep", "nanosleep", "clock_nanosleep",
+    // descriptors in blocking mode (and regular files for read/write)
+    "read", "write", "recv", "send", "accept", "connect", "poll", "select",
+    // regular files
+    "open", "fopen", "pread", "pwrite", "fsync", "fdatasync",
+    // name resolution
+    "getaddrinfo", "gethostbyname",
+    // processes
+    "system", "popen", "waitpid", "wait4",
+    // file locks
+    "flock", "fcntl",
+    // waits on other threads (only a real wait counts)
+    "sem_wait", "pthread_join", "pthread_mutex_lock",
+};
+
+}  // namespace stallwatch::config

@@ -1,0 +1,65 @@
+// run(): the top layer. It wires a new loop to the parts that watch it, which
+// the scheduler itself knows nothing of: the emitter (the loop's sink and
+// format), the blocking-call probes (strict mode, STALLWATCH_ALLOW), the
+// metrics endpoint and the watchdog. The loop's thread.
+#include <chrono>
+#include <stdexcept>
+
+#include "blocking/blocking_calls.hpp"
+#include "core/loop.hpp"
+#include "emit/emitter.hpp"
+#include "metrics/endpoint.hpp"
+#include "stallwatch/loop.hpp"
+#include "watchdog/watchdog.hpp"
+
+namespace stallwatch {
+inline namespace v1 {
+namespace {
+
+// While a loop runs: its lines routed, the endpoint started (once per
+// process), the watchdog watching it. Torn down in the reverse order, each
+// part writing what it still holds before the loop's sink may go away.
+class LoopWiring {
+ public:
+  LoopWiring(core::Loop& loop, const Config& config) : record_(loop.record()) {
+    emit::attach_loop(record_.index, config);
+    try {
+      metrics::ensure_endpoint(config);
+      watchdog::loop_started(record_, config);
+    } catch (...) {
+      emit::detach_loop(record_.index);
+      throw;
+    }
+  }
+  ~LoopWiring() {
+    // Blocking-call reports are symbolized on their own thread: let them
+    // reach this loop's sink before run() returns.
+    blocking::flush_reports(std::chrono::seconds(5));
+    watchdog::loop_stopped(record_);
+    emit::detach_loop(record_.index);
+  }
+  LoopWiring(const LoopWiring&) = delete;
+  LoopWiring& operator=(const LoopWiring&) = delete;
+
+ private:
+  core::LoopRecord& record_;
+};
+
+}  // namespace
+
+namespace detail {
+
+void run_main(const Options& options, TaskBase* main) {
+  if (core::Loop::current() != nullptr) throw std::logic_error("stallwatch::run: this thread already runs a loop");
+  const Config config = resolve_config(options);
+  emit::configure_process(config);
+  blocking::configure(config);  // STALLWATCH_ALLOW; strict-mode probes canary
+  core::Loop loop(config);
+  const LoopWiring wiring(loop, config);
+  loop.start(main, "main");
+  loop.run_until_done(main);
+}
+
+}  // namespace detail
+}  // namespace v1
+}  // namespace stallwatch

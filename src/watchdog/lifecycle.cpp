@@ -1,0 +1,248 @@
+// The watchdog thread's life: one per process, started by the first loop and
+// stopped with the last. Each tick publishes the coarse clock, checks every
+// loop (sampler.cpp) and delivers what it found (delivery.cpp). Also: fork
+// and exit handling, and warming up the symbolizer so the first report is
+// quick.
+#include "watchdog/watchdog.hpp"
+
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <utility>
+
+#include "base/coarse_clock.hpp"
+#include "stallwatch/watchdog.hpp"
+#include "symbolize/shared_symbolizer.hpp"
+#include "watchdog/capture_signal.hpp"
+#include "watchdog/state.hpp"
+
+namespace stallwatch::watchdog {
+
+State& state() {
+  static State* s = new State;  // never destroyed: loops may end during exit
+  return *s;
+}
+
+namespace {
+
+constexpr std::uint64_t min_tick_ns = 250'000;
+constexpr std::uint64_t max_tick_ns = 50'000'000;
+
+pid_t current_tid() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+
+std::uint64_t tick_ns(const State& s) {
+  std::uint64_t tick = max_tick_ns;
+  for (const auto& w : s.loops) tick = std::min(tick, w->threshold_ns / 8);
+  return std::clamp(tick, min_tick_ns, max_tick_ns);
+}
+
+thread_local bool on_watchdog_thread = false;
+
+void run_watchdog() {
+  State& s = state();
+  on_watchdog_thread = true;
+  pthread_setname_np(pthread_self(), "stallwatch-wd");
+  std::unique_lock lock(s.mutex);
+  while (!s.stop) {
+    const std::uint64_t now = base::refresh_now();
+    for (auto& w : s.loops) check_loop(s, *w, now);
+    deliver_pending(s, lock, std::exchange(s.strict_due, false));
+    s.wake.wait_for(lock, std::chrono::nanoseconds(tick_ns(s)), [&s] { return s.stop; });
+  }
+  deliver_pending(s, lock, true);
+}
+
+// Runs fn on a new thread with every signal blocked, so process-directed
+// signals go to the service's own threads.
+std::thread* start_quiet_thread(void (*fn)()) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  auto* thread = new std::thread(fn);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return thread;
+}
+
+// Called with s.mutex held.
+void start_thread(State& s) {
+  if (s.exiting) return;
+  s.stop = false;
+  s.thread = start_quiet_thread(run_watchdog);
+}
+
+// One module at a time, so a report waits for one module's debug info at
+// most, not for all of them.
+void warm_up_symbolizer() {
+  pthread_setname_np(pthread_self(), "stallwatch-sym");
+  symbolize::SharedSymbolizer& shared = symbolize::shared_symbolizer();
+  std::vector<std::uintptr_t> starts;
+  {
+    std::lock_guard lock(shared.mutex);
+    starts = shared.get().module_starts();
+  }
+  for (std::uintptr_t start : starts) {
+    if (shared.cancel_warm_up.load()) return;
+    // Reports first: let the watchdog take the symbolizer (for up to a second).
+    for (int i = 0; i < 1000 && shared.reports_waiting.load(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    std::lock_guard lock(shared.mutex);
+    shared.get().warm_up_module(start);
+  }
+}
+
+// exit(): stop the watchdog and the warm-up before the libraries they use
+// (libdw, the sinks' loggers) are torn down by later exit handlers.
+void stop_threads_at_exit() {
+  // exit() from a sink, on the watchdog thread itself: it cannot join itself.
+  if (on_watchdog_thread) return;
+  State& s = state();
+  std::thread* watchdog_thread = nullptr;
+  {
+    std::lock_guard lock(s.mutex);
+    s.exiting = true;
+    if (s.thread != nullptr) {
+      s.stop = true;
+      watchdog_thread = std::exchange(s.thread, nullptr);
+    }
+  }
+  s.wake.notify_all();
+  if (watchdog_thread != nullptr) watchdog_thread->join();
+  symbolize::SharedSymbolizer& shared = symbolize::shared_symbolizer();
+  shared.cancel_warm_up.store(true);
+  if (shared.warmer != nullptr && shared.warmer->joinable()) shared.warmer->join();
+}
+
+void prepare_fork() {
+  State& s = state();
+  s.lifecycle.lock();
+  s.mutex.lock();
+  symbolize::shared_symbolizer().mutex.lock();
+}
+
+void parent_after_fork() {
+  State& s = state();
+  symbolize::shared_symbolizer().mutex.unlock();
+  s.mutex.unlock();
+  s.lifecycle.unlock();
+}
+
+// Set by ForkWithoutLoops on the forking thread.
+thread_local bool fork_without_loops = false;
+
+// The child has only the forking thread. Its loop, if it runs one, stays
+// watched by a new watchdog thread (unless it forked ForkWithoutLoops); the
+// other loops' threads are gone.
+void child_after_fork() {
+  State& s = state();
+  // Same mappings, so the parent's symbolizer serves the child as it is; its
+  // warm-up thread does not exist here.
+  symbolize::shared_symbolizer().warmer = nullptr;
+  symbolize::shared_symbolizer().mutex.unlock();
+  s.thread = nullptr;  // the parent's thread does not exist here
+  s.stop = false;
+  s.delivering = false;
+  s.strict_due = false;
+  s.pending.clear();  // the parent writes its own reports
+  CaptureSlot* mine = fork_without_loops ? nullptr : tls_capture_slot;
+  std::erase_if(s.loops, [mine](const auto& w) { return w->slot.get() != mine; });
+  for (auto& w : s.loops) {
+    w->tid = current_tid();
+    w->record->tid.store(w->tid, std::memory_order_relaxed);
+    w->status = ThreadStatus(w->tid);
+    w->slot->requested.store(0, std::memory_order_relaxed);
+    w->slot->published.store(0, std::memory_order_relaxed);
+    w->seen = false;
+    w->stalled = false;
+    w->capture.active = false;
+  }
+  if (!s.loops.empty()) start_thread(s);
+  s.mutex.unlock();
+  s.lifecycle.unlock();
+}
+
+}  // namespace
+
+ForkWithoutLoops::ForkWithoutLoops() { fork_without_loops = true; }
+ForkWithoutLoops::~ForkWithoutLoops() { fork_without_loops = false; }
+
+void loop_started(core::LoopRecord& record, const Config& config) {
+  if (!config.watchdog) return;
+  State& s = state();
+  static std::once_flag process_once;
+  std::call_once(process_once, [] {
+    pthread_atfork(prepare_fork, parent_after_fork, child_after_fork);
+    symbolize::shared_symbolizer().warmer = start_quiet_thread(warm_up_symbolizer);
+    std::atexit(stop_threads_at_exit);
+  });
+
+  auto w = std::make_unique<WatchedLoop>();
+  w->record = &record;
+  w->tid = current_tid();
+  w->signo = config.capture_signal != 0 ? config.capture_signal : default_capture_signal();
+  w->threshold_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(config.threshold).count());
+  w->strict = config.strict;
+  w->status = ThreadStatus(w->tid);
+  w->slot = std::make_unique<CaptureSlot>();
+  w->slot->slice_counter = &record.slice.seq;
+  record.threshold_ns.store(w->threshold_ns, std::memory_order_relaxed);
+
+  install_capture_handler(w->signo);
+  prime_unwinder();
+  tls_capture_slot = w->slot.get();
+
+  std::lock_guard life(s.lifecycle);
+  std::lock_guard lock(s.mutex);
+  s.loops.push_back(std::move(w));
+  if (s.thread == nullptr) start_thread(s);
+}
+
+void loop_stopped(core::LoopRecord& record) {
+  State& s = state();
+  std::lock_guard life(s.lifecycle);
+  std::thread* to_join = nullptr;
+  {
+    std::unique_lock lock(s.mutex);
+    auto it = std::find_if(s.loops.begin(), s.loops.end(), [&](const auto& w) { return w->record == &record; });
+    if (it == s.loops.end()) return;
+    retire_loop(s, **it);
+    // The handler runs on this thread only, so once the slot is unhooked here
+    // no handler can be using it.
+    if (tls_capture_slot == (*it)->slot.get()) tls_capture_slot = nullptr;
+    s.loops.erase(it);
+    if (s.loops.empty() && s.thread != nullptr) {
+      s.stop = true;
+      to_join = std::exchange(s.thread, nullptr);
+    }
+    // Everything of this loop is written before its sink may go away.
+    deliver_loop_events(s, lock, record.index);
+  }
+  if (to_join != nullptr) {
+    s.wake.notify_all();
+    to_join->join();
+    delete to_join;
+  }
+}
+
+}  // namespace stallwatch::watchdog
+
+namespace stallwatch {
+inline namespace v1 {
+
+std::uint64_t stall_count() noexcept {
+  return watchdog::state().stall_count.load(std::memory_order_relaxed);
+}
+
+std::string last_stall_report() {
+  auto& s = watchdog::state();
+  std::lock_guard lock(s.last_report_mutex);
+  return s.last_report;
+}
+
+}  // namespace v1
+}  // namespace stallwatch

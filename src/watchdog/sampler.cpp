@@ -1,0 +1,254 @@
+// The watchdog's mechanism: each tick, look at every loop's slice counter; a
+// slice older than the threshold is a stall, sampled at T, 2T, 4T … until it
+// ends. A sample classifies the thread (/proc) and takes its stack: from a
+// wait the thread published as it began (no signal, which would cut the wait
+// short), else from the capture signal's handler on the loop thread.
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "base/coarse_clock.hpp"
+#include "base/hash.hpp"
+#include "base/tracepoint.hpp"
+#include "watchdog/capture_signal.hpp"
+#include "watchdog/state.hpp"
+
+namespace stallwatch::watchdog {
+namespace {
+
+// How long a stalled thread may take to answer the capture signal: it runs
+// the handler only once the OS gives it a CPU, which on a loaded machine
+// takes a while. Waiting is asynchronous (the ticks go on), except for
+// quick_wait_ns, which catches the usual answer at once.
+std::uint64_t capture_timeout_ns(const WatchedLoop& w) {
+  return std::clamp<std::uint64_t>(w.threshold_ns, 250'000'000, 2'000'000'000);
+}
+constexpr std::uint64_t quick_wait_ns = 1'000'000;
+
+std::uint64_t stack_hash(const std::uintptr_t* pcs, int depth) {
+  base::Fnv1a hash;
+  for (int i = 0; i < depth; ++i) hash.add(pcs[i]);
+  return hash.value();
+}
+
+const char* kind_name(core::StallKind kind) {
+  switch (kind) {
+    case core::StallKind::cpu:
+      return "on-cpu";
+    case core::StallKind::blocked:
+      return "blocked";
+    case core::StallKind::preempted:
+      return "preempted";
+  }
+  return "on-cpu";
+}
+
+// The report's capture fields, and the profile's pseudo-frame when there is
+// no stack.
+void set_capture(Event& e, CaptureOutcome outcome, bool timed_out) {
+  emit::StallSample& s = e.sample;
+  if (timed_out) {
+    s.capture = "timeout";
+    s.capture_note = "the thread did not answer the capture signal in time";
+    e.stack.missing = "[stack not captured: timeout]";
+    return;
+  }
+  switch (outcome) {
+    case CaptureOutcome::captured:
+      s.capture = "ok";
+      s.capture_note.clear();
+      return;
+    case CaptureOutcome::in_switch:
+      s.capture = "in_switch";
+      s.capture_note = "a context switch was in progress";
+      e.stack.missing = "[stack not captured: context switch]";
+      return;
+    case CaptureOutcome::exception:
+      s.capture = "exception";
+      s.capture_note = "an exception was unwinding";
+      e.stack.missing = "[stack not captured: exception unwinding]";
+      return;
+    case CaptureOutcome::unwind_failed:
+      s.capture = "unwind_failed";
+      s.capture_note = "the unwinder could not start";
+      e.stack.missing = "[stack not captured]";
+      return;
+  }
+}
+
+// The slice ended (or the loop went idle or stopped): account the stall and
+// queue its `stall ended` line, written if any of its samples was.
+void finish_stall(State& s, WatchedLoop& w, std::uint64_t end_ns) {
+  Stall& st = w.stall;
+  w.stalled = false;
+  const std::uint64_t wall = end_ns > st.start_ns ? end_ns - st.start_ns : 0;
+  ThreadTimes now_times;
+  const bool have_times = w.status.read_times(now_times);
+  w.record->stalls.stall_duration.record(wall);
+  STALLWATCH_TRACE3(stall_end, w.record->index, st.fiber_id, wall);
+
+  Event e;
+  e.kind = Event::Kind::end;
+  e.write = st.reported > 0;
+  e.end.loop = w.record->index;
+  e.end.fiber = {st.fiber_id, st.fiber_name};
+  e.end.wall_ns = wall;
+  e.end.cpu_ns = have_times && now_times.cpu_ns > w.base_times.cpu_ns ? now_times.cpu_ns - w.base_times.cpu_ns : 0;
+  e.end.samples = st.samples;
+  e.stack = std::move(st.last_stack);
+  e.profile_ns = wall > st.last_sample_age_ns ? wall - st.last_sample_age_ns : 0;
+  s.pending.push_back(std::move(e));
+}
+
+// Finishes the pending sample with the handler's answer (or without, after
+// the timeout) and queues it.
+void complete_sample(State& s, WatchedLoop& w, bool timed_out) {
+  Stall& st = w.stall;
+  PendingCapture& c = w.capture;
+  c.active = false;
+  Event e = std::move(c.event);
+  emit::StallSample& sample = e.sample;
+  const CaptureSlot& slot = *w.slot;
+  if (!timed_out && slot.slice_seq != st.seq) timed_out = true;  // answered from a later slice
+  if (!timed_out) {
+    sample.fiber = {slot.fiber_id, std::string(slot.fiber_name, slot.fiber_name_len)};
+    e.stack.pcs.assign(slot.pcs, slot.pcs + slot.depth);
+    sample.stack_id = stack_hash(slot.pcs, slot.depth);
+    if (st.fiber_name.empty()) st.fiber_name = sample.fiber.name;
+  }
+  set_capture(e, timed_out ? CaptureOutcome::captured : slot.outcome, timed_out);
+  if (e.stack.pcs.empty() && e.stack.missing.empty()) e.stack.missing = "[stack not captured]";
+  queue_sample(s, w, std::move(e));
+}
+
+// A stall in a sleep or poll whose stack was published as it began
+// (core::WaitStack): the sample takes that stack, and the thread gets no
+// signal, which would end its wait early with EINTR. False when the thread
+// is not in such a wait of the stalled slice.
+bool take_wait_stack(WatchedLoop& w, const SyscallState& sys, Event& e) {
+  if (sys.where != SyscallState::Where::in_syscall) return false;
+  core::WaitSnapshot wait;
+  if (!w.record->wait.read(wait) || wait.slice_seq != w.stall.seq) return false;
+  emit::StallSample& sample = e.sample;
+  sample.fiber = {wait.fiber_id, wait.fiber_name};
+  e.stack.pcs.assign(wait.pcs, wait.pcs + wait.depth);
+  e.stack.all_return_addresses = true;
+  sample.stack_id = stack_hash(wait.pcs, wait.depth);
+  if (w.stall.fiber_name.empty()) w.stall.fiber_name = sample.fiber.name;
+  set_capture(e, CaptureOutcome::captured, false);
+  if (e.stack.pcs.empty()) e.stack.missing = "[stack not captured]";
+  return true;
+}
+
+// Starts one sample of w's stall: classify the thread now, then take its
+// stack. The handler's answer usually comes within microseconds; when the
+// thread waits for a CPU it comes on a later tick (poll_capture).
+void begin_sample(State& s, WatchedLoop& w, std::uint64_t now, std::uint64_t age) {
+  Stall& st = w.stall;
+  SyscallState sys;
+  w.status.read_syscall(sys);
+  ThreadTimes times;
+  const bool have_times = w.status.read_times(times);
+
+  Event e;
+  emit::StallSample& sample = e.sample;
+  sample.loop = w.record->index;
+  sample.threshold_ns = w.threshold_ns;
+  sample.wall_ns = age;
+  sample.cpu_ns = have_times && times.cpu_ns > w.base_times.cpu_ns ? times.cpu_ns - w.base_times.cpu_ns : 0;
+  const Classification kind = classify(sys, w.base_times, have_times ? times : w.base_times, now - w.seen_at_ns);
+  sample.kind = kind_name(kind.kind);
+  sample.syscall = kind.syscall;
+  sample.sample = st.samples + 1;
+  sample.fiber = {w.record->slice.fiber_id.load(std::memory_order_relaxed), st.fiber_name};
+
+  if (st.samples == 0) {
+    st.fiber_id = sample.fiber.id;
+    w.record->stalls.stalls[static_cast<int>(kind.kind)].add();
+    s.stall_count.fetch_add(1, std::memory_order_relaxed);
+    STALLWATCH_TRACE3(stall_begin, w.record->index, sample.fiber.id, age);
+  }
+  ++st.samples;
+  e.profile_ns = age - st.last_sample_age_ns;
+  st.last_sample_age_ns = age;
+
+  if (take_wait_stack(w, sys, e)) {
+    queue_sample(s, w, std::move(e));
+    return;
+  }
+  PendingCapture& c = w.capture;
+  c.active = true;
+  c.event = std::move(e);
+  c.sent_ns = now;
+  c.request = request_capture(*w.slot, w.tid, w.signo);
+  if (c.request == 0) {
+    complete_sample(s, w, true);  // the thread is gone
+  } else if (wait_for_capture(*w.slot, c.request, quick_wait_ns)) {
+    complete_sample(s, w, false);
+  }
+}
+
+// A sample still waiting for its stack: taken now if the handler answered,
+// reported without a stack after the timeout. True while still waiting.
+bool poll_capture(State& s, WatchedLoop& w, std::uint64_t now) {
+  PendingCapture& c = w.capture;
+  if (!c.active) return false;
+  if (w.slot->published.load(std::memory_order_acquire) == c.request) {
+    complete_sample(s, w, false);
+    return false;
+  }
+  if (now - c.sent_ns >= capture_timeout_ns(w)) {
+    complete_sample(s, w, true);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void check_loop(State& s, WatchedLoop& w, std::uint64_t now) {
+  core::SliceState& slice = w.record->slice;
+  const std::uint64_t seq = slice.seq.load(std::memory_order_acquire);
+  const std::uint64_t start = slice.start_ns.load(std::memory_order_relaxed);
+  const bool idle = slice.idle.load(std::memory_order_acquire);
+  if (slice.seq.load(std::memory_order_acquire) != seq) return;  // a switch raced with us: next tick
+
+  const bool still_waiting = poll_capture(s, w, now);
+  if (idle || !w.seen || seq != w.seen_seq) {
+    // A capture still unanswered when the slice ends is reported without
+    // its stack: the handler would now see another slice.
+    if (still_waiting) complete_sample(s, w, true);
+    if (w.stalled) finish_stall(s, w, !idle && start > w.stall.start_ns ? start : now);
+    w.seen = true;
+    w.seen_seq = seq;
+    w.seen_at_ns = now;
+    if (!idle) w.status.read_times(w.base_times);
+    if (idle) {
+      w.seen = false;  // the next wake-up is a new slice whatever its number
+      return;
+    }
+  }
+  if (still_waiting) return;
+  const std::uint64_t age = now > start ? now - start : 0;
+  if (!w.stalled) {
+    if (age < w.threshold_ns) return;
+    w.stalled = true;
+    w.stall = Stall{};
+    w.stall.seq = seq;
+    w.stall.start_ns = start;
+    w.stall.next_sample_age_ns = w.threshold_ns;
+  }
+  if (age < w.stall.next_sample_age_ns) return;
+  begin_sample(s, w, now, age);
+  // Next sample at twice the age this one reached: T, 2T, 4T, …
+  while (w.stall.next_sample_age_ns <= age) w.stall.next_sample_age_ns *= 2;
+}
+
+void retire_loop(State& s, WatchedLoop& w) {
+  if (w.capture.active) {
+    complete_sample(s, w, w.slot->published.load(std::memory_order_acquire) != w.capture.request);
+  }
+  if (w.stalled) finish_stall(s, w, base::monotonic_ns());
+}
+
+}  // namespace stallwatch::watchdog
