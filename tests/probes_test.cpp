@@ -9,9 +9,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "blocking/blocking_calls.hpp"
@@ -75,13 +77,15 @@ std::uint64_t count_of(std::string_view function) {
 // lines going to the process's sink under a rate of reports_per_minute.
 class FakeLoopFiber {
  public:
-  STALLWATCH_TLS_ACCESS FakeLoopFiber(int index, std::uint64_t fiber, int reports_per_minute = 100) {
+  STALLWATCH_TLS_ACCESS FakeLoopFiber(int index, std::uint64_t fiber, int reports_per_minute = 100,
+                                      std::function<void(std::string_view)> sink = {}) {
     record_.index = index;
     identity_.id = fiber;
     identity_.name = "fake";
     identity_.name_len = 4;
     stallwatch::Config config;
     config.reports_per_minute = reports_per_minute;
+    config.log_sink = std::move(sink);
     stallwatch::emit::attach_loop(index, config);
     core::tls_loop_record = &record_;
     base::tls_thread_state.fiber = &identity_;
@@ -296,6 +300,34 @@ TEST_CASE("a recorded call is counted and its first call site is logged with its
   CHECK(lines[0].starts_with("stallwatch: blocking call fsync on loop=3 fiber=42 \"fake\", first from this call site"));
   CHECK(lines[0].find("\n  #0 0x") != std::string::npos);
   CHECK(lines[0].find("probes_test.cpp:") != std::string::npos);  // the caller, by file and line
+}
+
+TEST_CASE("each loop's blocking-call reports reach its own sink") {
+  capture_log();
+  std::mutex mutex;
+  std::vector<std::string> lines_a, lines_b;
+  auto sink_into = [&mutex](std::vector<std::string>& lines) {
+    return [&mutex, &lines](std::string_view line) {
+      std::lock_guard lock(mutex);
+      lines.emplace_back(line);
+    };
+  };
+  auto loop_b = [&] {
+    FakeLoopFiber fiber(6, 61, 100, sink_into(lines_b));
+    stallwatch_probe_record("fdatasync");
+  };
+  {
+    FakeLoopFiber fiber(5, 51, 100, sink_into(lines_a));
+    std::thread b(loop_b);
+    stallwatch_probe_record("fdatasync");
+    b.join();
+  }
+  std::lock_guard lock(mutex);
+  REQUIRE(lines_a.size() == 1);
+  CHECK(lines_a[0].starts_with("stallwatch: blocking call fdatasync on loop=5 fiber=51"));
+  REQUIRE(lines_b.size() == 1);
+  CHECK(lines_b[0].starts_with("stallwatch: blocking call fdatasync on loop=6 fiber=61"));
+  CHECK(log_lines().empty());  // nothing reached the process's sink
 }
 
 TEST_CASE("a probed wait publishes its caller's stack until it ends") {

@@ -3,7 +3,7 @@
 the rate limit through the environment, USDT probes in `readelf -n`, and a
 bpftrace script from probes/ attached to a running program.
 
-usage: watchdog_programs_test.py STALL_EXAMPLE LIBSTALLWATCH_SO PROBES_DIR PROBES_SO
+usage: watchdog_programs_test.py STALL_EXAMPLE LIBSTALLWATCH_SO PROBES_DIR PROBES_SO BLOCKING_DEMO
 """
 import json
 import os
@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-EXAMPLE, LIBRARY, PROBES, PROBES_SO = (os.path.abspath(a) for a in sys.argv[1:5])
+EXAMPLE, LIBRARY, PROBES, PROBES_SO, BLOCKING_DEMO = (os.path.abspath(a) for a in sys.argv[1:6])
 STRICT_EXIT_STATUS = 70
 failures = []
 
@@ -76,6 +76,59 @@ def test_json_lines():
     check(all(e["samples"] >= 1 and e["wall_ms"] >= 30 for e in ended), "json: stall_ended totals")
 
 
+def json_events(program, args, **env):
+    """Runs program in JSON mode; returns (process, events), events None when
+    a stderr line is not a JSON object."""
+    full_env = dict(os.environ, STALLWATCH_METRICS_ADDR="off", STALLWATCH_LOG_FORMAT="json", **env)
+    p = subprocess.run([program] + args, env=full_env, capture_output=True, text=True, timeout=120)
+    events = []
+    for line in p.stderr.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return p, None
+        if not isinstance(event, dict) or "event" not in event:
+            return p, None
+        events.append(event)
+    return p, events
+
+
+def test_json_mode_writes_only_json():
+    # Every kind of line stallwatch writes, from the suite's programs: stall
+    # reports and their ends, summaries, blocking-call reports, strict exits.
+    runs = [
+        ("stall reports, ends and a summary", EXAMPLE, ["many", "3"],
+         {"STALLWATCH_THRESHOLD_MS": "30", "STALLWATCH_REPORTS_PER_MINUTE": "1"}, {"stall", "stall_ended", "suppressed"}),
+        ("a strict-mode stall", EXAMPLE, ["cpu"], {"STALLWATCH_STRICT": "1", "LD_PRELOAD": PROBES_SO},
+         {"stall", "strict_exit"}),
+        ("blocking-call reports and their summary", BLOCKING_DEMO, ["repeat"],
+         {"LD_PRELOAD": PROBES_SO, "STALLWATCH_REPORTS_PER_MINUTE": "1"}, {"blocking_call", "suppressed"}),
+        ("every probed call", BLOCKING_DEMO, ["each"], {"LD_PRELOAD": PROBES_SO, "STALLWATCH_REPORTS_PER_MINUTE": "1000"},
+         {"blocking_call"}),
+        ("a strict-mode blocking call", BLOCKING_DEMO, ["usleep"], {"LD_PRELOAD": PROBES_SO, "STALLWATCH_STRICT": "1"},
+         {"blocking_call", "strict_exit"}),
+    ]
+    for what, program, args, env, expected in runs:
+        p, events = json_events(program, args, **env)
+        check(events is not None, f"json mode, {what}: every stderr line is a JSON object", p.stderr)
+        if events is not None:
+            seen = {e["event"] for e in events}
+            check(expected <= seen, f"json mode, {what}: has {sorted(expected)}", f"seen {sorted(seen)}\n{p.stderr}")
+    # The canary's refusal is stallwatch's line too (the demo then prints the
+    # exception it caught, a line of its own).
+    p = subprocess.run([BLOCKING_DEMO, "usleep"], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, STALLWATCH_METRICS_ADDR="off", STALLWATCH_LOG_FORMAT="json",
+                                STALLWATCH_STRICT="1"))
+    first = p.stderr.splitlines()[0] if p.stderr else ""
+    check(first.startswith('{"event":"config_error"') and json.loads(first)["message"].startswith("STALLWATCH_STRICT=1"),
+          "json mode: the strict-mode canary's refusal is a JSON line", p.stderr)
+    p, events = json_events(EXAMPLE, ["cpu"], STALLWATCH_STRICT="1", LD_PRELOAD=PROBES_SO)
+    strict = [e for e in events or [] if e["event"] == "strict_exit"]
+    check(len(strict) == 1 and strict[0]["exit_status"] == STRICT_EXIT_STATUS and
+          strict[0]["message"].startswith("strict mode: ending the process with status 70 after a stall of"),
+          "strict mode says why the process ends, in one line", p.stderr)
+
+
 def test_blocking_call():
     p = run_example(["block"])
     check(p.returncode == 0, "block run exits 0", p.stderr)
@@ -134,6 +187,7 @@ def test_bpftrace_attaches():
 
 test_strict_mode()
 test_json_lines()
+test_json_mode_writes_only_json()
 test_blocking_call()
 test_rate_limit_from_environment()
 test_usdt_notes()

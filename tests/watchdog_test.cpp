@@ -15,8 +15,10 @@
 #include <fstream>
 #include <mutex>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "core/loop_record.hpp"
@@ -338,4 +340,67 @@ TEST_CASE("the first sample comes within 1.5 T of the slice's start (median of 5
                                              << first_ms[3] << " " << first_ms[4] << " ms");
   CHECK(first_ms[0] >= 40);
   CHECK(first_ms[2] <= 60);
+}
+
+TEST_CASE("each loop's reports reach its own sink, and a name cannot forge a line there") {
+  Lines a, b;
+  std::atomic<int> index_a{-1}, index_b{-1};
+  const std::string forged = "x\"\nstallwatch: stall ended loop=9 fiber=1 \"y\" after 1 ms (cpu 1 ms), 1 sample";
+  auto body = [&](Lines& lines, std::atomic<int>& index) {
+    sw::run(lines.options(), [&] {
+      index = sw::this_loop_index();
+      sw::spawn([] { cpu_burn(200, nullptr); }, forged).join();
+      sw::spawn([] { throw std::runtime_error("lost\nstallwatch: forged"); }, forged);
+      sw::sleep_for(5ms);  // the detached fiber ends with its exception, logged
+    });
+  };
+  std::thread ta([&] { body(a, index_a); });
+  std::thread tb([&] { body(b, index_b); });
+  ta.join();
+  tb.join();
+  REQUIRE(index_a != index_b);
+  for (auto [mine, own, other] : {std::tuple{&a, index_a.load(), index_b.load()},
+                                  std::tuple{&b, index_b.load(), index_a.load()}}) {
+    INFO(mine->all());
+    CHECK(mine->count_containing("stallwatch: stall loop=" + std::to_string(own) + " ") >= 1);
+    CHECK(mine->count_containing("stallwatch: stall ended loop=" + std::to_string(own) + " ") >= 1);
+    CHECK(mine->count_containing("ended with an exception nobody will join") == 1);
+    CHECK(mine->count_containing("loop=" + std::to_string(other) + " ") == 0);
+    for (const std::string& report : mine->snapshot()) {
+      std::size_t start = 0;
+      for (bool first = true; start <= report.size(); first = false) {
+        const std::size_t end = std::min(report.find('\n', start), report.size());
+        const std::string line = report.substr(start, end - start);
+        CHECK(line.rfind(first ? "stallwatch: " : "  ", 0) == 0);
+        CHECK(line.rfind("stallwatch: stall ended loop=9", 0) != 0);
+        CHECK(line.rfind("stallwatch: forged", 0) != 0);
+        start = end + 1;
+      }
+    }
+  }
+}
+
+TEST_CASE("a slow sink holds up only its own loop: another loop starts at once") {
+  std::atomic<bool> in_slow_sink{false};
+  sw::Options slow;
+  slow.threshold = 40ms;
+  slow.log_sink = [&](std::string_view line) {
+    if (line.find("stallwatch: stall loop=") == std::string::npos) return;
+    in_slow_sink = true;
+    std::this_thread::sleep_for(1s);
+  };
+  std::thread a([&] { sw::run(slow, [] { cpu_burn(150, nullptr); }); });
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  while (!in_slow_sink && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
+  REQUIRE(in_slow_sink);
+
+  // The watchdog is inside loop A's sink for a second: loop B starts anyway.
+  Lines lines;
+  const auto asked = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::duration started{};
+  sw::run(lines.options(), [&] { started = std::chrono::steady_clock::now() - asked; });
+  a.join();
+  const auto started_ms = std::chrono::duration_cast<std::chrono::milliseconds>(started).count();
+  MESSAGE("loop B started " << started_ms << " ms after it was asked to, while loop A's sink slept 1 s");
+  CHECK(started_ms < 500);
 }
