@@ -5,9 +5,9 @@
 // on a loop, a call that cannot wait also pays for the check that says so
 // (fcntl F_GETFL / fstat, or a try-lock).
 //
-//   ninja -C build src/probes/probes_overhead
-//   build/src/probes/probes_overhead
-//   LD_PRELOAD=build/src/probes/libstallwatch-probes.so build/src/probes/probes_overhead
+//   ninja -C build src/interpose/probes_overhead
+//   build/src/interpose/probes_overhead
+//   LD_PRELOAD=build/src/interpose/libstallwatch-probes.so build/src/interpose/probes_overhead
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <pthread.h>
