@@ -10,6 +10,7 @@
 #include <mutex>
 #include <system_error>
 
+#include "base/system_error.hpp"
 #include "stack/mapping_budget.hpp"
 #include "stack/sigsafe/overflow_fault.hpp"
 #include "stack/stack_pool.hpp"
@@ -39,13 +40,13 @@ std::size_t altstack_bytes() {
 // thread's signal stack. Keeps an alternate stack the thread already has.
 void install_altstack(AltStack& alt) {
   stack_t current{};
-  if (::sigaltstack(nullptr, &current) != 0) throw std::system_error(errno, std::generic_category(), "stallwatch: sigaltstack");
+  if (::sigaltstack(nullptr, &current) != 0) base::throw_errno(errno, "sigaltstack");
   if ((current.ss_flags & SS_DISABLE) == 0) return;
 
   const std::size_t page = page_size();
   const std::size_t bytes = altstack_bytes();
   void* mapping = ::mmap(nullptr, page + bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (mapping == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "stallwatch: mmap signal stack");
+  if (mapping == MAP_FAILED) base::throw_errno(errno, "mmap signal stack");
   long mappings = 1;
   if (::mprotect(mapping, page, PROT_NONE) == 0) mappings = 2;
 
@@ -56,7 +57,7 @@ void install_altstack(AltStack& alt) {
   if (::sigaltstack(&next, nullptr) != 0) {
     const int error = errno;
     ::munmap(mapping, page + bytes);
-    throw std::system_error(error, std::generic_category(), "stallwatch: sigaltstack");
+    base::throw_errno(error, "sigaltstack");
   }
   reserve_mappings_unchecked(mappings);
   alt.mapping = mapping;
@@ -82,7 +83,7 @@ void install_fault_handler() {
   sigemptyset(&action.sa_mask);
   if (::sigaction(SIGSEGV, &action, &sigsafe::fault_chain.previous_segv) != 0 ||
       ::sigaction(SIGBUS, &action, &sigsafe::fault_chain.previous_bus) != 0) {
-    throw std::system_error(errno, std::generic_category(), "stallwatch: sigaction SIGSEGV/SIGBUS");
+    base::throw_errno(errno, "sigaction SIGSEGV/SIGBUS");
   }
 }
 

@@ -24,6 +24,7 @@
 #include <system_error>
 #include <vector>
 
+#include "base/system_error.hpp"
 #include "stack/mapping_budget.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -134,7 +135,7 @@ void StackPool::Impl::map_region() {
     base = ::mmap(nullptr, slots * slot_bytes, PROT_READ | PROT_WRITE,
                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (base != MAP_FAILED) break;
-    if (errno != ENOMEM || slots == 1) throw std::system_error(errno, std::generic_category(), "stallwatch: mmap fiber stacks");
+    if (errno != ENOMEM || slots == 1) base::throw_errno(errno, "mmap fiber stacks");
     slots /= 2;
   }
   // Reserve capacity before anything else can fail, so release() never allocates.

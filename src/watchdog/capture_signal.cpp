@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "base/coarse_clock.hpp"
+#include "base/system_error.hpp"
 #include "watchdog/backtrace.hpp"
 
 namespace stallwatch::watchdog {
@@ -32,7 +33,7 @@ void install_capture_handler(int signo) {
   action.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
   sigemptyset(&action.sa_mask);
   if (sigaction(signo, &action, nullptr) != 0) {
-    throw std::system_error(errno, std::generic_category(), "stallwatch: sigaction for the capture signal");
+    base::throw_errno(errno, "sigaction for the capture signal");
   }
   installed = signo;
 }

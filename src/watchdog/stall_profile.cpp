@@ -6,6 +6,7 @@
 #include <mutex>
 #include <system_error>
 
+#include "base/system_error.hpp"
 #include "stallwatch/watchdog.hpp"
 
 namespace stallwatch::watchdog {
@@ -78,15 +79,15 @@ void write_stall_profile(const std::string& path) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::system_error(errno, std::generic_category(), "stallwatch: cannot open " + tmp);
+    if (!out) base::throw_errno(errno, "cannot open " + tmp);
     out << text;
     out.flush();
-    if (!out) throw std::system_error(errno, std::generic_category(), "stallwatch: cannot write " + tmp);
+    if (!out) base::throw_errno(errno, "cannot write " + tmp);
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     std::remove(tmp.c_str());
-    throw std::system_error(err, std::generic_category(), "stallwatch: cannot rename " + tmp + " to " + path);
+    base::throw_errno(err, "cannot rename " + tmp + " to " + path);
   }
 }
 
