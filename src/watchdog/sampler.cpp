@@ -43,37 +43,36 @@ const char* kind_name(core::StallKind kind) {
   return "on-cpu";
 }
 
-// The report's capture fields, and the profile's pseudo-frame when there is
-// no stack.
-void set_capture(Event& e, CaptureOutcome outcome, bool timed_out) {
-  emit::StallSample& s = e.sample;
+// What a report says of its stack: the JSON field, the text line's note and
+// the profile's pseudo-frame when there is none.
+struct CaptureWords {
+  const char* field;
+  const char* note;
+  const char* missing;
+};
+
+CaptureWords capture_words(CaptureOutcome outcome, bool timed_out) {
   if (timed_out) {
-    s.capture = "timeout";
-    s.capture_note = "the thread did not answer the capture signal in time";
-    e.stack.missing = "[stack not captured: timeout]";
-    return;
+    return {"timeout", "the thread did not answer the capture signal in time", "[stack not captured: timeout]"};
   }
   switch (outcome) {
     case CaptureOutcome::captured:
-      s.capture = "ok";
-      s.capture_note.clear();
-      return;
+      return {"ok", "", ""};
     case CaptureOutcome::in_switch:
-      s.capture = "in_switch";
-      s.capture_note = "a context switch was in progress";
-      e.stack.missing = "[stack not captured: context switch]";
-      return;
+      return {"in_switch", "a context switch was in progress", "[stack not captured: context switch]"};
     case CaptureOutcome::exception:
-      s.capture = "exception";
-      s.capture_note = "an exception was unwinding";
-      e.stack.missing = "[stack not captured: exception unwinding]";
-      return;
+      return {"exception", "an exception was unwinding", "[stack not captured: exception unwinding]"};
     case CaptureOutcome::unwind_failed:
-      s.capture = "unwind_failed";
-      s.capture_note = "the unwinder could not start";
-      e.stack.missing = "[stack not captured]";
-      return;
+      return {"unwind_failed", "the unwinder could not start", "[stack not captured]"};
   }
+  return {"ok", "", ""};
+}
+
+void set_capture(Event& e, CaptureOutcome outcome, bool timed_out) {
+  const CaptureWords words = capture_words(outcome, timed_out);
+  e.sample.capture = words.field;
+  e.sample.capture_note = words.note;
+  e.stack.missing = words.missing;
 }
 
 // The slice ended (or the loop went idle or stopped): account the stall and
