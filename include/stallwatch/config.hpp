@@ -39,9 +39,14 @@ struct Options {
   std::optional<std::size_t> stack_kb;                // STALLWATCH_STACK_KB: 16..65536
   std::optional<int> capture_signal;                  // STALLWATCH_SIGNAL: a real-time signal number
 
-  // Receives every line stallwatch logs (stall reports, summaries, errors),
-  // without a trailing newline. Unset: lines go to stderr. Called on the
-  // watchdog thread or the thread that logs; it must be thread-safe.
+  // Receives every line of this loop (stall and blocking-call reports,
+  // summaries, messages), without a trailing newline; lines that belong to
+  // no loop go to the first sink any loop set. Unset: stderr. Every field is
+  // escaped first, so no value can break a line. Called on the watchdog
+  // thread, the report threads or the loop's own thread, never with a lock
+  // held that a loop needs: it must be thread-safe, and if it is slow it
+  // delays only later lines, not the loops. A sink that throws loses nothing:
+  // the line goes to stderr.
   std::function<void(std::string_view line)> log_sink;
 };
 
