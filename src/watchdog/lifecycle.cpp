@@ -204,10 +204,9 @@ void loop_started(core::LoopRecord& record, const Config& config) {
 
 void loop_stopped(core::LoopRecord& record) {
   State& s = state();
-  std::lock_guard life(s.lifecycle);
-  std::thread* to_join = nullptr;
   {
-    std::unique_lock lock(s.mutex);
+    std::lock_guard life(s.lifecycle);
+    std::lock_guard lock(s.mutex);
     auto it = std::find_if(s.loops.begin(), s.loops.end(), [&](const auto& w) { return w->record == &record; });
     if (it == s.loops.end()) return;
     retire_loop(s, **it);
@@ -215,12 +214,22 @@ void loop_stopped(core::LoopRecord& record) {
     // no handler can be using it.
     if (tls_capture_slot == (*it)->slot.get()) tls_capture_slot = nullptr;
     s.loops.erase(it);
+  }
+  {
+    // Everything of this loop is written before its sink may go away: by this
+    // thread, outside the lifecycle lock, so that however slow the sink is,
+    // other loops start and stop meanwhile.
+    std::unique_lock lock(s.mutex);
+    deliver_loop_events(s, lock, record.index);
+  }
+  std::lock_guard life(s.lifecycle);
+  std::thread* to_join = nullptr;
+  {
+    std::lock_guard lock(s.mutex);
     if (s.loops.empty() && s.thread != nullptr) {
       s.stop = true;
       to_join = std::exchange(s.thread, nullptr);
     }
-    // Everything of this loop is written before its sink may go away.
-    deliver_loop_events(s, lock, record.index);
   }
   if (to_join != nullptr) {
     s.wake.notify_all();
