@@ -79,7 +79,7 @@ Loop::Loop(const Config& config)
 }
 
 Loop::~Loop() {
-  { std::lock_guard<std::mutex> wait_for_remote_wakers(remote_mutex_); }
+  refuse_queued_posts();
   watchdog::loop_stopped(record_);
   stack::remove_overflow_handler_for_thread();
   end_slice(refresh_now());
@@ -330,13 +330,23 @@ void Loop::yield() {
   switch_to(self, next, now);
 }
 
-void Loop::wake_from_remote(Fiber* fiber) {
-  // The notification is written under the lock: once the fiber may run, the
-  // loop may end and close the eventfd, and ~Loop takes this lock first.
-  std::lock_guard<std::mutex> lock(remote_mutex_);
-  remote_ready_.push_back(fiber);
-  remote_pending_.store(true, std::memory_order_release);
-  reactor_.notify_from_remote();
+void Loop::wake_through(RemoteInbox* inbox, Fiber* fiber) noexcept {
+  inbox->add_ref();
+  fiber->remote_node.target = fiber;
+  fiber->remote_node.is_task = false;
+  inbox->push_wake(&fiber->remote_node);
+  inbox->release();
+}
+
+void Loop::deliver_wake(Fiber* fiber) noexcept {
+  if (fiber->parked) make_ready(fiber, WakeReason::notified, true);
+  else fiber->remote_wake_arrived = true;
+}
+
+void Loop::await_remote_wake() {
+  Fiber* self = running_;
+  if (!self->remote_wake_arrived) park(0, false);
+  self->remote_wake_arrived = false;
 }
 
 // ---- the scheduler ----
@@ -347,8 +357,10 @@ void Loop::run_until_done(detail::TaskBase* main) {
     if (main->done && !draining) {
       draining = true;
       cancel_all();
+      // Posts from now on throw loop_stopped; those already queued still run.
+      inbox_->close();
     }
-    if (draining && alive_ == 0) return;
+    if (draining && alive_ == 0 && !inbox_->has_items()) return;
     scheduler_pass();
   }
 }
@@ -356,7 +368,7 @@ void Loop::run_until_done(detail::TaskBase* main) {
 void Loop::scheduler_pass() {
   const std::uint64_t now = refresh_now();
   fire_timers(now);
-  if (remote_pending_.load(std::memory_order_acquire)) drain_remote();
+  if (inbox_->has_items()) drain_remote();
   if (ready_head_ == nullptr) {
     wait_for_work(now);
     return;
@@ -380,13 +392,37 @@ void Loop::fire_timers(std::uint64_t now_ns) {
 }
 
 void Loop::drain_remote() {
-  std::vector<Fiber*> woken;
-  {
-    std::lock_guard<std::mutex> lock(remote_mutex_);
-    woken.swap(remote_ready_);
-    remote_pending_.store(false, std::memory_order_relaxed);
+  for (RemoteNode* node = inbox_->take_all(); node != nullptr;) {
+    RemoteNode* next = node->next;  // read first: a started task or a woken fiber reuses its node
+    if (node->is_task) start_posted(static_cast<detail::PostedTask*>(node->target));
+    else deliver_wake(static_cast<Fiber*>(node->target));
+    node = next;
   }
-  for (Fiber* fiber : woken) make_ready(fiber, WakeReason::notified, true);
+}
+
+void Loop::start_posted(detail::PostedTask* task) noexcept {
+  try {
+    start(task, task->fiber_name());
+  } catch (...) {
+    task->refuse(std::current_exception());  // no stack for it: the poster hears why
+  }
+  task->release();  // the poster's reference, passed with the node
+}
+
+// run_until_done ran every post queued before the inbox closed; only a loop
+// ended by an error leaves some, and they hear so.
+void Loop::refuse_queued_posts() noexcept {
+  inbox_->close();
+  for (RemoteNode* node = inbox_->take_all(); node != nullptr;) {
+    RemoteNode* next = node->next;
+    if (node->is_task) {
+      auto* task = static_cast<detail::PostedTask*>(node->target);
+      task->refuse(std::make_exception_ptr(loop_stopped(
+          "stallwatch: loop " + std::to_string(record_.index) + " ended abnormally before a post could run")));
+      task->release();
+    }
+    node = next;
+  }
 }
 
 void Loop::wait_for_work(std::uint64_t now_ns) {
@@ -400,7 +436,11 @@ void Loop::wait_for_work(std::uint64_t now_ns) {
   end_slice(coarse_now());
   record_.slice.idle.store(true, std::memory_order_release);
   STALLWATCH_PROBE1(loop_idle, record_.index);
-  const bool remote = reactor_.poll(timeout_ms, *this);
+  // A post that came after the last drain keeps the loop from sleeping; one
+  // that comes later finds the flag and writes the eventfd.
+  const bool may_sleep = inbox_->prepare_to_sleep();
+  const bool remote = reactor_.poll(may_sleep ? timeout_ms : 0, *this);
+  inbox_->woke();
   const std::uint64_t woke = refresh_now();
   last_io_poll_ns_ = woke;
   // Waking up starts a new slice of the loop's own work.
@@ -409,7 +449,7 @@ void Loop::wait_for_work(std::uint64_t now_ns) {
   record_.slice.fiber_id.store(0, std::memory_order_relaxed);
   record_.slice.seq.store(++slice_seq_, std::memory_order_release);
   record_.slice.idle.store(false, std::memory_order_release);
-  if (remote || remote_pending_.load(std::memory_order_acquire)) drain_remote();
+  if (remote || inbox_->has_items()) drain_remote();
 }
 
 void Loop::publish_gauges() noexcept {

@@ -4,7 +4,7 @@
 // edge sets a readiness flag and wakes the fiber waiting for it. A wait first
 // consumes a pending flag, so an edge that arrived early is never lost (at
 // worst the caller sees one EAGAIN and waits again). Loop thread only, except
-// notify_from_remote().
+// the shared wake descriptor's calls.
 //
 // A reader that saw the receive queue emptied (a short read or EAGAIN) says
 // so with note_read_drained(): until the next readable edge, a read is sure
@@ -55,8 +55,12 @@ class Reactor {
   // remote notification arrived.
   bool poll(int timeout_ms, Loop& loop);
 
-  // Wakes a poll() in progress. Any thread.
-  void notify_from_remote() noexcept;
+  // A descriptor of the eventfd that wakes poll(), owned by the caller (the
+  // loop's inbox), so that it outlives the reactor. Throws std::system_error.
+  int share_wake_fd() const;
+  // Wakes a poll() in progress through a shared descriptor. Any thread.
+  static void notify_shared_wake_fd(int fd) noexcept;
+  static void close_shared_wake_fd(int fd) noexcept;
 
  private:
   struct FdState {
