@@ -16,6 +16,7 @@
 #include "core/parking.hpp"
 #include "core/probe.hpp"
 #include "core/thread_state.hpp"
+#include "stallwatch/detail/loop_owner.hpp"
 #include "metrics/endpoint.hpp"
 #include "stallwatch/errors.hpp"
 #include "watchdog/watchdog.hpp"
@@ -28,12 +29,25 @@ constinit thread_local ThreadState tls_thread_state __attribute__((tls_model("in
 
 constinit thread_local Loop* Loop::tls_loop __attribute__((tls_model("initial-exec"))) = nullptr;
 
+}  // namespace stallwatch::core
+
+// The loop-bound primitives' owner identity: the loop's record, which is
+// never freed (records are reused by later loops, whose primitives are new).
+constinit thread_local const void* stallwatch::detail::tls_current_loop
+    __attribute__((tls_model("initial-exec"))) = nullptr;
+
+namespace stallwatch::core {
+
 namespace {
 
 // Switches go straight from fiber to fiber at most this many times before the
 // scheduler takes a pass (timers, I/O, remote wake-ups); a coarse clock tick
 // also ends the run, so timers are never late by more than one tick.
 constexpr int direct_switch_budget = 64;
+
+// A scheduler pass starts at most this many posted tasks as fibers: a burst
+// of posts from other threads never takes a stack for each at once.
+constexpr int posts_started_per_pass = 128;
 
 // While fibers keep the loop busy, descriptors are polled at least this often.
 constexpr std::uint64_t busy_io_poll_interval_ns = 200'000;
@@ -44,11 +58,13 @@ Loop::ThreadBinding::ThreadBinding(Loop* loop) {
   if (tls_loop != nullptr) throw std::logic_error("stallwatch::run: this thread already runs a loop");
   tls_loop = loop;
   tls_thread_state.loop = &loop->record_;
+  detail::tls_current_loop = &loop->record_;
 }
 
 Loop::ThreadBinding::~ThreadBinding() {
   tls_thread_state = ThreadState{};
   tls_loop = nullptr;
+  detail::tls_current_loop = nullptr;
 }
 
 Loop::Loop(const Config& config)
@@ -360,7 +376,7 @@ void Loop::run_until_done(detail::TaskBase* main) {
       // Posts from now on throw loop_stopped; those already queued still run.
       inbox_->close();
     }
-    if (draining && alive_ == 0 && !inbox_->has_items()) return;
+    if (draining && alive_ == 0 && !inbox_->has_items() && posted_head_ == nullptr) return;
     scheduler_pass();
   }
 }
@@ -369,6 +385,7 @@ void Loop::scheduler_pass() {
   const std::uint64_t now = refresh_now();
   fire_timers(now);
   if (inbox_->has_items()) drain_remote();
+  if (posted_head_ != nullptr) start_posted_batch();
   if (ready_head_ == nullptr) {
     wait_for_work(now);
     return;
@@ -394,9 +411,24 @@ void Loop::fire_timers(std::uint64_t now_ns) {
 void Loop::drain_remote() {
   for (RemoteNode* node = inbox_->take_all(); node != nullptr;) {
     RemoteNode* next = node->next;  // read first: a started task or a woken fiber reuses its node
-    if (node->is_task) start_posted(static_cast<detail::PostedTask*>(node->target));
-    else deliver_wake(static_cast<Fiber*>(node->target));
+    if (node->is_task) {
+      node->next = nullptr;
+      if (posted_tail_ != nullptr) posted_tail_->next = node;
+      else posted_head_ = node;
+      posted_tail_ = node;
+    } else {
+      deliver_wake(static_cast<Fiber*>(node->target));
+    }
     node = next;
+  }
+}
+
+void Loop::start_posted_batch() noexcept {
+  for (int i = 0; i < posts_started_per_pass && posted_head_ != nullptr; ++i) {
+    RemoteNode* node = posted_head_;
+    posted_head_ = node->next;
+    if (posted_head_ == nullptr) posted_tail_ = nullptr;
+    start_posted(static_cast<detail::PostedTask*>(node->target));
   }
 }
 
@@ -413,14 +445,14 @@ void Loop::start_posted(detail::PostedTask* task) noexcept {
 // ended by an error leaves some, and they hear so.
 void Loop::refuse_queued_posts() noexcept {
   inbox_->close();
-  for (RemoteNode* node = inbox_->take_all(); node != nullptr;) {
+  drain_remote();  // moves every queued post behind those already taken
+  posted_tail_ = nullptr;
+  for (RemoteNode* node = std::exchange(posted_head_, nullptr); node != nullptr;) {
     RemoteNode* next = node->next;
-    if (node->is_task) {
-      auto* task = static_cast<detail::PostedTask*>(node->target);
-      task->refuse(std::make_exception_ptr(loop_stopped(
-          "stallwatch: loop " + std::to_string(record_.index) + " ended abnormally before a post could run")));
-      task->release();
-    }
+    auto* task = static_cast<detail::PostedTask*>(node->target);
+    task->refuse(std::make_exception_ptr(
+        loop_stopped("stallwatch: loop " + std::to_string(record_.index) + " ended abnormally before a post could run")));
+    task->release();
     node = next;
   }
 }
@@ -438,7 +470,7 @@ void Loop::wait_for_work(std::uint64_t now_ns) {
   STALLWATCH_PROBE1(loop_idle, record_.index);
   // A post that came after the last drain keeps the loop from sleeping; one
   // that comes later finds the flag and writes the eventfd.
-  const bool may_sleep = inbox_->prepare_to_sleep();
+  const bool may_sleep = inbox_->prepare_to_sleep() && posted_head_ == nullptr;
   const bool remote = reactor_.poll(may_sleep ? timeout_ms : 0, *this);
   inbox_->woke();
   const std::uint64_t woke = refresh_now();
@@ -450,6 +482,7 @@ void Loop::wait_for_work(std::uint64_t now_ns) {
   record_.slice.seq.store(++slice_seq_, std::memory_order_release);
   record_.slice.idle.store(false, std::memory_order_release);
   if (remote || inbox_->has_items()) drain_remote();
+  if (posted_head_ != nullptr) start_posted_batch();
 }
 
 void Loop::publish_gauges() noexcept {

@@ -106,6 +106,7 @@ class Loop {
   void scheduler_pass();
   void fire_timers(std::uint64_t now_ns);
   void drain_remote();
+  void start_posted_batch() noexcept;
   void start_posted(detail::PostedTask* task) noexcept;
   void refuse_queued_posts() noexcept;
   void wait_for_work(std::uint64_t now_ns);
@@ -138,6 +139,10 @@ class Loop {
 
   TimerHeap timers_;
 
+  // Posts taken from the inbox, not yet started: a burst of posts becomes
+  // fibers a batch per scheduler pass, not all at once.
+  RemoteNode* posted_head_ = nullptr;
+  RemoteNode* posted_tail_ = nullptr;
   // Declared last: needs the reactor's eventfd and the record's index.
   InboxRef inbox_{new RemoteInbox(reactor_.share_wake_fd(), record_.index)};
 };

@@ -112,6 +112,10 @@ class STALLWATCH_EXPORT WakeBatch {
 STALLWATCH_EXPORT void cross_wait(std::unique_lock<std::mutex>& lock, CrossWaitList& list, Deadline deadline,
                                   const char* what);
 
+// A cross-thread primitive destroyed while fibers or threads wait on it:
+// logs a line naming it and ends the process (their stacks point into it).
+[[noreturn]] STALLWATCH_EXPORT void abandoned_cross_waiters(const char* primitive) noexcept;
+
 }  // namespace detail
 }  // namespace v1
 }  // namespace stallwatch
