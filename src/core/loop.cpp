@@ -45,9 +45,12 @@ namespace {
 // also ends the run, so timers are never late by more than one tick.
 constexpr int direct_switch_budget = 64;
 
-// A scheduler pass starts at most this many posted tasks as fibers: a burst
-// of posts from other threads never takes a stack for each at once.
-constexpr int posts_started_per_pass = 128;
+// A scheduler pass starts posted tasks as fibers up to this many ready
+// fibers, and at least the second number (so posts never starve behind busy
+// fibers): a burst of posts from other threads never takes a stack for each
+// at once, and the ready queue stays short.
+constexpr std::int64_t posts_ready_target = 128;
+constexpr std::int64_t posts_started_at_least = 16;
 
 // While fibers keep the loop busy, descriptors are polled at least this often.
 constexpr std::uint64_t busy_io_poll_interval_ns = 200'000;
@@ -424,7 +427,8 @@ void Loop::drain_remote() {
 }
 
 void Loop::start_posted_batch() noexcept {
-  for (int i = 0; i < posts_started_per_pass && posted_head_ != nullptr; ++i) {
+  const std::int64_t batch = std::max(posts_ready_target - ready_count_, posts_started_at_least);
+  for (std::int64_t i = 0; i < batch && posted_head_ != nullptr; ++i) {
     RemoteNode* node = posted_head_;
     posted_head_ = node->next;
     if (posted_head_ == nullptr) posted_tail_ = nullptr;
