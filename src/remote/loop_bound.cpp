@@ -13,6 +13,8 @@ namespace stallwatch {
 inline namespace v1 {
 namespace detail {
 
+const char unowned_primitive = 0;
+
 namespace {
 
 // The owner identity is the loop's LoopRecord (never freed).
@@ -27,13 +29,13 @@ std::string primitive_of(const std::string& call) { return call.substr(0, call.f
 
 void LoopOwner::adopt_or_throw(const char* what) const {
   const void* here = tls_current_loop;
-  if (loop_ == nullptr && here != nullptr) {
+  if (loop_ == &unowned_primitive && here != nullptr) {
     loop_ = here;  // made off any loop: the first loop to use it owns it
     return;
   }
   const std::string call(what);
   const std::string primitive = primitive_of(call);
-  if (loop_ == nullptr) {
+  if (loop_ == &unowned_primitive) {
     throw wrong_loop("stallwatch: " + call + ": this " + primitive +
                      " belongs to no loop yet and was used from a thread that runs no loop; it works only on "
                      "fibers of one loop (SharedChannel and Future work across threads)");

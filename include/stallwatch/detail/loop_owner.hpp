@@ -18,9 +18,12 @@ namespace detail {
 // thread. initial-exec and constinit: a plain load, no TLS wrapper call.
 STALLWATCH_EXPORT extern constinit thread_local const void* tls_current_loop __attribute__((tls_model("initial-exec")));
 
+// The owner of a primitive made off any loop, until a loop adopts it.
+STALLWATCH_EXPORT extern const char unowned_primitive;
+
 class LoopOwner {
  public:
-  LoopOwner() noexcept : loop_(tls_current_loop) {}
+  LoopOwner() noexcept : loop_(tls_current_loop != nullptr ? tls_current_loop : &unowned_primitive) {}
   LoopOwner(const LoopOwner&) = delete;
   LoopOwner& operator=(const LoopOwner&) = delete;
 
