@@ -3,9 +3,10 @@
 // them). Cases of one kind run back to back across the implementations, so
 // the machine's load drifts as little as possible between the columns.
 //
-//   stallwatch-bench [--quick]
+//   stallwatch-bench [--quick | --cross-only]
 //
 // --quick runs every case with small sizes: a smoke test, not a measurement.
+// --cross-only runs only the crossing-threads table (posts, submit, channels).
 // Exits 1 when a case failed to run (a missed target is not a failure).
 #include <spawn.h>
 #include <sys/resource.h>
@@ -33,11 +34,19 @@ struct Impl {
   const char* title;
 };
 
-// Column order of every table.
+// Column order of the scheduler table.
 constexpr Impl impls[] = {
     {"context", "Boost.Context (raw)"},
     {"fiber", "Boost.Fiber"},
     {"stallwatch", "stallwatch"},
+};
+
+// Column order of the crossing-threads table: Go's child is built only when
+// the go tool is installed (golang-go).
+constexpr Impl cross_impls[] = {
+    {"fiber", "Boost.Fiber"},
+    {"stallwatch", "stallwatch"},
+    {"go", "Go (GOMAXPROCS=2)"},
 };
 
 struct Outcome {
@@ -85,6 +94,11 @@ Outcome run_child(const Impl& impl, const std::string& case_name, std::uint64_t 
   std::string exe = exe_dir() + "/stallwatch-bench-" + impl.key;
   std::string n_arg = std::to_string(n);
   std::string reps_arg = std::to_string(reps);
+  if (access(exe.c_str(), X_OK) != 0) {
+    outcome.status = Outcome::Status::failed;
+    outcome.error = "skipped: " + exe + " not built";
+    return outcome;
+  }
   char* argv[] = {exe.data(), const_cast<char*>(case_name.c_str()), n_arg.data(), reps_arg.data(), nullptr};
 
   FILE* out = std::tmpfile();
@@ -317,10 +331,70 @@ std::optional<std::string> too_big_for_this_machine(const std::vector<Row>& done
   return std::nullopt;
 }
 
+// Work crossing loops and threads: posts into a loop, submit round trips,
+// and a channel between two threads against Boost.Fiber and Go. Returns
+// false when a case failed to run.
+bool run_cross_threads(std::uint64_t scale) {
+  const std::vector<CaseSpec> specs = {
+      {"post_1", "post into one loop, 1 producer thread", "items/s", 1'000'000 / scale, 3, 3, false},
+      {"post_4", "post into one loop, 4 producer threads", "items/s", 1'000'000 / scale, 3, 3, false},
+      {"submit_p50", "submit round trip between two loops, p50", "µs", 20'000 / scale, 3, 3, false},
+      {"submit_p99", "submit round trip between two loops, p99", "µs", 20'000 / scale, 3, 3, false},
+      {"channel_2loops", "channel of 1024 between two threads' fibers", "items/s", 2'000'000 / scale, 3, 5, false},
+  };
+  std::vector<Row> rows;
+  for (const auto& spec : specs) {
+    std::vector<Samples> gathered(std::size(cross_impls));
+    for (int round = 0; round < spec.processes; ++round) {
+      for (std::size_t i = 0; i < std::size(cross_impls); ++i) {
+        std::fprintf(stderr, "stallwatch-bench: %s: %s (process %d of %d) ...\n", spec.title.c_str(),
+                     cross_impls[i].title, round + 1, spec.processes);
+        add_process(gathered[i], cross_impls[i], spec.name, spec.n, spec.reps);
+      }
+    }
+    Row row{spec, {}};
+    for (const auto& samples : gathered) row.cells.push_back(summarize(samples));
+    rows.push_back(row);
+  }
+
+  std::printf("Crossing threads (wall clock; throughput: median items/s, min is the slowest repetition;\n"
+              "round trips: the median over repetitions of each repetition's percentile):\n\n| case | unit |");
+  for (const auto& impl : cross_impls) std::printf(" %s |", impl.title);
+  std::printf("\n|---|---|");
+  for (std::size_t i = 0; i < std::size(cross_impls); ++i) std::printf("---|");
+  std::printf("\n");
+  bool failed = false;
+  for (const auto& row : rows) {
+    std::printf("| %s | %s |", row.spec.title.c_str(), row.spec.unit.c_str());
+    for (const auto& c : row.cells) {
+      std::printf(" %s |", cell_text(c, false).c_str());
+      failed = failed || (c.status == Outcome::Status::failed && c.error.rfind("skipped", 0) != 0);
+    }
+    std::printf("\n");
+  }
+  const Row& channel = rows.back();
+  std::printf("\nTargets (ratios of medians):\n\n| target | ratio | value | result |\n|---|---|---|---|\n");
+  print_ratio("channel: at least Boost.Fiber's throughput", "stallwatch / Boost.Fiber", channel.cells[1],
+              channel.cells[0], false, 1.0, false);
+  print_ratio("channel: within 1.5× of Go's throughput", "Go / stallwatch", channel.cells[2], channel.cells[1], false,
+              1.5, true);
+  std::printf("\n");
+  return !failed;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  if (argc > 1 && std::strcmp(argv[1], "--cross-only") == 0) {
+    setenv("STALLWATCH_METRICS_ADDR", "off", 1);
+    unsetenv("STALLWATCH_WATCHDOG");
+    print_machine();
+    std::printf("Load average before: %s\n\n", loadavg().c_str());
+    const bool ok = run_cross_threads(1);
+    std::printf("Load average after: %s\n", loadavg().c_str());
+    return ok ? 0 : 1;
+  }
   // Children inherit the environment: no metrics endpoint, and no
   // STALLWATCH_WATCHDOG, which would override the Options the cases set.
   setenv("STALLWATCH_METRICS_ADDR", "off", 1);
@@ -333,6 +407,7 @@ int main(int argc, char** argv) {
       {"yield_1000", "yield among 1,000 fibers", "ns/yield", 2'000'000 / scale, 3, 5, false},
       {"spawn_join", "spawn+join, one at a time", "ns/fiber", 200'000 / scale, 3, 5, false},
       {"in_thread", "in_thread round trip", "ns/call", 50'000 / scale, 3, 3, false},
+      {"sync_fast_path", "Semaphore/Mutex uncontended (owner check included)", "ns/op", 10'000'000 / scale, 3, 3, false},
       {"parked", with_commas(100'000 / scale) + " parked fibers", "CPU ms to park all", 100'000 / scale, 1, 3, true},
       {"parked", with_commas(1'000'000 / scale) + " parked fibers", "CPU ms to park all", 1'000'000 / scale, 1, 1, true},
   };
@@ -437,9 +512,12 @@ int main(int argc, char** argv) {
               million.ok() ? "met" : "**missed**");
   print_ratio("watchdog on / off ≤ 1.02", "on / off", on, off, false, 1.02, true);
 
-  std::printf("\nLoad average after: %s\n", loadavg().c_str());
+  std::printf("\n");
+  const bool cross_ok = run_cross_threads(scale);
 
-  bool failed = !watchdog_error.empty();
+  std::printf("Load average after: %s\n", loadavg().c_str());
+
+  bool failed = !watchdog_error.empty() || !cross_ok;
   for (const auto& row : rows) {
     for (const auto& c : row.cells) {
       failed = failed || (c.status == Outcome::Status::failed && c.error.rfind("skipped", 0) != 0);

@@ -6,6 +6,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -147,6 +148,32 @@ void in_thread(bench::CaseArgs const& args) {
   }, bench::Timing::wall);
 }
 
+
+// A buffered_channel<std::uint64_t> of 1024 between a fiber on one thread
+// and a fiber on another, each thread on the default round_robin scheduler.
+// Items per second (stallwatch's channel_2loops with a SharedChannel).
+void channel_2loops(bench::CaseArgs const& args) {
+  bench::time_throughput(args, [](std::uint64_t n) {
+    fibers::buffered_channel<std::uint64_t> ch(1024);
+    std::uint64_t sum = 0;
+    std::thread sender([&] {
+      fibers::fiber([&] {
+        for (std::uint64_t k = 0; k < n; ++k) ch.push(k);
+        ch.close();
+      }).join();
+    });
+    std::thread receiver([&] {
+      fibers::fiber([&] {
+        std::uint64_t v;
+        while (ch.pop(v) == fibers::channel_op_status::success) sum += v;
+      }).join();
+    });
+    sender.join();
+    receiver.join();
+    if (sum != n * (n - 1) / 2) throw std::runtime_error("channel_2loops: items lost");
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -158,5 +185,6 @@ int main(int argc, char** argv) {
                               {"spawn_join", spawn_join},
                               {"parked", parked},
                               {"in_thread", in_thread},
+                              {"channel_2loops", channel_2loops},
                           });
 }

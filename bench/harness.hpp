@@ -25,6 +25,8 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
+#include <algorithm>
 
 namespace bench {
 
@@ -112,6 +114,25 @@ inline void time_per_op(CaseArgs const& args, double ops_per_rep, const std::fun
     body(args.n);
     print_sample(static_cast<double>(now_ns(timing) - start) / ops_per_rep);
   }
+}
+
+// Runs body once untimed, then reps times, printing items per second of each
+// repetition by the wall clock (the cases that use it cross threads). body(n)
+// must move exactly n items.
+inline void time_throughput(CaseArgs const& args, const std::function<void(std::uint64_t)>& body) {
+  body(args.n / 10 + 1);
+  for (int r = 0; r < args.reps; ++r) {
+    const std::uint64_t start = now_ns(Timing::wall);
+    body(args.n);
+    print_sample(static_cast<double>(args.n) * 1e9 / static_cast<double>(now_ns(Timing::wall) - start));
+  }
+}
+
+// The q-quantile (0..1) of samples, nearest rank; sorts them.
+inline double quantile(std::vector<double>& samples, double q) {
+  std::sort(samples.begin(), samples.end());
+  const auto rank = static_cast<std::size_t>(q * static_cast<double>(samples.size() - 1) + 0.5);
+  return samples[rank];
 }
 
 // The peak resident set of this process image, from /proc/self/status VmHWM

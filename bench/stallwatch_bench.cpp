@@ -5,9 +5,15 @@
 // pingpong_watchdog_off.
 #include <stallwatch/in_thread.hpp>
 #include <stallwatch/loop.hpp>
+#include <stallwatch/loop_handle.hpp>
+#include <stallwatch/shared_channel.hpp>
 #include <stallwatch/sync.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <future>
+#include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "harness.hpp"
@@ -124,6 +130,98 @@ void in_thread(bench::CaseArgs const& args) {
   });
 }
 
+// The loop-bound primitives' fast path with its owner check: an uncontended
+// Semaphore try_acquire + release and Mutex try_lock + unlock. ns per pair.
+void sync_fast_path(bench::CaseArgs const& args) {
+  run_settled(true, [&] {
+    stallwatch::Semaphore sem(1);
+    stallwatch::Mutex mutex;
+    bench::time_per_op(args, 2.0 * static_cast<double>(args.n), [&](std::uint64_t n) {
+      for (std::uint64_t i = 0; i < n; ++i) {
+        bench::keep(sem.try_acquire());
+        sem.release();
+        bench::keep(mutex.try_lock());
+        mutex.unlock();
+      }
+    });
+  });
+}
+
+// Plain threads post n items in all into one loop, each a fiber that counts
+// itself; the clock stops when the last has run. Items per second.
+void post_from(bench::CaseArgs const& args, int producers) {
+  run_settled(true, [&] {
+    stallwatch::LoopHandle loop = stallwatch::this_loop();
+    bench::time_throughput(args, [&](std::uint64_t n) {
+      std::uint64_t ran = 0;
+      stallwatch::Event all_ran;
+      std::vector<std::thread> threads;
+      for (int p = 0; p < producers; ++p) {
+        const std::uint64_t share = n / producers + (static_cast<std::uint64_t>(p) < n % producers ? 1 : 0);
+        threads.emplace_back([&, share] {
+          for (std::uint64_t i = 0; i < share; ++i) {
+            loop.post([&] {
+              if (++ran == n) all_ran.set();
+            });
+          }
+        });
+      }
+      all_ran.wait();
+      for (auto& t : threads) t.join();
+    });
+  });
+}
+
+void post_1(bench::CaseArgs const& args) { post_from(args, 1); }
+void post_4(bench::CaseArgs const& args) { post_from(args, 4); }
+
+// Two loops: loop 0 submits to loop 1 and waits for each answer, n times per
+// repetition. The sample is the repetition's p50 or p99, in microseconds.
+void submit_round_trip(bench::CaseArgs const& args, double q) {
+  std::promise<stallwatch::LoopHandle> target_promise;
+  auto target = target_promise.get_future().share();
+  std::atomic<bool> measuring{true};
+  stallwatch::run_loops(bench_options(true), 2, [&](std::size_t i) {
+    if (i == 1) {
+      target_promise.set_value(stallwatch::this_loop());
+      while (measuring) stallwatch::sleep_for(std::chrono::milliseconds(5));
+      return;
+    }
+    stallwatch::LoopHandle loop = target.get();
+    std::vector<double> us(args.n);
+    for (int r = -1; r < args.reps; ++r) {  // the first repetition warms up
+      for (std::uint64_t k = 0; k < args.n; ++k) {
+        const std::uint64_t start = bench::now_ns(bench::Timing::wall);
+        bench::keep(loop.submit([k] { return k; }).get());
+        us[k] = static_cast<double>(bench::now_ns(bench::Timing::wall) - start) / 1e3;
+      }
+      if (r >= 0) bench::print_sample(bench::quantile(us, q));
+    }
+    measuring = false;
+  });
+}
+
+void submit_p50(bench::CaseArgs const& args) { submit_round_trip(args, 0.50); }
+void submit_p99(bench::CaseArgs const& args) { submit_round_trip(args, 0.99); }
+
+// A SharedChannel<std::uint64_t> of 1024 between a sending fiber on loop 0
+// and a receiving fiber on loop 1. Items per second.
+void channel_2loops(bench::CaseArgs const& args) {
+  bench::time_throughput(args, [](std::uint64_t n) {
+    stallwatch::SharedChannel<std::uint64_t> ch(1024);
+    std::uint64_t sum = 0;
+    stallwatch::run_loops(bench_options(true), 2, [&](std::size_t i) {
+      if (i == 0) {
+        for (std::uint64_t k = 0; k < n; ++k) ch.send(k);
+        ch.close();
+      } else {
+        while (auto v = ch.receive()) sum += *v;
+      }
+    });
+    if (sum != n * (n - 1) / 2) throw std::runtime_error("channel_2loops: items lost");
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -136,5 +234,11 @@ int main(int argc, char** argv) {
                               {"spawn_join", spawn_join},
                               {"parked", parked},
                               {"in_thread", in_thread},
+                              {"sync_fast_path", sync_fast_path},
+                              {"post_1", post_1},
+                              {"post_4", post_4},
+                              {"submit_p50", submit_p50},
+                              {"submit_p99", submit_p99},
+                              {"channel_2loops", channel_2loops},
                           });
 }

@@ -20,7 +20,8 @@ fi
 # The machine is shared: one compile job at a time.
 ninja -C "$build" -j1 \
   bench/stallwatch-bench bench/stallwatch-bench-context \
-  bench/stallwatch-bench-fiber bench/stallwatch-bench-stallwatch >&2
+  bench/stallwatch-bench-fiber bench/stallwatch-bench-stallwatch \
+  $(command -v go >/dev/null && echo bench/stallwatch-bench-go) >&2
 
 echo "Commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo "Command: scripts/bench.sh $*"

@@ -22,9 +22,11 @@ TEST_PACKAGES=(
 DEMO_PACKAGES=(
   curl
 )
+# bench: Boost.Fiber and Go (the cross-thread channel comparison), the HTTP servers and load.
 BENCH_PACKAGES=(
   libbenchmark-dev libboost-fiber-dev
   wrk nginx-light nodejs
+  golang-go
 )
 
 wanted=("${PACKAGES[@]}")

@@ -87,12 +87,12 @@ class FakeLoopFiber {
     config.reports_per_minute = reports_per_minute;
     config.log_sink = std::move(sink);
     stallwatch::emit::attach_loop(index, config);
-    core::tls_loop_record = &record_;
+    stallwatch::detail::tls_current_loop = &record_;
     base::tls_thread_state.fiber = &identity_;
   }
   STALLWATCH_TLS_ACCESS ~FakeLoopFiber() {
     base::tls_thread_state = base::ThreadState{};
-    core::tls_loop_record = nullptr;
+    stallwatch::detail::tls_current_loop = nullptr;
     stallwatch::blocking::flush_reports(std::chrono::seconds(30));
     stallwatch::emit::detach_loop(record_.index);
   }

@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
@@ -19,6 +20,7 @@
 #include <stallwatch/config.hpp>
 #include <stallwatch/in_process.hpp>
 #include <stallwatch/loop.hpp>
+#include <stallwatch/loop_handle.hpp>
 
 #include "server.hpp"
 
@@ -104,27 +106,34 @@ int main(int argc, char** argv) {
   std::vector<int> stop_fds;
   for (int i = 0; i < cl.threads; ++i) stop_fds.push_back(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 
+  // One loop per thread (stallwatch::run_loops); the loops report a start-up
+  // failure here at once, not only when they have all ended.
   std::latch ready(cl.threads);
   std::mutex error_mutex;
   std::string first_error;
-  std::vector<std::thread> loops;
-  for (int i = 0; i < cl.threads; ++i) {
-    loops.emplace_back([&, i] {
-      bool counted = false;
-      try {
-        stallwatch::run([&] {
+  std::atomic<int> loops_started{0};
+  std::thread loops([&] {
+    try {
+      stallwatch::run_loops(static_cast<std::size_t>(cl.threads), [&](std::size_t i) {
+        ++loops_started;
+        bool counted = false;
+        try {
           demo::serve(cl.server, stop_fds[i], [&] {
             counted = true;
             ready.count_down();
           });
-        });
-      } catch (const std::exception& e) {
-        std::lock_guard lock(error_mutex);
-        if (first_error.empty()) first_error = e.what();
-      }
-      if (!counted) ready.count_down();
-    });
-  }
+        } catch (const std::exception& e) {
+          std::lock_guard lock(error_mutex);
+          if (first_error.empty()) first_error = e.what();
+        }
+        if (!counted) ready.count_down();
+      });
+    } catch (const std::exception& e) {  // before any loop started (a bad option), or a thread not started
+      std::lock_guard lock(error_mutex);
+      if (first_error.empty()) first_error = e.what();
+      ready.count_down(cl.threads - loops_started.load());
+    }
+  });
   ready.wait();
 
   int exit_code = 0;
@@ -148,7 +157,7 @@ int main(int argc, char** argv) {
   for (int fd : stop_fds) {
     if (::write(fd, &one, sizeof one) < 0) std::perror("stallwatch-demo: eventfd write");
   }
-  for (std::thread& t : loops) t.join();
+  loops.join();
   if (exit_code == 0) {
     std::printf("stallwatch-demo: stopped\n");
   }

@@ -43,5 +43,28 @@ class STALLWATCH_EXPORT not_on_loop : public std::logic_error {
   using std::logic_error::logic_error;
 };
 
+// A loop-bound primitive (Semaphore, Event, Mutex, Channel) was used from a
+// loop other than its own, or from a plain thread. what() names the call and
+// both sides ("... belongs to loop 0, used from loop 1"). Use SharedChannel,
+// Future or LoopHandle::post to cross loops.
+class STALLWATCH_EXPORT wrong_loop : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
+// Work was posted or submitted to a loop that has ended (or is ending: its
+// main fiber returned). The work did not run.
+class STALLWATCH_EXPORT loop_stopped : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The Semaphore, Event, Mutex or Channel a fiber waited on was destroyed
+// under it. what() names the call and the primitive.
+class STALLWATCH_EXPORT primitive_destroyed : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
 }  // namespace v1
 }  // namespace stallwatch

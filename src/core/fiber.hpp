@@ -13,6 +13,7 @@
 #include "core/sanitizer_hooks.hpp"
 #include "reactor/epoll_reactor.hpp"
 #include "stack/stack_pool.hpp"
+#include "stallwatch/detail/remote.hpp"
 #include "stallwatch/detail/task_base.hpp"
 
 namespace stallwatch::core {
@@ -20,7 +21,8 @@ namespace stallwatch::core {
 class Loop;
 
 // Why a parked fiber was made ready again.
-enum class WakeReason : std::uint8_t { none, notified, timeout, cancelled };
+// abandoned: the primitive it waited on was destroyed.
+enum class WakeReason : std::uint8_t { none, notified, timeout, cancelled, abandoned };
 
 struct Fiber {
   static constexpr std::size_t no_heap_index = ~std::size_t{0};
@@ -49,6 +51,13 @@ struct Fiber {
   reactor::IoWaiter io;  // parked on a descriptor (io.owner: this fiber)
   std::uint64_t deadline_ns = 0;  // 0: no timer
   std::size_t heap_index = no_heap_index;
+
+  // A wake-up from another thread travels in this node through the loop's
+  // inbox (one at a time: a fiber waits for one thing). A wake that finds the
+  // fiber no longer parked (its wait ended first, by deadline or cancellation)
+  // is kept in the flag for Loop::await_remote_wake.
+  detail::RemoteNode remote_node;
+  bool remote_wake_arrived = false;
 
   // Every live fiber of the loop, to cancel them when run() ends.
   Fiber* all_prev = nullptr;

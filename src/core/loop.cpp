@@ -17,15 +17,24 @@
 #include "core/context_switch.hpp"
 #include "core/parking.hpp"
 #include "emit/emitter.hpp"
+#include "stallwatch/detail/loop_owner.hpp"
 #include "stallwatch/errors.hpp"
 
 namespace stallwatch::core {
 
 namespace bctx = boost::context::detail;
 
-constinit thread_local LoopRecord* tls_loop_record __attribute__((tls_model("initial-exec"))) = nullptr;
 
 constinit thread_local Loop* Loop::tls_loop __attribute__((tls_model("initial-exec"))) = nullptr;
+
+}  // namespace stallwatch::core
+
+// The loop-bound primitives' owner identity: the loop's record, which is
+// never freed (records are reused by later loops, whose primitives are new).
+constinit thread_local const void* stallwatch::detail::tls_current_loop
+    __attribute__((tls_model("initial-exec"))) = nullptr;
+
+namespace stallwatch::core {
 
 namespace {
 
@@ -33,6 +42,13 @@ namespace {
 // scheduler takes a pass (timers, I/O, remote wake-ups); a coarse clock tick
 // also ends the run, so timers are never late by more than one tick.
 constexpr int direct_switch_budget = 64;
+
+// A scheduler pass starts posted tasks as fibers up to this many ready
+// fibers, and at least the second number (so posts never starve behind busy
+// fibers): a burst of posts from other threads never takes a stack for each
+// at once, and the ready queue stays short.
+constexpr std::int64_t posts_ready_target = 128;
+constexpr std::int64_t posts_started_at_least = 16;
 
 // While fibers keep the loop busy, descriptors are polled at least this often.
 constexpr std::uint64_t busy_io_poll_interval_ns = 200'000;
@@ -42,13 +58,13 @@ constexpr std::uint64_t busy_io_poll_interval_ns = 200'000;
 Loop::ThreadBinding::ThreadBinding(Loop* loop) {
   if (tls_loop != nullptr) throw std::logic_error("stallwatch::run: this thread already runs a loop");
   tls_loop = loop;
-  tls_loop_record = &loop->record_;
+  detail::tls_current_loop = &loop->record_;
 }
 
 Loop::ThreadBinding::~ThreadBinding() {
   base::tls_thread_state = base::ThreadState{};
-  tls_loop_record = nullptr;
   tls_loop = nullptr;
+  detail::tls_current_loop = nullptr;
 }
 
 Loop::Loop(const Config& config)
@@ -76,7 +92,7 @@ Loop::Loop(const Config& config)
 }
 
 Loop::~Loop() {
-  { std::lock_guard<std::mutex> wait_for_remote_wakers(remote_mutex_); }
+  refuse_queued_posts();
   stack::remove_overflow_handler_for_thread();
   end_slice(base::refresh_now());
   record_.slice.idle.store(true, std::memory_order_relaxed);
@@ -338,13 +354,23 @@ void Loop::yield() {
   switch_to(self, next, now);
 }
 
-void Loop::wake_from_remote(Fiber* fiber) {
-  // The notification is written under the lock: once the fiber may run, the
-  // loop may end and close the eventfd, and ~Loop takes this lock first.
-  std::lock_guard<std::mutex> lock(remote_mutex_);
-  remote_ready_.push_back(fiber);
-  remote_pending_.store(true, std::memory_order_release);
-  reactor_.notify_from_remote();
+void Loop::wake_through(RemoteInbox* inbox, Fiber* fiber) noexcept {
+  inbox->add_ref();
+  fiber->remote_node.target = fiber;
+  fiber->remote_node.is_task = false;
+  inbox->push_wake(&fiber->remote_node);
+  inbox->release();
+}
+
+void Loop::deliver_wake(Fiber* fiber) noexcept {
+  if (fiber->parked) make_ready(fiber, WakeReason::notified, true);
+  else fiber->remote_wake_arrived = true;
+}
+
+void Loop::await_remote_wake() {
+  Fiber* self = running_;
+  if (!self->remote_wake_arrived) park(0, false);
+  self->remote_wake_arrived = false;
 }
 
 // ---- the scheduler ----
@@ -355,8 +381,10 @@ void Loop::run_until_done(detail::TaskBase* main) {
     if (main->done && !draining) {
       draining = true;
       cancel_all();
+      // Posts from now on throw loop_stopped; those already queued still run.
+      inbox_->close();
     }
-    if (draining && alive_ == 0) return;
+    if (draining && alive_ == 0 && !inbox_->has_items() && posted_head_ == nullptr) return;
     scheduler_pass();
   }
 }
@@ -364,7 +392,8 @@ void Loop::run_until_done(detail::TaskBase* main) {
 void Loop::scheduler_pass() {
   const std::uint64_t now = base::refresh_now();
   fire_timers(now);
-  if (remote_pending_.load(std::memory_order_acquire)) drain_remote();
+  if (inbox_->has_items()) drain_remote();
+  if (posted_head_ != nullptr) start_posted_batch();
   if (ready_head_ == nullptr) {
     wait_for_work(now);
     return;
@@ -388,13 +417,53 @@ void Loop::fire_timers(std::uint64_t now_ns) {
 }
 
 void Loop::drain_remote() {
-  std::vector<Fiber*> woken;
-  {
-    std::lock_guard<std::mutex> lock(remote_mutex_);
-    woken.swap(remote_ready_);
-    remote_pending_.store(false, std::memory_order_relaxed);
+  for (RemoteNode* node = inbox_->take_all(); node != nullptr;) {
+    RemoteNode* next = node->next;  // read first: a started task or a woken fiber reuses its node
+    if (node->is_task) {
+      node->next = nullptr;
+      if (posted_tail_ != nullptr) posted_tail_->next = node;
+      else posted_head_ = node;
+      posted_tail_ = node;
+    } else {
+      deliver_wake(static_cast<Fiber*>(node->target));
+    }
+    node = next;
   }
-  for (Fiber* fiber : woken) make_ready(fiber, WakeReason::notified, true);
+}
+
+void Loop::start_posted_batch() noexcept {
+  const std::int64_t batch = std::max(posts_ready_target - ready_count_, posts_started_at_least);
+  for (std::int64_t i = 0; i < batch && posted_head_ != nullptr; ++i) {
+    RemoteNode* node = posted_head_;
+    posted_head_ = node->next;
+    if (posted_head_ == nullptr) posted_tail_ = nullptr;
+    start_posted(static_cast<detail::PostedTask*>(node->target));
+  }
+}
+
+void Loop::start_posted(detail::PostedTask* task) noexcept {
+  try {
+    start(task, task->fiber_name());
+  } catch (...) {
+    task->refuse(std::current_exception());  // no stack for it: the poster hears why
+  }
+  task->release();  // the poster's reference, passed with the node
+}
+
+// run_until_done ran every post queued before the inbox closed; only a loop
+// ended by an error leaves some, and they hear so.
+void Loop::refuse_queued_posts() noexcept {
+  inbox_->close();
+  drain_remote();  // moves every queued post behind those already taken
+  posted_tail_ = nullptr;
+  for (RemoteNode* node = std::exchange(posted_head_, nullptr); node != nullptr;) {
+    RemoteNode* next = node->next;
+    auto* task = static_cast<detail::PostedTask*>(node->target);
+    task->refuse(std::make_exception_ptr(
+        loop_stopped("stallwatch: loop " + std::to_string(record_.index) + " ended abnormally before a post could run")));
+    task->release();
+    node = next;
+  }
 }
 
 void Loop::wait_for_work(std::uint64_t now_ns) {
@@ -408,7 +477,11 @@ void Loop::wait_for_work(std::uint64_t now_ns) {
   end_slice(base::coarse_now());
   record_.slice.idle.store(true, std::memory_order_release);
   STALLWATCH_TRACE1(loop_idle, record_.index);
-  const bool remote = reactor_.poll(timeout_ms, &Loop::io_ready, this);
+  // A post that came after the last drain keeps the loop from sleeping; one
+  // that comes later finds the flag and writes the eventfd.
+  const bool may_sleep = inbox_->prepare_to_sleep() && posted_head_ == nullptr;
+  const bool remote = reactor_.poll(may_sleep ? timeout_ms : 0, &Loop::io_ready, this);
+  inbox_->woke();
   const std::uint64_t woke = base::refresh_now();
   last_io_poll_ns_ = woke;
   // Waking up starts a new slice of the loop's own work.
@@ -417,7 +490,8 @@ void Loop::wait_for_work(std::uint64_t now_ns) {
   record_.slice.fiber_id.store(0, std::memory_order_relaxed);
   record_.slice.seq.store(++slice_seq_, std::memory_order_release);
   record_.slice.idle.store(false, std::memory_order_release);
-  if (remote || remote_pending_.load(std::memory_order_acquire)) drain_remote();
+  if (remote || inbox_->has_items()) drain_remote();
+  if (posted_head_ != nullptr) start_posted_batch();
 }
 
 void Loop::io_ready(void* fiber, void* loop) noexcept {

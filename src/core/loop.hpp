@@ -11,13 +11,13 @@
 
 #include <atomic>
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/fiber.hpp"
 #include "core/loop_record.hpp"
+#include "core/remote_inbox.hpp"
 #include "core/task_cache.hpp"
 #include "core/timer_heap.hpp"
 #include "reactor/epoll_reactor.hpp"
@@ -65,7 +65,19 @@ class Loop {
   // Flags the fiber cancelled and, if it is parked cancellably, wakes it.
   void cancel(Fiber* fiber) noexcept;
   // Makes fiber ready from another thread (e.g. an in_thread completion).
-  void wake_from_remote(Fiber* fiber);
+  void wake_from_remote(Fiber* fiber) noexcept { wake_through(inbox_.get(), fiber); }
+  // The same through the fiber's loop's inbox, which may end as soon as the
+  // wake is queued (the push holds its own reference). Any thread.
+  static void wake_through(RemoteInbox* inbox, Fiber* fiber) noexcept;
+  // The loop thread's side of a wake-up queued for fiber (its own or from the
+  // inbox): ready if still parked, else kept for await_remote_wake.
+  void deliver_wake(Fiber* fiber) noexcept;
+  // A wait that ended by deadline or cancellation after its waker had already
+  // sent the wake-up: parks until that wake-up arrives, so it never lands on
+  // a later wait. The running fiber; not cancellable.
+  void await_remote_wake();
+  // This loop's inbox (posts, cross-thread wake-ups). Any thread while the loop lives.
+  RemoteInbox* inbox() const noexcept { return inbox_.get(); }
 
   // Unlinks a fiber from its wait queue and descriptor (not its timer).
   void detach_from_waits(Fiber* fiber) noexcept;
@@ -97,6 +109,9 @@ class Loop {
   void fire_timers(std::uint64_t now_ns);
   void drain_remote();
   static void io_ready(void* fiber, void* loop) noexcept;
+  void start_posted_batch() noexcept;
+  void start_posted(detail::PostedTask* task) noexcept;
+  void refuse_queued_posts() noexcept;
   void wait_for_work(std::uint64_t now_ns);
   void publish_gauges() noexcept;
   void report_lost_exception(const Fiber& fiber, const std::string& what) noexcept;
@@ -128,9 +143,12 @@ class Loop {
 
   TimerHeap timers_;
 
-  std::mutex remote_mutex_;
-  std::vector<Fiber*> remote_ready_;
-  std::atomic<bool> remote_pending_{false};
+  // Posts taken from the inbox, not yet started: a burst of posts becomes
+  // fibers a batch per scheduler pass, not all at once.
+  RemoteNode* posted_head_ = nullptr;
+  RemoteNode* posted_tail_ = nullptr;
+  // Declared last: needs the reactor's eventfd and the record's index.
+  InboxRef inbox_{new RemoteInbox(reactor_.share_wake_fd(), record_.index)};
 };
 
 }  // namespace stallwatch::core

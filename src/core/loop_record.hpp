@@ -14,6 +14,7 @@
 
 #include "base/log_histogram.hpp"
 #include "core/wait_stack.hpp"
+#include "stallwatch/detail/loop_owner.hpp"
 
 namespace stallwatch::core {
 
@@ -75,11 +76,13 @@ inline void slice_duration_buckets(const LoopRecord& r, std::uint64_t (&counts)[
   if (ended > recorded) counts[0] += ended - recorded;
 }
 
-// The record of the loop the calling thread runs, or null. initial-exec TLS,
-// set by the loop's thread binding: any code on the thread, handlers and
-// interposers included, may read it.
-extern constinit thread_local LoopRecord* tls_loop_record __attribute__((tls_model("initial-exec")));
-inline LoopRecord* current_loop_record() { return tls_loop_record; }
+// The record of the loop the calling thread runs, or null: the identity the
+// loop-bound primitives compare (stallwatch/detail/loop_owner.hpp), set by
+// the loop's thread binding. initial-exec TLS: any code on the thread,
+// handlers and interposers included, may read it.
+inline LoopRecord* current_loop_record() {
+  return static_cast<LoopRecord*>(const_cast<void*>(detail::tls_current_loop));
+}
 
 // Claims the lowest free record for the calling thread's new loop. Any thread.
 LoopRecord& claim_loop_record();

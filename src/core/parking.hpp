@@ -20,16 +20,19 @@ inline std::uint64_t to_deadline_ns(Deadline deadline) {
 // The throws, out of line and cold: every park passes the checks below.
 [[noreturn, gnu::cold]] void throw_cancelled(const char* what);
 [[noreturn, gnu::cold]] void throw_deadline_exceeded(const char* what);
+[[noreturn, gnu::cold]] void throw_primitive_destroyed(const char* what);
 
 // Throws cancelled when the fiber was asked to stop; `what` names the call.
 inline void throw_if_cancel_requested(const Fiber* self, const char* what) {
   if (self->cancel_requested) [[unlikely]] throw_cancelled(what);
 }
 
-// Throws deadline_exceeded or cancelled when a park ended that way.
+// Throws deadline_exceeded, cancelled or primitive_destroyed when a park ended that way.
 inline void throw_if_interrupted(WakeReason why, const char* what) {
-  if (why == WakeReason::timeout) [[unlikely]] throw_deadline_exceeded(what);
-  if (why == WakeReason::cancelled) [[unlikely]] throw_cancelled(what);
+  if (why == WakeReason::notified) [[likely]] return;
+  if (why == WakeReason::timeout) throw_deadline_exceeded(what);
+  if (why == WakeReason::cancelled) throw_cancelled(what);
+  if (why == WakeReason::abandoned) throw_primitive_destroyed(what);
 }
 
 }  // namespace stallwatch::core

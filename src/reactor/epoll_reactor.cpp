@@ -1,6 +1,7 @@
 #include "reactor/epoll_reactor.hpp"
 
 #include <sys/epoll.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -156,10 +157,18 @@ bool Reactor::poll(int timeout_ms, ReadyFn on_ready, void* context) {
   return remote;
 }
 
-void Reactor::notify_from_remote() noexcept {
+int Reactor::share_wake_fd() const {
+  const int fd = fcntl(wake_fd_, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) base::throw_errno(errno, "dup(eventfd)");
+  return fd;
+}
+
+void Reactor::notify_shared_wake_fd(int fd) noexcept {
   const std::uint64_t one = 1;
   InternalBlockingScope internal;
-  [[maybe_unused]] ssize_t written = write(wake_fd_, &one, sizeof one);
+  [[maybe_unused]] ssize_t written = write(fd, &one, sizeof one);
 }
+
+void Reactor::close_shared_wake_fd(int fd) noexcept { close(fd); }
 
 }  // namespace stallwatch::reactor

@@ -4,8 +4,8 @@
 // edge sets a readiness flag and wakes the fiber waiting for it. A wait first
 // consumes a pending flag, so an edge that arrived early is never lost (at
 // worst the caller sees one EAGAIN and waits again). Loop thread only, except
-// notify_from_remote(). It knows nothing of fibers: a waiter is an IoWaiter
-// that the scheduler embeds in each fiber, handed back to it when ready.
+// the shared wake descriptor's calls. It knows nothing of fibers: a waiter is
+// an IoWaiter that the scheduler embeds in each fiber, handed back when ready.
 //
 // A reader that saw the receive queue emptied (a short read or EAGAIN) says
 // so with note_read_drained(): until the next readable edge, a read is sure
@@ -64,8 +64,12 @@ class Reactor {
   // waiter's owner to on_ready. Returns whether a remote notification arrived.
   bool poll(int timeout_ms, ReadyFn on_ready, void* context);
 
-  // Wakes a poll() in progress. Any thread.
-  void notify_from_remote() noexcept;
+  // A descriptor of the eventfd that wakes poll(), owned by the caller (the
+  // loop's inbox), so that it outlives the reactor. Throws std::system_error.
+  int share_wake_fd() const;
+  // Wakes a poll() in progress through a shared descriptor. Any thread.
+  static void notify_shared_wake_fd(int fd) noexcept;
+  static void close_shared_wake_fd(int fd) noexcept;
 
  private:
   struct FdState {
