@@ -22,6 +22,7 @@
 
 #include "core/log.hpp"
 #include "core/loop.hpp"
+#include "core/parking.hpp"
 #include "stallwatch/errors.hpp"
 #include "stallwatch/in_thread.hpp"
 #include "stallwatch/io.hpp"
@@ -188,7 +189,8 @@ TcpStream TcpStream::connect(const SocketAddress& address, Deadline deadline) {
   stream.fd_ = fd;
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&address.storage), address.length) == 0) return stream;
   if (errno != EINPROGRESS) throw_errno(errno, "connect " + address.to_string());
-  wait_writable(fd, deadline);
+  core::as_operation([&] { return "connect to " + address.to_string(); }, deadline,
+                     [&] { wait_writable(fd, deadline); });
   int err = 0;
   socklen_t len = sizeof err;
   if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;

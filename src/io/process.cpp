@@ -17,6 +17,7 @@
 #include <system_error>
 #include <utility>
 
+#include "core/parking.hpp"
 #include "core/thread_state.hpp"
 #include "stallwatch/errors.hpp"
 #include "stallwatch/io.hpp"
@@ -132,9 +133,8 @@ int await_exit(pid_t pid, Deadline deadline) {
       const pid_t r = ::waitpid(pid, &status, WNOHANG);
       if (r == pid) return status;
       if (r < 0 && errno != EINTR) throw_errno(errno, "waitpid");
-      if (deadline.is_set() && Clock::now() >= deadline.at) {
-        throw deadline_exceeded("stallwatch: run_process: deadline exceeded");
-      }
+      // Named after the operation by run_process, as the reactor's waits are.
+      if (deadline.is_set() && Clock::now() >= deadline.at) core::throw_deadline_exceeded("waitpid");
       sleep_for(delay);
       delay = std::min(delay * 2, std::chrono::milliseconds(50));
     }
@@ -212,11 +212,8 @@ struct HelperState {
   }
 };
 
-}  // namespace
-
-ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOptions& options) {
-  if (argv.empty()) throw std::invalid_argument("stallwatch: run_process: argv is empty");
-
+// The work of run_process; the caller renames its waits' errors after it.
+ProcessResult spawn_and_collect(const std::vector<std::string>& argv, const ProcessOptions& options) {
   Pipe in = make_pipe();
   Pipe out = make_pipe();
   Pipe err;
@@ -283,6 +280,16 @@ ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOpt
     throw;
   }
   return result;
+}
+
+}  // namespace
+
+ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOptions& options) {
+  if (argv.empty()) throw std::invalid_argument("stallwatch: run_process: argv is empty");
+  // A deadline or a cancel in any of its waits (output, input, exit) is
+  // reported as this call's: "run_process sleep: deadline exceeded after …".
+  return core::as_operation([&] { return "run_process " + argv[0]; }, options.deadline,
+                            [&] { return spawn_and_collect(argv, options); });
 }
 
 }  // namespace v1
