@@ -264,6 +264,9 @@ void finish_stall(State& s, WatchedLoop& w, std::uint64_t end_ns) {
   const std::uint64_t wall = end_ns > st.start_ns ? end_ns - st.start_ns : 0;
   ThreadTimes now_times;
   const bool have_times = w.probe.read_times(now_times);
+  // A scrape that sees this length recorded also sees the stall counted
+  // (stall_duration_buckets).
+  std::atomic_thread_fence(std::memory_order_release);
   w.record->stalls.stall_duration.record(wall);
   STALLWATCH_PROBE3(stall_end, w.record->index, st.fiber_id, wall);
 
