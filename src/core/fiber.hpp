@@ -11,6 +11,7 @@
 
 #include "core/sanitizer_hooks.hpp"
 #include "core/thread_state.hpp"
+#include "stack/stack_canary.hpp"
 #include "stack/stack_pool.hpp"
 #include "stallwatch/detail/task_base.hpp"
 
@@ -30,6 +31,8 @@ struct Fiber {
   std::uint64_t ready_since_ns = 0;  // woken by a timer or I/O: for loop lag; 0 otherwise
   bool started = true;  // false until a fresh fiber's entry runs; the scheduler is always started
   bool cancel_requested = false;
+  // Checked at every switch out of this fiber (stack/stack_canary.hpp).
+  const std::uint64_t* stack_canary = &stack::unwritten_canary;
   FiberIdentity identity;  // id (0 for the scheduler), `name` below, stack bounds
 
   Loop* loop = nullptr;

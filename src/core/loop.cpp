@@ -111,6 +111,7 @@ void Loop::start(detail::TaskBase* task, std::string_view name) {
                                   reinterpret_cast<std::uintptr_t>(stack.lo),
                                   reinterpret_cast<std::uintptr_t>(stack.lo) + stack.size};
   fiber->stack = stack;
+  fiber->stack_canary = stack::arm_canary(stack);
   fiber->sanitizer.stack_bottom = stack.lo;
   fiber->sanitizer.stack_size = stack.size;
   fiber->started = false;
@@ -227,9 +228,13 @@ bctx::transfer_t Loop::release_dead_fiber(bctx::transfer_t from) noexcept {
   STALLWATCH_PROBE2(slice_begin, record.index, next->identity.id);
 }
 
-// Everything before the jump: the switch window opens, `to` becomes the running fiber.
+// Everything before the jump: `from`'s stack canary is checked, the switch
+// window opens, `to` becomes the running fiber.
 [[gnu::always_inline]] inline void Loop::enter_switch(Fiber* from, Fiber* to, std::uint64_t now,
                                                       bool from_finished) noexcept {
+  // A fiber whose stack has no guard page and that ran past its end is
+  // stopped here, before another fiber runs on memory it may have written.
+  if (*from->stack_canary != stack::canary_value) [[unlikely]] stack::die_of_overwritten_canary(from->identity);
   tls_thread_state.in_switch = 1;
   begin_slice(to, now);
   sanitizer_start_switch(from->sanitizer, to->sanitizer, from_finished);
