@@ -76,8 +76,17 @@ Loop::Loop(const Config& config)
   record_.slice.idle.store(false, std::memory_order_release);
   configure_log(config_);
   stack::install_overflow_handler_for_thread();
-  metrics::ensure_endpoint(config_);
-  watchdog::loop_started(record_, config_);
+  try {
+    metrics::ensure_endpoint(config_);
+    // Throws config_error when the configured capture signal is the
+    // application's: nothing of this loop may stay behind.
+    watchdog::loop_started(record_, config_);
+  } catch (...) {
+    stack::remove_overflow_handler_for_thread();
+    record_.slice.idle.store(true, std::memory_order_relaxed);
+    release_loop_record(record_);
+    throw;
+  }
 }
 
 Loop::~Loop() {

@@ -8,6 +8,7 @@ namespace stallwatch::watchdog {
 namespace {
 
 const char* capture_note(const StallSample& s) {
+  if (!s.handler_replaced.empty()) return s.handler_replaced.c_str();
   if (s.timed_out) return "the thread did not answer the capture signal in time";
   switch (s.outcome) {
     case CaptureOutcome::captured:
@@ -23,6 +24,7 @@ const char* capture_note(const StallSample& s) {
 }
 
 const char* capture_field(const StallSample& s) {
+  if (!s.handler_replaced.empty()) return "handler_replaced";
   if (s.timed_out) return "timeout";
   switch (s.outcome) {
     case CaptureOutcome::captured:
@@ -261,6 +263,16 @@ std::string format_suppressed(int loop, std::uint64_t count, log_format format) 
   }
   return "stallwatch: suppressed " + std::to_string(count) + " stall reports on loop " + std::to_string(loop) +
          " in the last minute";
+}
+
+std::string format_notice(std::string_view event, std::string_view message, log_format format) {
+  if (format != log_format::json) return std::string(message);
+  std::string out = "{\"event\":";
+  append_json_string(out, event);
+  out += ",\"message\":";
+  append_json_string(out, message);
+  out += "}";
+  return out;
 }
 
 }  // namespace stallwatch::watchdog

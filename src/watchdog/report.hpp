@@ -27,6 +27,9 @@ struct StallSample {
   // captured, or why there is no stack; timeout when the thread did not answer.
   CaptureOutcome outcome = CaptureOutcome::captured;
   bool timed_out = false;
+  // Set when the capture signal's handler is no longer stallwatch's
+  // (capture_handler_replacement): the reason the stack is missing.
+  std::string handler_replaced;
   std::vector<Frame> frames;
   std::uint64_t stack_id = 0;  // hash of the pcs; 0 without a stack
   int seen = 1;                // reports with this stack in the window, this one included
@@ -49,6 +52,9 @@ std::uint64_t stack_hash(const std::uintptr_t* pcs, int depth);
 std::string format_sample(const StallSample& s, log_format format);
 std::string format_end(const StallEnd& e, log_format format);
 std::string format_suppressed(int loop, std::uint64_t count, log_format format);
+// A line of the watchdog's own (the capture signal chosen, its handler
+// replaced): "stallwatch: ..." as it is, or {"event":event,"message":...}.
+std::string format_notice(std::string_view event, std::string_view message, log_format format);
 
 // JSON string escaping (quotes, backslash, control characters as \uXXXX;
 // invalid UTF-8 bytes as \u00XX so the line stays valid).

@@ -113,6 +113,7 @@ struct WatchedLoop {
   bool stalled = false;
   Stall stall;
   PendingCapture capture;
+  bool handler_replacement_logged = false;  // the line saying so, once per loop
 };
 
 struct State {
@@ -284,6 +285,7 @@ void finish_stall(State& s, WatchedLoop& w, std::uint64_t end_ns) {
 }
 
 const char* missing_stack_frame(const StallSample& s) {
+  if (!s.handler_replaced.empty()) return "[stack not captured: capture signal handler replaced]";
   if (s.timed_out) return "[stack not captured: timeout]";
   switch (s.outcome) {
     case CaptureOutcome::in_switch:
@@ -302,6 +304,27 @@ const char* missing_stack_frame(const StallSample& s) {
 void complete_sample(State& s, WatchedLoop& w, bool timed_out);
 void queue_sample(State& s, WatchedLoop& w, Event&& e);
 bool take_wait_stack(WatchedLoop& w, const SyscallState& sys, Event& e);
+
+// True when the capture signal's handler is no longer stallwatch's: the
+// sample says so instead of a stack, and the loop's log gets one line
+// saying it plainly the first time.
+bool note_handler_replaced(State& s, WatchedLoop& w, StallSample& sample) {
+  std::string replacement = capture_handler_replacement(w.signo);
+  if (replacement.empty()) return false;
+  if (!w.handler_replacement_logged) {
+    w.handler_replacement_logged = true;
+    Event line = event_for(w, Event::Kind::line);
+    line.line = format_notice("capture_handler_replaced",
+                              "stallwatch: loop " + std::to_string(w.record->index) + ": " + replacement +
+                                  ". The watchdog sends it no more captures, so this loop's stalls are reported "
+                                  "without their stacks; leave the signal to stallwatch, or give stallwatch "
+                                  "another with STALLWATCH_SIGNAL",
+                              w.format);
+    s.pending.push_back(std::move(line));
+  }
+  sample.handler_replaced = std::move(replacement);
+  return true;
+}
 
 void begin_sample(State& s, WatchedLoop& w, std::uint64_t now, std::uint64_t age) {
   Stall& st = w.stall;
@@ -332,6 +355,12 @@ void begin_sample(State& s, WatchedLoop& w, std::uint64_t now, std::uint64_t age
   st.last_sample_age_ns = age;
 
   if (take_wait_stack(w, sys, e)) {
+    queue_sample(s, w, std::move(e));
+    return;
+  }
+  if (note_handler_replaced(s, w, e.sample)) {
+    // Whatever handles the signal now is not ours to send requests to.
+    e.stack.missing = "[stack not captured: capture signal handler replaced]";
     queue_sample(s, w, std::move(e));
     return;
   }
@@ -366,6 +395,9 @@ void complete_sample(State& s, WatchedLoop& w, bool timed_out) {
     if (st.fiber_name.empty()) st.fiber_name = sample.fiber_name;
   } else {
     sample.timed_out = true;
+    // Unanswered: a handler installed over ours since the request would
+    // have swallowed it.
+    note_handler_replaced(s, w, sample);
   }
   if (e.stack.pcs.empty()) e.stack.missing = missing_stack_frame(sample);
   queue_sample(s, w, std::move(e));
@@ -587,6 +619,9 @@ void child_after_fork() {
   s.pending.clear();  // the parent writes its own reports
   CaptureSlot* mine = fork_without_loops ? nullptr : tls_capture_slot;
   std::erase_if(s.loops, [mine](const auto& w) { return w->slot.get() != mine; });
+  std::vector<int> signals_in_use;
+  for (const auto& w : s.loops) signals_in_use.push_back(w->signo);
+  recount_capture_signal_users(signals_in_use);
   for (auto& w : s.loops) {
     w->tid = current_tid();
     w->record->tid.store(w->tid, std::memory_order_relaxed);
@@ -617,10 +652,18 @@ void loop_started(core::LoopRecord& record, const Config& config) {
     std::atexit(stop_threads_at_exit);
   });
 
+  // Under the lifecycle lock: claims and releases of the signal are then
+  // never halfway done when the process forks.
+  std::lock_guard life(s.lifecycle);
+  const ClaimedSignal signal = claim_capture_signal(config.capture_signal, config.capture_signal_setting);
+  if (!signal.chosen_line.empty()) {
+    write_line(config.log_sink, format_notice("capture_signal", signal.chosen_line, config.log_format));
+  }
+
   auto w = std::make_unique<WatchedLoop>();
   w->record = &record;
   w->tid = current_tid();
-  w->signo = config.capture_signal != 0 ? config.capture_signal : default_capture_signal();
+  w->signo = signal.signo;
   w->threshold_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(config.threshold).count());
   w->strict = config.strict;
   w->format = config.log_format;
@@ -631,11 +674,9 @@ void loop_started(core::LoopRecord& record, const Config& config) {
   w->slot->slice_counter = &record.slice.seq;
   record.threshold_ns.store(w->threshold_ns, std::memory_order_relaxed);
 
-  install_capture_handler(w->signo);
   prime_unwinder();
   tls_capture_slot = w->slot.get();
 
-  std::lock_guard life(s.lifecycle);
   std::lock_guard lock(s.mutex);
   s.loops.push_back(std::move(w));
   if (s.thread == nullptr) start_thread(s);
@@ -653,6 +694,10 @@ void loop_stopped(core::LoopRecord& record) {
     // The handler runs on this thread only, so once the slot is unhooked here
     // no handler can be using it.
     if (tls_capture_slot == (*it)->slot.get()) tls_capture_slot = nullptr;
+    // No request is in flight to this thread any more (retire_loop ended
+    // the capture, and a signal sent to it was delivered before this code
+    // ran on it): the last loop may put the signal's disposition back.
+    release_capture_signal((*it)->signo);
     s.loops.erase(it);
     if (s.loops.empty() && s.thread != nullptr) {
       s.stop = true;
