@@ -1,4 +1,4 @@
-// The stack canary (stack_canary.hpp): arming it at spawn, and the end of
+// The stack canary (stack_canary.hpp): where it is, and the end of
 // the process when a switch finds it overwritten. NOT async-signal-safe
 // itself; the message is written by the signal-safe writer the guard-page
 // handler uses, so both paths print the same line.
@@ -14,13 +14,13 @@ namespace stallwatch::stack {
 
 const std::uint64_t unwritten_canary = canary_value;
 
-const std::uint64_t* arm_canary(const Stack& stack) noexcept {
+const std::uint64_t* canary_of(const Stack& stack) noexcept {
   if (stack.guarded) return &unwritten_canary;
-  // The page below an unguarded stack belongs to its slot (stack_pool.cpp),
-  // so this word is ours; an overflow reaches it before any other stack.
-  auto* word = reinterpret_cast<std::uint64_t*>(stack.lo) - 1;
-  *word = canary_value;
-  return word;
+  // The page below an unguarded stack belongs to its slot (stack_pool.cpp)
+  // and is written by nothing but an overflow, which reaches this word
+  // before any other stack's memory. A reused stack's word is still zero:
+  // an overflow of its last fiber would have ended the process.
+  return reinterpret_cast<const std::uint64_t*>(stack.lo) - 1;
 }
 
 void die_of_overwritten_canary(const core::FiberIdentity& fiber) noexcept {
