@@ -243,7 +243,8 @@ bctx::transfer_t Loop::release_dead_fiber(bctx::transfer_t from) noexcept {
                                                       bool from_finished) noexcept {
   // A fiber whose stack has no guard page and that ran past its end is
   // stopped here, before another fiber runs on memory it may have written.
-  if (*from->stack_canary != stack::canary_value) [[unlikely]] stack::die_of_overwritten_canary(from->identity);
+  // (from is still the fiber published as running: the fault handler names it.)
+  stack::check_canary(from->stack_canary);
   tls_thread_state.in_switch = 1;
   begin_slice(to, now);
   sanitizer_start_switch(from->sanitizer, to->sanitizer, from_finished);

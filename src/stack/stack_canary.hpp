@@ -14,7 +14,7 @@
 // zero and is never written, so the switch has no branch on which kind it has.
 //
 //   fiber->stack_canary = stack::canary_of(stack);               // at spawn
-//   if (*fiber->stack_canary != stack::canary_value) ...         // at each switch out
+//   stack::check_canary(fiber->stack_canary);                    // at each switch out
 #pragma once
 
 #include <cstdint>
@@ -36,10 +36,36 @@ extern const std::uint64_t unwritten_canary;
 // at spawn.
 const std::uint64_t* canary_of(const Stack& stack) noexcept;
 
-// The canary of `fiber` was overwritten: writes "stallwatch: stack overflow
-// in fiber N "name" (stack K KiB); raise STALLWATCH_STACK_KB" to stderr, as
-// the guard-page handler does, and ends the process by SIGSEGV. Loop thread,
-// at a switch.
-[[noreturn, gnu::cold, gnu::noinline]] void die_of_overwritten_canary(const core::FiberIdentity& fiber) noexcept;
+// A page that is never accessible, mapped once per process when the first
+// loop installs the overflow handler (overflow_handler.cpp).
+extern char* canary_tripwire;
+
+// The canary of the running fiber was overwritten: a store into the
+// tripwire page, which the SIGSEGV handler recognises and answers as it
+// answers a fault in a guard page (the "stallwatch: stack overflow in fiber
+// N ..." line naming the fiber still published as running, then death by
+// SIGSEGV). A store rather than a call, so that the check costs the switch
+// no stack frame and no saved register. Loop thread, at a switch.
+[[noreturn, gnu::always_inline]] inline void trip_on_overwritten_canary() noexcept {
+  *static_cast<volatile char*>(canary_tripwire) = 0;
+  __builtin_unreachable();
+}
+
+// The check at a switch out of a fiber: trips when `canary` no longer holds
+// canary_value. On x86-64 it is written out as one compare of the word in
+// memory with zero and a branch: left to itself GCC loads the word into a
+// register first, and finding one costs the switch a saved register more.
+[[gnu::always_inline]] inline void check_canary(const std::uint64_t* canary) noexcept {
+#if defined(__x86_64__)
+  static_assert(canary_value == 0);
+  asm goto("cmpq $0, %0\n\tjne %l1" : : "m"(*canary) : "cc" : overwritten);
+  return;
+overwritten:
+  __attribute__((cold));
+  trip_on_overwritten_canary();
+#else
+  if (*canary != canary_value) [[unlikely]] trip_on_overwritten_canary();
+#endif
+}
 
 }  // namespace stallwatch::stack

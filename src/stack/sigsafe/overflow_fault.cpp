@@ -76,8 +76,8 @@ bool is_guard_page_fault(std::uintptr_t addr) {
   return addr < lo && addr >= lo - fault_chain.page_size;
 }
 
-}  // namespace
-
+// The "stallwatch: stack overflow in fiber ..." line, for every way an
+// overflow is found. Async-signal-safe.
 void write_overflow_message(const core::FiberIdentity& fiber) {
   Line line;
   line.append("stallwatch: stack overflow in fiber ");
@@ -97,7 +97,14 @@ void write_overflow_message(const core::FiberIdentity& fiber) {
   line.write_to_stderr();
 }
 
-namespace {
+// True when addr is in the canary tripwire page while a fiber runs.
+// Async-signal-safe.
+bool is_canary_trip(std::uintptr_t addr) {
+  const core::FiberIdentity* fiber = core::tls_thread_state.fiber;
+  const std::uintptr_t tripwire = fault_chain.canary_tripwire;
+  return fiber != nullptr && fiber->id != 0 && tripwire != 0 && addr >= tripwire &&
+         addr < tripwire + fault_chain.page_size;
+}
 
 // True when the running fiber's stack pointer lies below its stack and the
 // fault is at that stack pointer (a push, a call, a frame's first store):
@@ -141,6 +148,7 @@ void chain(int signo, siginfo_t* info, void* ucontext) {
 void on_fault(int signo, siginfo_t* info, void* ucontext) {
   if (info != nullptr && info->si_code > 0 &&
       (is_guard_page_fault(reinterpret_cast<std::uintptr_t>(info->si_addr)) ||
+       is_canary_trip(reinterpret_cast<std::uintptr_t>(info->si_addr)) ||
        ran_off_fiber_stack(reinterpret_cast<std::uintptr_t>(info->si_addr), ucontext))) {
     write_overflow_message(*core::tls_thread_state.fiber);
     die_by_default_action(signo, info);

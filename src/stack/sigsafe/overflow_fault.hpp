@@ -6,8 +6,7 @@
 
 #include <csignal>
 #include <cstddef>
-
-#include "core/thread_state.hpp"
+#include <cstdint>
 
 namespace stallwatch::stack::sigsafe {
 
@@ -17,6 +16,7 @@ struct FaultChain {
   struct sigaction previous_segv;
   struct sigaction previous_bus;
   std::size_t page_size;
+  std::uintptr_t canary_tripwire;  // the page a switch stores into on an overwritten canary
 };
 extern FaultChain fault_chain;
 
@@ -26,14 +26,11 @@ extern FaultChain fault_chain;
 // instruction faults again and the process dies by the signal (core dump
 // possible). Any other fault goes to the handler installed before ours, or
 // to the default action. Async-signal-safe.
-// A fault counts as this overflow when it hits that page, or when the
-// interrupted stack pointer has left the running fiber's stack downwards (a
-// stack without a guard page, overflowed until it met unmapped memory).
+// A fault counts as this overflow when it hits that page, when it hits the
+// canary tripwire (a switch found the fiber's canary overwritten, see
+// stack_canary.hpp), or when the interrupted stack pointer has left the
+// running fiber's stack downwards (a stack without a guard page, overflowed
+// until it met unmapped memory).
 void on_fault(int signo, siginfo_t* info, void* ucontext);
-
-// Writes "stallwatch: stack overflow in fiber N "name" (stack K KiB); raise
-// STALLWATCH_STACK_KB" to stderr: the line of both overflow paths, the guard
-// page's and the canary's (stack_canary.hpp). Async-signal-safe.
-void write_overflow_message(const core::FiberIdentity& fiber);
 
 }  // namespace stallwatch::stack::sigsafe
