@@ -79,7 +79,8 @@ TEST_CASE("defaults match DESIGN.md") {
   CHECK(c.metrics_addr == "127.0.0.1:9464");
   CHECK_FALSE(c.strict);
   CHECK(c.stack_kb == 64);
-  CHECK(c.capture_signal == SIGRTMIN + 4);
+  CHECK(c.capture_signal == 0);  // auto: chosen when the first loop starts
+  CHECK(c.capture_signal_setting.empty());
 }
 
 TEST_CASE("the documented error format") {
@@ -228,8 +229,15 @@ TEST_CASE("STALLWATCH_STACK_KB") {
 
 TEST_CASE("STALLWATCH_SIGNAL") {
   CleanEnvironment env;
+  env.set("STALLWATCH_SIGNAL", "auto");
+  CHECK(resolve_config({}).capture_signal == 0);
+  Options explicit_signal;
+  explicit_signal.capture_signal = SIGRTMIN + 1;
+  CHECK(resolve_config(explicit_signal).capture_signal == 0);  // the environment's auto wins
+  CHECK(resolve_config(explicit_signal).capture_signal_setting.empty());
   env.set("STALLWATCH_SIGNAL", std::to_string(SIGRTMIN + 2).c_str());
   CHECK(resolve_config({}).capture_signal == SIGRTMIN + 2);
+  CHECK(resolve_config({}).capture_signal_setting == "STALLWATCH_SIGNAL");
   env.set("STALLWATCH_SIGNAL", "SIGRTMIN+6");
   CHECK(resolve_config({}).capture_signal == SIGRTMIN + 6);
   env.set("STALLWATCH_SIGNAL", "SIGRTMAX-1");
@@ -239,12 +247,13 @@ TEST_CASE("STALLWATCH_SIGNAL") {
   const std::string below = std::to_string(SIGRTMIN - 1);
   const std::string above = std::to_string(SIGRTMAX + 1);
   for (const std::string& bad : {below, above, std::string("11"), std::string("SIGUSR1"), std::string("SIGRTMIN+99"),
-                                 std::string("SIGRTMIN-1"), std::string("SIGRTMIN+"), std::string("")}) {
+                                 std::string("SIGRTMIN-1"), std::string("SIGRTMIN+"), std::string(""),
+                                 std::string("AUTO"), std::string("auto ")}) {
     CAPTURE(bad);
     const auto message = env_error(env, "STALLWATCH_SIGNAL", bad.c_str());
     CHECK(contains(message, "STALLWATCH_SIGNAL=\"" + bad + "\""));
-    CHECK(contains(message, "a real-time signal number from " + std::to_string(SIGRTMIN) + " to " +
-                                std::to_string(SIGRTMAX)));
+    CHECK(contains(message, "expected auto, or a real-time signal number from " + std::to_string(SIGRTMIN) +
+                                " to " + std::to_string(SIGRTMAX)));
   }
 }
 
@@ -263,6 +272,7 @@ TEST_CASE("environment overrides Options, which override the defaults") {
   CHECK(from_options.metrics_addr == "127.0.0.1:9999");
   CHECK(from_options.stack_kb == 128);
   CHECK(from_options.capture_signal == SIGRTMIN + 1);
+  CHECK(from_options.capture_signal_setting == "Options::capture_signal");
   CHECK_FALSE(from_options.watchdog);
 
   env.set("STALLWATCH_THRESHOLD_MS", "70");
@@ -326,6 +336,7 @@ TEST_CASE("invalid Options fields are errors naming the field") {
     const auto message = error_of(o);
     CHECK(contains(message, "Options::capture_signal = " + std::to_string(SIGSEGV)));
     CHECK(contains(message, "real-time signal"));
+    CHECK(contains(message, "leave it unset for auto"));
   }
   {
     Options o;

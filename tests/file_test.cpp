@@ -11,6 +11,7 @@
 #include <string>
 #include <system_error>
 
+#include "stallwatch/errors.hpp"
 #include "stallwatch/file.hpp"
 #include "stallwatch/loop.hpp"
 
@@ -122,4 +123,11 @@ TEST_CASE("other fibers run while a file is read") {
     ticker.join();
     CHECK(ticks > 0);
   });
+}
+
+TEST_CASE("read_file and write_file outside a loop name themselves, not in_thread") {
+  CHECK_THROWS_WITH_AS(sw::read_file("/etc/hostname"),
+                       "stallwatch: read_file called outside a fiber of a running loop", sw::not_on_loop);
+  CHECK_THROWS_WITH_AS(sw::write_file("/nonexistent/x", "data"),
+                       "stallwatch: write_file called outside a fiber of a running loop", sw::not_on_loop);
 }

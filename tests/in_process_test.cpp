@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "stallwatch/errors.hpp"
 #include "stallwatch/in_process.hpp"
 #include "stallwatch/loop.hpp"
 
@@ -49,6 +50,10 @@ int killed() {
 int exits(int code) { std::exit(code); }
 int read_global() { return seen_by_children; }
 int my_pid() { return getpid(); }
+int sleeps(int ms) {
+  usleep(static_cast<useconds_t>(ms) * 1000);
+  return ms;
+}
 
 struct Stats {
   double mean;
@@ -219,4 +224,13 @@ TEST_CASE("a fork server that dies is reaped, named in the log, and replaced") {
                       line.find("was killed by signal 9 (SIGKILL); starting another") != std::string::npos);
   }
   CHECK(named);
+}
+
+TEST_CASE("a cancelled call says in_process: cancelled") {
+  sw::run([] {
+    auto call = sw::spawn([] { return sw::in_process(sleeps, 1000); }, "waits for a child");
+    sw::sleep_for(50ms);
+    call.cancel();
+    CHECK_THROWS_WITH_AS(call.join(), "stallwatch: in_process: cancelled", sw::cancelled);
+  });
 }

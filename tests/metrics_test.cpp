@@ -11,12 +11,16 @@
 #include <prometheus/text_serializer.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <map>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <thread>
 #include <vector>
 
 #include "base/coarse_clock.hpp"
@@ -24,6 +28,7 @@
 #include "core/loop_record.hpp"
 #include "metrics/collectable.hpp"
 #include "metrics/endpoint.hpp"
+#include "stallwatch/loop.hpp"
 #include "stallwatch/metrics.hpp"
 
 namespace {
@@ -252,9 +257,11 @@ TEST_CASE("the collectable reports every DESIGN.md family with its type, labels 
   CHECK(find_sample(*find_family(families, "stallwatch_fibers_spawned_total"), loop)->counter.value == 17);
 
   const auto& stall_h = find_sample(*find_family(families, "stallwatch_stall_duration_seconds"), loop)->histogram;
-  CHECK(stall_h.sample_count == 3);
+  // 5 stalls begun, 3 of them ended: the 2 in progress count in +Inf alone,
+  // so _count equals the stalls counted.
+  CHECK(stall_h.sample_count == 5);
   CHECK(stall_h.sample_sum == doctest::Approx(20.26));
-  CHECK(stall_h.bucket.back().cumulative_count == 3);
+  CHECK(stall_h.bucket.back().cumulative_count == 5);
   CHECK(stall_h.bucket[LogHistogram::finite_buckets - 1].cumulative_count == 2);
 
   const auto& slice_h = find_sample(*find_family(families, "stallwatch_slice_duration_seconds"), loop)->histogram;
@@ -303,9 +310,10 @@ TEST_CASE("text exposition: cumulative buckets, +Inf, _sum, _count and label val
   const std::string text = prometheus::TextSerializer().Serialize(metrics::shared_collectable()->Collect());
 
   CHECK(text.find("# TYPE stallwatch_stall_duration_seconds histogram") != std::string::npos);
-  CHECK(text.find("stallwatch_stall_duration_seconds_bucket{loop=\"" + loop + "\",le=\"+Inf\"} 3") !=
+  // 3 stalls ended and 2 in progress (5 counted): +Inf and _count hold all 5.
+  CHECK(text.find("stallwatch_stall_duration_seconds_bucket{loop=\"" + loop + "\",le=\"+Inf\"} 5") !=
         std::string::npos);
-  CHECK(text.find("stallwatch_stall_duration_seconds_count{loop=\"" + loop + "\"} 3") != std::string::npos);
+  CHECK(text.find("stallwatch_stall_duration_seconds_count{loop=\"" + loop + "\"} 5") != std::string::npos);
   CHECK(text.find("stallwatch_stall_duration_seconds_sum{loop=\"" + loop + "\"} 20.26") != std::string::npos);
   CHECK(text.find("stallwatch_stalls_total{loop=\"" + loop + "\",kind=\"cpu\"} 3") != std::string::npos);
   CHECK(text.find("# TYPE stallwatch_slices_total counter") != std::string::npos);
@@ -393,4 +401,140 @@ TEST_CASE("register_metrics serves stallwatch's families from the service's own 
   const std::string body = body_of(http_get(port, "/service-metrics"));
   CHECK(body.find("stallwatch_slices_total{loop=\"" + std::to_string(claimed.record.index) + "\"} 1234") !=
         std::string::npos);
+}
+
+namespace {
+
+// What one scrape showed for one loop index: every counter and every
+// cumulative bucket, which must never go down from one scrape to the next.
+struct LoopSeen {
+  std::map<std::string, double> values;  // name (with kind / bucket bound) → value
+};
+
+// Checks one scrape against itself (_count equals its counter) and against
+// the scraper's previous one (nothing went down); appends what is wrong.
+void check_scrape(const std::vector<prometheus::MetricFamily>& families, std::map<std::string, LoopSeen>& previous,
+                  std::vector<std::string>& problems) {
+  const auto* slices = find_family(families, "stallwatch_slices_total");
+  if (slices == nullptr) return;
+  std::map<std::string, LoopSeen> now;
+  const auto note = [&](const std::string& loop, const std::string& name, double value) {
+    now[loop].values[name] = value;
+  };
+  for (const auto& family : families) {
+    for (const auto& m : family.metric) {
+      const std::string loop = label(m, "loop");
+      if (loop == "<absent>") continue;
+      if (family.type == prometheus::MetricType::Counter) {
+        note(loop, family.name + "{" + label(m, "kind") + "}", m.counter.value);
+      } else if (family.type == prometheus::MetricType::Histogram) {
+        for (const auto& b : m.histogram.bucket) {
+          note(loop, family.name + "_bucket{le=" + std::to_string(b.upper_bound) + "}",
+               static_cast<double>(b.cumulative_count));
+        }
+        note(loop, family.name + "_count", static_cast<double>(m.histogram.sample_count));
+      }
+    }
+  }
+  for (auto& [loop, seen] : now) {
+    auto& v = seen.values;
+    const double slices_total = v["stallwatch_slices_total{<absent>}"];
+    if (slices_total != v["stallwatch_slice_duration_seconds_count"]) {
+      problems.push_back("loop " + loop + ": slices_total " + std::to_string(slices_total) +
+                         " != slice_duration_seconds_count " + std::to_string(v["stallwatch_slice_duration_seconds_count"]));
+    }
+    const double stalls = v["stallwatch_stalls_total{cpu}"] + v["stallwatch_stalls_total{blocked}"] +
+                          v["stallwatch_stalls_total{preempted}"];
+    if (stalls != v["stallwatch_stall_duration_seconds_count"]) {
+      problems.push_back("loop " + loop + ": stalls_total " + std::to_string(stalls) +
+                         " != stall_duration_seconds_count " + std::to_string(v["stallwatch_stall_duration_seconds_count"]));
+    }
+    for (const auto& [name, value] : previous[loop].values) {
+      if (v.count(name) != 0 && v[name] < value) {
+        problems.push_back("loop " + loop + ": " + name + " went down from " + std::to_string(value) + " to " +
+                           std::to_string(v[name]));
+      }
+    }
+  }
+  for (auto& [loop, seen] : now) previous[loop] = std::move(seen);
+}
+
+// Spins for ms on the loop: a stall past a 1 ms threshold.
+void stall_for(std::chrono::milliseconds ms) {
+  const auto until = std::chrono::steady_clock::now() + ms;
+  while (std::chrono::steady_clock::now() < until) {
+  }
+}
+
+}  // namespace
+
+TEST_CASE("counters only go up while loops end and reuse their index, and each _count equals its counter") {
+  std::atomic<bool> stop{false};
+  std::mutex problems_mutex;
+  std::vector<std::string> problems;
+  std::atomic<int> scrapes{0};
+  std::vector<std::thread> scrapers;
+  for (int i = 0; i < 2; ++i) {
+    scrapers.emplace_back([&] {
+      std::map<std::string, LoopSeen> previous;
+      std::vector<std::string> mine;
+      while (!stop.load()) {
+        check_scrape(metrics::shared_collectable()->Collect(), previous, mine);
+        scrapes.fetch_add(1);
+      }
+      std::lock_guard lock(problems_mutex);
+      problems.insert(problems.end(), mine.begin(), mine.end());
+    });
+  }
+
+  stallwatch::Options options;
+  options.threshold = std::chrono::milliseconds(1);
+  options.reports_per_minute = 0;  // stalls counted, no report lines
+  options.metrics_addr = "off";
+  options.log_sink = [](std::string_view) {};
+  // Two threads each run one loop after another: every loop but the first
+  // on a thread reuses an index that an ended loop left, with its counters.
+  // Long loops (many slices) alternate with short ones (a few): before the
+  // fix, slices_total fell from thousands to a handful at the reuse.
+  std::vector<std::thread> loop_threads;
+  std::atomic<std::uint64_t> loops_run{0};
+  for (int t = 0; t < 2; ++t) {
+    loop_threads.emplace_back([&, t] {
+      for (int round = 0; round < 12; ++round) {
+        const bool long_loop = (round + t) % 2 == 0;
+        stallwatch::run(options, [&] {
+          auto a = stallwatch::spawn([&] {
+            for (int i = 0; i < (long_loop ? 3000 : 3); ++i) stallwatch::yield();
+          });
+          auto b = stallwatch::spawn([&] {
+            for (int i = 0; i < (long_loop ? 3000 : 3); ++i) stallwatch::yield();
+            if (long_loop) stall_for(std::chrono::milliseconds(4));
+          });
+          stallwatch::sleep_for(std::chrono::milliseconds(2));
+          a.join();
+          b.join();
+        });
+        loops_run.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : loop_threads) t.join();
+  // A last scrape by each scraper after every loop ended.
+  const int seen = scrapes.load();
+  while (scrapes.load() < seen + 2) std::this_thread::yield();
+  stop.store(true);
+  for (auto& t : scrapers) t.join();
+
+  CHECK(loops_run.load() == 24);
+  CHECK(scrapes.load() > 10);
+  for (const auto& problem : problems) FAIL_CHECK(problem);
+  CHECK(problems.empty());
+
+  // And the totals are those of every loop that ran on the indexes, not of
+  // the last: 12 loops × (6 fibers' worth of slices at least) per thread.
+  const auto families = metrics::shared_collectable()->Collect();
+  const auto& slices = *find_family(families, "stallwatch_slices_total");
+  double most = 0;
+  for (const auto& m : slices.metric) most = std::max(most, m.counter.value);
+  CHECK(most >= 6 * 3000);
 }

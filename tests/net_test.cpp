@@ -310,8 +310,11 @@ TEST_CASE("connect times out when the listener's queue is full") {
     for (int i = 0; i < 20 && !timed_out; ++i) {
       try {
         held.push_back(sw::TcpStream::connect("127.0.0.1", port_of(listener), sw::deadline_after(200ms)));
-      } catch (const sw::deadline_exceeded&) {
+      } catch (const sw::deadline_exceeded& e) {
         timed_out = true;
+        // Named after the call and its address, not the wait inside it.
+        CHECK(std::string(e.what()) == "stallwatch: connect to 127.0.0.1:" + std::to_string(port_of(listener)) +
+                                           ": deadline exceeded after 200 ms");
       }
     }
     CHECK(timed_out);

@@ -82,6 +82,27 @@ TEST_CASE("past the deadline the child is killed and reaped") {
   CHECK(no_children());
 }
 
+TEST_CASE("a deadline or a cancel names run_process and the program, not the wait inside it") {
+  sw::run([] {
+    sw::ProcessOptions options;
+    options.deadline = sw::deadline_after(100ms);
+    CHECK_THROWS_WITH_AS(sw::run_process({"sleep", "30"}, options),
+                         "stallwatch: run_process sleep: deadline exceeded after 100 ms", sw::deadline_exceeded);
+    // A deadline reached while the output is drained (the child holds its
+    // stdout open) and one reached while only its exit is awaited (it closed
+    // its stdout first) read the same.
+    options.deadline = sw::deadline_after(150ms);
+    CHECK_THROWS_WITH_AS(sw::run_process({"sh", "-c", "exec >&-; sleep 30"}, options),
+                         "stallwatch: run_process sh: deadline exceeded after 150 ms", sw::deadline_exceeded);
+
+    auto call = sw::spawn([] { sw::run_process({"sleep", "30"}); }, "runs sleep");
+    sw::sleep_for(50ms);
+    call.cancel();
+    CHECK_THROWS_WITH_AS(call.join(), "stallwatch: run_process sleep: cancelled", sw::cancelled);
+  });
+  CHECK(no_children());
+}
+
 TEST_CASE("the environment can be replaced") {
   sw::run([] {
     sw::ProcessOptions options;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -329,6 +330,10 @@ TEST_CASE("a fault outside any fiber dies by the default action without an overf
 TEST_CASE("install and remove of the alternate signal stack nest and balance the mapping count") {
   const auto child = run_in_child([] {
     drop_doctest_altstack();
+    // The first install also maps the process's one canary tripwire page,
+    // which stays: count from after it.
+    stallwatch::stack::install_overflow_handler_for_thread();
+    stallwatch::stack::remove_overflow_handler_for_thread();
     const long before = stallwatch::stack::mappings_in_use();
     stallwatch::stack::install_overflow_handler_for_thread();
     stallwatch::stack::install_overflow_handler_for_thread();
@@ -382,4 +387,92 @@ TEST_CASE("STALLWATCH_STACK_KB sets the fiber stack size over Options") {
   CHECK(died_by(child, SIGSEGV));
   CHECK(child.err.find("stack overflow in fiber") != std::string::npos);
   CHECK(child.err.find("\"deeper\" (stack 48 KiB)") != std::string::npos);
+}
+
+namespace {
+
+// Recurses, writing every byte of each frame, until a frame lies below
+// `limit`; then returns normally, as an overflow that went unnoticed would.
+__attribute__((noinline)) int overflow_to(std::uintptr_t limit) {
+  volatile char frame[1024];
+  for (std::size_t i = 0; i < sizeof frame; ++i) frame[i] = static_cast<char>(0x5a + i);
+  if (reinterpret_cast<std::uintptr_t>(&frame[0]) > limit) return overflow_to(limit) + frame[7];
+  return frame[7];
+}
+
+// The running fiber's lowest usable stack address.
+std::uintptr_t running_stack_lo() { return stallwatch::base::current_fiber()->stack_lo; }
+
+// run() in a child whose mapping budget leaves no guard page for any stack.
+void run_unguarded(const std::function<void()>& body) {
+  drop_doctest_altstack();
+  ::unsetenv("STALLWATCH_STACK_KB");
+  ::setenv("STALLWATCH_METRICS_ADDR", "off", 1);
+  stallwatch::stack::limit_mapping_budget_for_testing(0);
+  stallwatch::Options options;
+  options.watchdog = false;
+  options.stack_kb = 32;
+  stallwatch::run(options, body);
+}
+
+}  // namespace
+
+TEST_CASE("past the guard budget, an overflow that returns is caught at the fiber's next switch, naming it") {
+  // The case issue 11 found: the fiber wrote below its stack, returned as if
+  // nothing happened and parked; the loop later lost a timer. Now its
+  // switch out finds the canary overwritten and ends the process.
+  bool reached_after_switch = false;
+  const auto child = run_in_child([&] {
+    run_unguarded([&] {
+      auto task = stallwatch::spawn(
+          [&] {
+            const std::uintptr_t lo = running_stack_lo();
+            overflow_to(lo - 2048);  // past the end, within the page below
+            stallwatch::sleep_for(std::chrono::milliseconds(1));
+            reached_after_switch = true;
+            ::_exit(7);  // not reached: the switch ends the process
+          },
+          "overflows \"then\" returns");
+      task.join();
+    });
+  });
+  INFO("stderr: " << child.err);
+  CHECK_FALSE(reached_after_switch);
+  CHECK(died_by(child, SIGSEGV));
+  CHECK(child.err.find("stallwatch: warning: vm.max_map_count") != std::string::npos);  // unguarded indeed
+  CHECK(child.err.find("stallwatch: stack overflow in fiber 2 \"overflows ?then? returns\" (stack 32 KiB); "
+                       "raise STALLWATCH_STACK_KB\n") != std::string::npos);
+}
+
+TEST_CASE("past the guard budget, a fiber that stays within its stack runs on untroubled") {
+  const auto child = run_in_child([&] {
+    run_unguarded([&] {
+      auto task = stallwatch::spawn(
+          [&] {
+            const std::uintptr_t lo = running_stack_lo();
+            int sum = overflow_to(lo + 4096);  // deep, but not past the end
+            for (int i = 0; i < 100; ++i) stallwatch::yield();
+            return sum;
+          },
+          "deep but within");
+      task.join();
+    });
+  });
+  INFO("stderr: " << child.err);
+  CHECK(WIFEXITED(child.status));
+  CHECK(WEXITSTATUS(child.status) == 0);
+  CHECK(child.err.find("stack overflow") == std::string::npos);
+}
+
+TEST_CASE("past the guard budget, a fiber that recurses without end dies by SIGSEGV with a message naming it") {
+  const auto child = run_in_child([] {
+    run_unguarded([] {
+      auto task = stallwatch::spawn([] { return recurse_forever(0); }, "bottomless, unguarded");
+      return task.join();
+    });
+  });
+  INFO("stderr: " << child.err);
+  CHECK(died_by(child, SIGSEGV));
+  CHECK(child.err.find("stallwatch: stack overflow in fiber 2 \"bottomless, unguarded\" (stack 32 KiB)") !=
+        std::string::npos);
 }

@@ -37,7 +37,11 @@ struct Options {
   std::optional<std::string> metrics_addr;            // STALLWATCH_METRICS_ADDR: host:port|off
   std::optional<bool> strict;                         // STALLWATCH_STRICT: 0|1
   std::optional<std::size_t> stack_kb;                // STALLWATCH_STACK_KB: 16..65536
-  std::optional<int> capture_signal;                  // STALLWATCH_SIGNAL: a real-time signal number
+  // STALLWATCH_SIGNAL: auto|a real-time signal number. Unset (auto): the
+  // first real-time signal from SIGRTMIN+4 up that has no handler, logged
+  // once. An explicit signal that already has a handler stallwatch did not
+  // install makes run() throw config_error. See README "Options".
+  std::optional<int> capture_signal;
 
   // Receives every line of this loop (stall and blocking-call reports,
   // summaries, messages), without a trailing newline; lines that belong to
@@ -59,7 +63,8 @@ struct Config {
   std::string metrics_addr = "127.0.0.1:9464";  // "off" disables the endpoint
   bool strict = false;
   std::size_t stack_kb = 64;
-  int capture_signal = 0;  // resolved to SIGRTMIN + 4 unless set
+  int capture_signal = 0;  // 0: auto, chosen when the first loop starts
+  std::string capture_signal_setting;  // where an explicit signal was set: "STALLWATCH_SIGNAL" or "Options::capture_signal"
   std::function<void(std::string_view line)> log_sink;
 };
 

@@ -25,19 +25,25 @@ class STALLWATCH_EXPORT config_error : public std::invalid_argument {
 };
 
 // A parking operation (join, wait, acquire, send, receive, lock, I/O wait)
-// reached its deadline before it could complete.
+// reached its deadline before it could complete. An operation made of
+// several waits names itself and the deadline it was given, not the wait
+// that ran out: "stallwatch: connect to 127.0.0.1:9: deadline exceeded after
+// 500 ms", "stallwatch: run_process sleep: deadline exceeded after 100 ms".
 class STALLWATCH_EXPORT deadline_exceeded : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
 
 // The fiber was cancelled (Task::cancel) while parked or before parking.
+// what() names the call: "stallwatch: in_process: cancelled".
 class STALLWATCH_EXPORT cancelled : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
 
-// A stallwatch call that needs a running loop was made outside one.
+// A stallwatch call that needs a running loop was made outside one. what()
+// names the call made ("stallwatch: read_file called outside a fiber of a
+// running loop"), not the one it goes through.
 class STALLWATCH_EXPORT not_on_loop : public std::logic_error {
  public:
   using std::logic_error::logic_error;

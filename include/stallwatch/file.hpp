@@ -7,7 +7,9 @@
 //   std::string config = stallwatch::read_file("/etc/myservice.conf");
 //   stallwatch::write_file("/var/lib/myservice/state", state);
 //
-// Errors: std::system_error carrying errno, its message naming the path.
+// Errors: std::system_error carrying errno, its message naming the path;
+// not_on_loop naming read_file or write_file when called off a loop;
+// cancelled ("stallwatch: read_file: cancelled") once the pool thread is done.
 #pragma once
 
 #include <string>

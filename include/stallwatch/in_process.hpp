@@ -150,8 +150,9 @@ void process_trampoline(std::uintptr_t fn, const char* args, std::size_t size, i
 }  // namespace detail
 
 // Runs f(args...) in a child process and returns its result; see the rules
-// above. Throws process_error, cancelled (the child then runs to its end
-// and its result is dropped), or std::system_error. Loop thread.
+// above. Throws process_error, cancelled ("stallwatch: in_process:
+// cancelled"; the child then runs to its end and its result is dropped),
+// std::system_error, or not_on_loop off a loop. Loop thread.
 template <class F, class... Args>
 auto in_process(F f, Args&&... args) {
   auto* fp = +f;  // a function pointer: plain functions and capture-less lambdas

@@ -10,7 +10,10 @@
 //
 // Errors: std::system_error when the program cannot be started (ENOENT for
 // a missing program); deadline_exceeded past the deadline, after the child
-// was killed (SIGKILL) and reaped. The child is always reaped: no zombies.
+// was killed (SIGKILL) and reaped ("stallwatch: run_process sleep: deadline
+// exceeded after 100 ms", whichever wait ran out: output, input or exit);
+// cancelled ("stallwatch: run_process sleep: cancelled"), the child killed
+// and reaped likewise. The child is always reaped: no zombies.
 #pragma once
 
 #include <string>

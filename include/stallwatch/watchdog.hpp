@@ -16,8 +16,13 @@
 // Every function here may be called from any thread, on or off a loop.
 //
 // Capture signal: the watchdog asks the stalled thread for its stack with a
-// real-time signal, SIGRTMIN+4 unless Options::capture_signal or
-// STALLWATCH_SIGNAL says otherwise. The handler is installed with SA_RESTART,
+// real-time signal. By default (STALLWATCH_SIGNAL=auto) it is the first from
+// SIGRTMIN+4 up that has no handler, named in the log once; a signal set in
+// Options::capture_signal or STALLWATCH_SIGNAL that already has a handler
+// makes run() throw config_error. A handler the application installs over
+// stallwatch's later is reported ("the capture signal's handler was
+// replaced: ...") and gets no captures; the disposition stallwatch found
+// is put back when the last loop ends. The handler is installed with SA_RESTART,
 // so interrupted reads, writes and lock waits resume; calls the kernel never
 // restarts (nanosleep/usleep/sleep, poll, select, epoll_wait) return early
 // with EINTR, as they would for any signal. With libstallwatch-probes loaded

@@ -141,21 +141,28 @@ std::optional<long long> parse_signal(std::string_view text) {
   return parse_decimal(text);
 }
 
-int resolve_capture_signal(std::optional<int> field_value) {
+// 0 for auto; `setting` says where an explicit signal came from.
+int resolve_capture_signal(std::optional<int> field_value, std::string& setting) {
   const long long lo = SIGRTMIN;
   const long long hi = SIGRTMAX;
-  const std::string accepted = "a real-time signal number from " + std::to_string(lo) + " to " + std::to_string(hi) +
-                               " (SIGRTMIN..SIGRTMAX), or SIGRTMIN+n";
+  const std::string numbers = "a real-time signal number from " + std::to_string(lo) + " to " + std::to_string(hi) +
+                              " (SIGRTMIN..SIGRTMAX), or SIGRTMIN+n";
   if (const auto text = variable("STALLWATCH_SIGNAL")) {
+    if (*text == "auto") return 0;
     const auto value = parse_signal(*text);
-    if (!value || *value < lo || *value > hi) reject_variable("STALLWATCH_SIGNAL", *text, accepted);
+    if (!value || *value < lo || *value > hi) reject_variable("STALLWATCH_SIGNAL", *text, "auto, or " + numbers);
+    setting = "STALLWATCH_SIGNAL";
     return static_cast<int>(*value);
   }
   if (field_value) {
-    if (*field_value < lo || *field_value > hi) reject_field("capture_signal", std::to_string(*field_value), accepted);
+    // Options has no spelling of auto but leaving the field unset.
+    if (*field_value < lo || *field_value > hi) {
+      reject_field("capture_signal", std::to_string(*field_value), numbers + "; leave it unset for auto");
+    }
+    setting = "Options::capture_signal";
     return *field_value;
   }
-  return SIGRTMIN + 4;
+  return 0;
 }
 
 template <class T>
@@ -186,7 +193,7 @@ Config resolve_config(const Options& options) {
   }
   config.stack_kb = static_cast<std::size_t>(
       resolve_integer("STALLWATCH_STACK_KB", "stack_kb", widen(options.stack_kb), " KiB", min_stack_kb, max_stack_kb, 64));
-  config.capture_signal = resolve_capture_signal(options.capture_signal);
+  config.capture_signal = resolve_capture_signal(options.capture_signal, config.capture_signal_setting);
   config.log_sink = options.log_sink;
   return config;
 }

@@ -12,6 +12,7 @@
 #include "base/thread_state.hpp"
 #include "core/sanitizer_hooks.hpp"
 #include "reactor/epoll_reactor.hpp"
+#include "stack/stack_canary.hpp"
 #include "stack/stack_pool.hpp"
 #include "stallwatch/detail/remote.hpp"
 #include "stallwatch/detail/task_base.hpp"
@@ -33,6 +34,8 @@ struct Fiber {
   std::uint64_t ready_since_ns = 0;  // woken by a timer or I/O: for loop lag; 0 otherwise
   bool started = true;  // false until a fresh fiber's entry runs; the scheduler is always started
   bool cancel_requested = false;
+  // Checked at every switch out of this fiber (stack/stack_canary.hpp).
+  const std::uint64_t* stack_canary = &stack::unwritten_canary;
   base::FiberIdentity identity;  // id (0 for the scheduler), `name` below, stack bounds
 
   Loop* loop = nullptr;

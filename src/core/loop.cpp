@@ -76,6 +76,8 @@ Loop::Loop(const Config& config)
   record_.thread = pthread_self();
   record_.threshold_ns.store(static_cast<std::uint64_t>(std::chrono::nanoseconds(config.threshold).count()),
                              std::memory_order_relaxed);
+  // A reused record carries on from the last loop's count: counters only go up.
+  slice_seq_ = record_.slice.seq.load(std::memory_order_relaxed);
   sanitizer_adopt_thread(scheduler_.sanitizer);
   scheduler_.loop = this;
   scheduler_.name = "scheduler";
@@ -135,6 +137,7 @@ void Loop::start(detail::TaskBase* task, std::string_view name) {
                                   reinterpret_cast<std::uintptr_t>(stack.lo) + stack.size};
   fiber->stack = stack;
   fiber->io.owner = fiber;
+  fiber->stack_canary = stack::canary_of(stack);
   fiber->sanitizer.stack_bottom = stack.lo;
   fiber->sanitizer.stack_size = stack.size;
   fiber->started = false;
@@ -224,6 +227,9 @@ bctx::transfer_t Loop::release_dead_fiber(bctx::transfer_t from) noexcept {
 
 // These four are inlined into the switch: its fast path makes no call but the jump.
 [[gnu::always_inline]] inline void Loop::end_slice(std::uint64_t now) noexcept {
+  // A scrape that sees this slice recorded also sees it counted
+  // (slice_duration_buckets). No instruction on x86.
+  std::atomic_thread_fence(std::memory_order_release);
   if (now > slice_start_ns_) record_.stats.slice_duration.record(now - slice_start_ns_);
   slice_start_ns_ = now;
   record_.slice.start_ns.store(now, std::memory_order_relaxed);
@@ -246,9 +252,14 @@ bctx::transfer_t Loop::release_dead_fiber(bctx::transfer_t from) noexcept {
   STALLWATCH_TRACE2(slice_begin, record.index, next->identity.id);
 }
 
-// Everything before the jump: the switch window opens, `to` becomes the running fiber.
+// Everything before the jump: `from`'s stack canary is checked, the switch
+// window opens, `to` becomes the running fiber.
 [[gnu::always_inline]] inline void Loop::enter_switch(Fiber* from, Fiber* to, std::uint64_t now,
                                                       bool from_finished) noexcept {
+  // A fiber whose stack has no guard page and that ran past its end is
+  // stopped here, before another fiber runs on memory it may have written.
+  // (from is still the fiber published as running: the fault handler names it.)
+  stack::check_canary(from->stack_canary);
   base::tls_thread_state.in_switch = 1;
   begin_slice(to, now);
   sanitizer_start_switch(from->sanitizer, to->sanitizer, from_finished);

@@ -3,7 +3,9 @@
 // The loop thread writes its slice state and stats with relaxed stores; the
 // watchdog and the metrics collectable read them. Records are never freed:
 // when a loop ends its record goes idle and the next loop reuses the lowest
-// free index, so `loop` label values stay few and counters stay monotonic.
+// free index, so `loop` label values stay few; the new loop counts on from
+// the last one (Loop starts its slice counter at the record's), so counters
+// stay monotonic.
 #pragma once
 
 #include <sys/types.h>
@@ -61,19 +63,57 @@ struct LoopRecord {
   WaitStack wait;  // a probed sleep or poll in progress (libstallwatch-probes)
 };
 
-// The slice-duration histogram of record r, complete: slices that ended
-// (every slice begun except the running one) minus the recorded ones are
-// counted in the first bucket. Any thread.
-inline void slice_duration_buckets(const LoopRecord& r, std::uint64_t (&counts)[base::LogHistogram::bucket_count]) {
-  const bool idle = r.slice.idle.load(std::memory_order_acquire);
-  const std::uint64_t begun = r.slice.seq.load(std::memory_order_acquire);
-  const std::uint64_t ended = begun > 0 && !idle ? begun - 1 : begun;
+// The slice-duration histogram of record r, complete, and its count equal
+// to the slices begun (stallwatch_slices_total). Slices that ended (every
+// slice begun but the running one) and were not recorded were shorter than a
+// coarse tick: they are counted in the first bucket. The running slice is
+// counted in +Inf alone until it ends: its length is not known yet, and
+// moving it later into a finite bucket only raises that bucket's cumulative
+// count. The recorded buckets are read before the slice counter (a slice is
+// recorded as it ends, before the next one is counted; the loop's release
+// fence in end_slice pairs with the acquire fence here), so the finite
+// buckets never sum past the count. Returns the histogram's count, the
+// slices begun. Any thread.
+inline std::uint64_t slice_duration_buckets(const LoopRecord& r,
+                                            std::uint64_t (&counts)[base::LogHistogram::bucket_count]) {
   std::uint64_t recorded = 0;
   for (int i = 0; i < base::LogHistogram::bucket_count; ++i) {
     counts[i] = r.stats.slice_duration.count(i);
     recorded += counts[i];
   }
-  if (ended > recorded) counts[0] += ended - recorded;
+  std::atomic_thread_fence(std::memory_order_acquire);  // the counts above, then the counter
+  const std::uint64_t begun = r.slice.seq.load(std::memory_order_acquire);
+  const bool idle = r.slice.idle.load(std::memory_order_acquire);
+  const std::uint64_t ended = begun > 0 && !idle ? begun - 1 : begun;
+  if (ended > recorded) {
+    counts[0] += ended - recorded;
+    recorded = ended;
+  }
+  if (begun > recorded) counts[base::LogHistogram::bucket_count - 1] += begun - recorded;
+  return begun > recorded ? begun : recorded;
+}
+
+// The stall-duration histogram of record r, its count equal to the stalls
+// begun (stallwatch_stalls_total summed over kinds): a stall is counted as
+// it begins and its length recorded as it ends, so the stalls in progress
+// are counted in +Inf alone until then. Returns the stalls begun, and their
+// split by kind in `by_kind`. Any thread.
+inline std::uint64_t stall_duration_buckets(const LoopRecord& r,
+                                            std::uint64_t (&counts)[base::LogHistogram::bucket_count],
+                                            std::uint64_t (&by_kind)[stall_kind_count]) {
+  std::uint64_t recorded = 0;
+  for (int i = 0; i < base::LogHistogram::bucket_count; ++i) {
+    counts[i] = r.stalls.stall_duration.count(i);
+    recorded += counts[i];
+  }
+  std::atomic_thread_fence(std::memory_order_acquire);  // the lengths above, then the counts of stalls begun
+  std::uint64_t begun = 0;
+  for (int kind = 0; kind < stall_kind_count; ++kind) {
+    by_kind[kind] = r.stalls.stalls[kind].get();
+    begun += by_kind[kind];
+  }
+  if (begun > recorded) counts[base::LogHistogram::bucket_count - 1] += begun - recorded;
+  return begun;
 }
 
 // The record of the loop the calling thread runs, or null: the identity the

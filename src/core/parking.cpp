@@ -20,4 +20,15 @@ void throw_primitive_destroyed(const char* what) {
                             " was destroyed while this fiber waited on it");
 }
 
+void throw_operation_deadline_exceeded(const std::string& operation, std::chrono::nanoseconds after) {
+  // Rounded to the nearest millisecond: deadline_after(500ms) taken just
+  // before the call lies a few microseconds short of 500 ms at its start.
+  const auto ms = after.count() <= 0 ? 0 : (after.count() + 500'000) / 1'000'000;
+  throw deadline_exceeded("stallwatch: " + operation + ": deadline exceeded after " + std::to_string(ms) + " ms");
+}
+
+void throw_operation_cancelled(const std::string& operation) {
+  throw cancelled("stallwatch: " + operation + ": cancelled");
+}
+
 }  // namespace stallwatch::core

@@ -4,9 +4,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
+#include <utility>
 
 #include "core/fiber.hpp"
 #include "stallwatch/deadline.hpp"
+#include "stallwatch/errors.hpp"
 
 namespace stallwatch::core {
 
@@ -33,6 +36,30 @@ inline void throw_if_interrupted(WakeReason why, const char* what) {
   if (why == WakeReason::timeout) throw_deadline_exceeded(what);
   if (why == WakeReason::cancelled) throw_cancelled(what);
   if (why == WakeReason::abandoned) throw_primitive_destroyed(what);
+}
+
+// The same errors, named after the operation a user called rather than the
+// wait inside it: "stallwatch: connect to 127.0.0.1:9: deadline exceeded
+// after 500 ms", "stallwatch: in_process: cancelled". `after` is the time the
+// deadline lay ahead when the operation began, in whole milliseconds.
+[[noreturn, gnu::cold]] void throw_operation_deadline_exceeded(const std::string& operation,
+                                                               std::chrono::nanoseconds after);
+[[noreturn, gnu::cold]] void throw_operation_cancelled(const std::string& operation);
+
+// Runs body, an operation that parks until deadline at most, and renames the
+// deadline_exceeded or cancelled that any wait inside it throws after the
+// operation. name() builds the operation's name, only when it is needed. The
+// clock is read once at the start, and only when a deadline is set.
+template <class Name, class Body>
+decltype(auto) as_operation(Name&& name, Deadline deadline, Body&& body) {
+  const Clock::time_point started = deadline.is_set() ? Clock::now() : Clock::time_point{};
+  try {
+    return std::forward<Body>(body)();
+  } catch (const deadline_exceeded&) {
+    throw_operation_deadline_exceeded(name(), deadline.is_set() ? deadline.at - started : std::chrono::nanoseconds(0));
+  } catch (const cancelled&) {
+    throw_operation_cancelled(name());
+  }
 }
 
 }  // namespace stallwatch::core

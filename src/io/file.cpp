@@ -11,6 +11,8 @@
 #include <system_error>
 #include <utility>
 
+#include "core/loop.hpp"
+#include "core/parking.hpp"
 #include "stallwatch/in_thread.hpp"
 
 namespace stallwatch {
@@ -88,9 +90,19 @@ void write_file_blocking(const std::string& path, std::string_view data) {
 
 }  // namespace
 
-std::string read_file(const std::string& path) { return in_thread(read_file_blocking, path); }
+// Each checks for a loop itself, so an error names the call the user made,
+// not the in_thread it goes through.
+std::string read_file(const std::string& path) {
+  core::Loop::require("read_file");
+  return core::as_operation([] { return std::string("read_file"); }, Deadline{},
+                            [&] { return in_thread(read_file_blocking, path); });
+}
 
-void write_file(const std::string& path, std::string_view data) { in_thread(write_file_blocking, path, data); }
+void write_file(const std::string& path, std::string_view data) {
+  core::Loop::require("write_file");
+  core::as_operation([] { return std::string("write_file"); }, Deadline{},
+                     [&] { in_thread(write_file_blocking, path, data); });
+}
 
 }  // namespace v1
 }  // namespace stallwatch

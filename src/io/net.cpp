@@ -21,6 +21,7 @@
 
 #include "base/system_error.hpp"
 #include "core/loop.hpp"
+#include "core/parking.hpp"
 #include "emit/emitter.hpp"
 #include "stallwatch/errors.hpp"
 #include "stallwatch/in_thread.hpp"
@@ -189,7 +190,8 @@ TcpStream TcpStream::connect(const SocketAddress& address, Deadline deadline) {
   stream.fd_ = fd;
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&address.storage), address.length) == 0) return stream;
   if (errno != EINPROGRESS) base::throw_errno(errno, "connect " + address.to_string());
-  wait_writable(fd, deadline);
+  core::as_operation([&] { return "connect to " + address.to_string(); }, deadline,
+                     [&] { wait_writable(fd, deadline); });
   int err = 0;
   socklen_t len = sizeof err;
   if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;

@@ -1,6 +1,7 @@
 #include "metrics/collectable.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <limits>
@@ -83,14 +84,15 @@ double current_slice_seconds_of(const core::LoopRecord& record, std::uint64_t no
 // families (strings, vectors) are built after it is released.
 struct HistogramSnapshot {
   std::uint64_t counts[base::LogHistogram::bucket_count];
-  std::uint64_t sum_ns;
-
+  std::uint64_t sum_ns = 0;
+  HistogramSnapshot() = default;
   explicit HistogramSnapshot(const base::LogHistogram& h) : sum_ns(h.sum_ns()) {
     for (int i = 0; i < base::LogHistogram::bucket_count; ++i) counts[i] = h.count(i);
   }
-  // The slice histogram, whose short slices the loop never records.
-  explicit HistogramSnapshot(const core::LoopRecord& r) : sum_ns(r.stats.slice_duration.sum_ns()) {
-    core::slice_duration_buckets(r, counts);
+  std::uint64_t count() const {
+    std::uint64_t total = 0;
+    for (std::uint64_t c : counts) total += c;
+    return total;
   }
 };
 
@@ -98,11 +100,10 @@ struct LoopSnapshot {
   int index;
   bool active;
   std::uint64_t threshold_ns;
-  std::uint64_t slices;
   double current_slice_seconds;
-  HistogramSnapshot slice_duration;
+  HistogramSnapshot slice_duration;  // its count is stallwatch_slices_total
   HistogramSnapshot loop_lag;
-  HistogramSnapshot stall_duration;
+  HistogramSnapshot stall_duration;  // its count is stallwatch_stalls_total summed over kinds
   std::uint64_t stalls[core::stall_kind_count];
   std::uint64_t reports;
   std::uint64_t reports_suppressed;
@@ -114,20 +115,45 @@ struct LoopSnapshot {
       : index(r.index),
         active(r.active.load(std::memory_order_relaxed)),
         threshold_ns(r.threshold_ns.load(std::memory_order_relaxed)),
-        slices(r.slice.seq.load(std::memory_order_relaxed)),
         current_slice_seconds(current_slice_seconds_of(r, now_ns)),
-        slice_duration(r),
         loop_lag(r.stats.loop_lag),
-        stall_duration(r.stalls.stall_duration),
         stalls{},
         reports(r.stalls.reports.get()),
         reports_suppressed(r.stalls.reports_suppressed.get()),
         fibers_spawned(r.stats.fibers_spawned.get()),
         fibers_alive(r.stats.fibers_alive.load(std::memory_order_relaxed)),
         ready_fibers(r.stats.ready_fibers.load(std::memory_order_relaxed)) {
-    for (int kind = 0; kind < core::stall_kind_count; ++kind) stalls[kind] = r.stalls.stalls[kind].get();
+    slice_duration.sum_ns = r.stats.slice_duration.sum_ns();
+    core::slice_duration_buckets(r, slice_duration.counts);
+    stall_duration.sum_ns = r.stalls.stall_duration.sum_ns();
+    core::stall_duration_buckets(r, stall_duration.counts, stalls);
   }
 };
+
+// Cumulative bucket counts of a histogram, as last published.
+using Cumulative = std::array<std::uint64_t, base::LogHistogram::finite_buckets>;
+
+// Raises h's finite cumulative buckets to at least `last`, then stores them
+// in `last`. The slice histogram's first bucket is an estimate (slices that
+// ended unrecorded) made from fields a running loop changes one at a time;
+// read between two of those changes it may come out one lower than in the
+// scrape before. Holding each finite bucket at its last published value
+// keeps it a counter that only goes up, as Prometheus requires. The +Inf
+// bucket (_count, equal to stallwatch_slices_total) is exact and is not
+// held: no bucket is published above it.
+void publish_no_lower(HistogramSnapshot& h, Cumulative& last) {
+  const std::uint64_t total = h.count();
+  std::uint64_t previous_cumulative = 0;
+  std::uint64_t cumulative = 0;
+  for (int i = 0; i < base::LogHistogram::finite_buckets; ++i) {
+    cumulative += h.counts[i];
+    const std::uint64_t published = std::min(std::max(cumulative, last[i]), total);
+    last[i] = published;
+    h.counts[i] = published - previous_cumulative;
+    previous_cumulative = published;
+  }
+  h.counts[base::LogHistogram::finite_buckets] = total - previous_cumulative;
+}
 
 ClientMetric::Histogram to_histogram(const HistogramSnapshot& h) {
   return to_prometheus_histogram(h.counts, h.sum_ns);
@@ -166,7 +192,7 @@ struct LoopFamilies {
 
   void add(const LoopSnapshot& r) {
     const std::vector<ClientMetric::Label> loop{{"loop", std::to_string(r.index)}};
-    add_counter(slices, loop, r.slices);
+    add_counter(slices, loop, r.slice_duration.count());
     add_histogram(slice_duration, loop, to_histogram(r.slice_duration));
     add_gauge(current_slice, loop, r.current_slice_seconds);
     for (int kind = 0; kind < core::stall_kind_count; ++kind) {
@@ -266,7 +292,16 @@ std::vector<prometheus::MetricFamily> StatsCollectable::Collect() const {
 
   const std::uint64_t now_ns = base::monotonic_ns();
   std::vector<LoopSnapshot> snapshots;
-  core::for_each_loop_record([&](core::LoopRecord& record) { snapshots.emplace_back(record, now_ns); });
+  {
+    // Held across the snapshot so that concurrent scrapes publish in turn.
+    std::lock_guard lock(published_mutex_);
+    core::for_each_loop_record([&](core::LoopRecord& record) { snapshots.emplace_back(record, now_ns); });
+    for (LoopSnapshot& snapshot : snapshots) {
+      const auto index = static_cast<std::size_t>(snapshot.index);
+      if (published_slice_buckets_.size() <= index) published_slice_buckets_.resize(index + 1, Cumulative{});
+      publish_no_lower(snapshot.slice_duration, published_slice_buckets_[index]);
+    }
+  }
   LoopFamilies loops;
   for (const LoopSnapshot& snapshot : snapshots) loops.add(snapshot);
 

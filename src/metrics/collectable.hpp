@@ -7,10 +7,19 @@
 // when it registered the collectable itself), reads every LoopRecord with
 // relaxed loads, the blocking-call counts and the offload pool's snapshot,
 // and builds the families listed in DESIGN.md.
+//
+// Every counter only goes up, across loops that end and reuse an index, and
+// in each scrape a histogram's _count equals its counter:
+// stallwatch_slices_total and stallwatch_slice_duration_seconds_count (the
+// slices begun), sum by loop of stallwatch_stalls_total and
+// stallwatch_stall_duration_seconds_count (the stalls begun). A slice or
+// stall still running is counted in the +Inf bucket alone until it ends.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include <prometheus/collectable.h>
@@ -26,6 +35,12 @@ class StatsCollectable final : public prometheus::Collectable {
   // are left out. Any thread; holds the loop registry lock only while it
   // copies each loop's numbers.
   std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  // The slice histogram's finite cumulative buckets as this collectable last
+  // published them, by loop index (see publish_no_lower in the .cpp).
+  mutable std::mutex published_mutex_;
+  mutable std::vector<std::array<std::uint64_t, base::LogHistogram::finite_buckets>> published_slice_buckets_;
 };
 
 // The process-wide collectable, shared by the built-in endpoint and by

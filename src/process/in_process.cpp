@@ -27,8 +27,10 @@
 #include <string>
 
 #include "base/system_error.hpp"
-#include "emit/emitter.hpp"
 #include "base/thread_state.hpp"
+#include "core/loop.hpp"
+#include "core/parking.hpp"
+#include "emit/emitter.hpp"
 #include "stallwatch/in_process.hpp"
 #include "stallwatch/io.hpp"
 #include "stallwatch/loop.hpp"
@@ -387,17 +389,8 @@ std::string interpret(const std::string& frames) {
                       " before returning a result");
 }
 
-}  // namespace
-
-void start_process_server() {
-  std::lock_guard lock(start_mutex);
-  if (control_fd.load(std::memory_order_relaxed) >= 0) return;
-  fork_server_locked();
-}
-
-namespace detail {
-
-std::string call_in_process(ProcessTrampoline trampoline, std::uintptr_t fn, std::string args) {
+// The work of call_in_process; the caller renames its waits' errors after it.
+std::string send_call_and_wait(detail::ProcessTrampoline trampoline, std::uintptr_t fn, std::string args) {
   const int control = ensure_server();
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) base::throw_errno(errno, std::string("in_process: ") + "socketpair");
@@ -418,6 +411,24 @@ std::string call_in_process(ProcessTrampoline trampoline, std::uintptr_t fn, std
   write_all(mine.get(), reinterpret_cast<const char*>(&size), sizeof size);
   write_all(mine.get(), args.data(), args.size());
   return interpret(read_to_end(mine.get()));
+}
+
+}  // namespace
+
+void start_process_server() {
+  std::lock_guard lock(start_mutex);
+  if (control_fd.load(std::memory_order_relaxed) >= 0) return;
+  fork_server_locked();
+}
+
+namespace detail {
+
+std::string call_in_process(ProcessTrampoline trampoline, std::uintptr_t fn, std::string args) {
+  core::Loop::require("in_process");
+  // A cancel in any of its waits (a full server queue, the arguments, the
+  // result) is reported as this call's: "in_process: cancelled".
+  return core::as_operation([] { return std::string("in_process"); }, Deadline{},
+                            [&] { return send_call_and_wait(trampoline, fn, std::move(args)); });
 }
 
 void write_child_frame(int fd, char tag, const char* data, std::size_t size) noexcept {

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "base/thread_state.hpp"
+#include "core/parking.hpp"
 #include "stallwatch/errors.hpp"
 #include "stallwatch/io.hpp"
 #include "stallwatch/loop.hpp"
@@ -127,10 +128,9 @@ int await_exit(pid_t pid, Deadline deadline) {
       int status = 0;
       const pid_t r = ::waitpid(pid, &status, WNOHANG);
       if (r == pid) return status;
-      if (r < 0 && errno != EINTR) base::throw_errno(errno, std::string("run_process: ") + "waitpid");
-      if (deadline.is_set() && Clock::now() >= deadline.at) {
-        throw deadline_exceeded("stallwatch: run_process: deadline exceeded");
-      }
+      if (r < 0 && errno != EINTR) base::throw_errno(errno, "run_process: waitpid");
+      // Named after the operation by run_process, as the reactor's waits are.
+      if (deadline.is_set() && Clock::now() >= deadline.at) core::throw_deadline_exceeded("waitpid");
       sleep_for(delay);
       delay = std::min(delay * 2, std::chrono::milliseconds(50));
     }
@@ -208,11 +208,8 @@ struct HelperState {
   }
 };
 
-}  // namespace
-
-ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOptions& options) {
-  if (argv.empty()) throw std::invalid_argument("stallwatch: run_process: argv is empty");
-
+// The work of run_process; the caller renames its waits' errors after it.
+ProcessResult spawn_and_collect(const std::vector<std::string>& argv, const ProcessOptions& options) {
   Pipe in = make_pipe();
   Pipe out = make_pipe();
   Pipe err;
@@ -279,6 +276,16 @@ ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOpt
     throw;
   }
   return result;
+}
+
+}  // namespace
+
+ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOptions& options) {
+  if (argv.empty()) throw std::invalid_argument("stallwatch: run_process: argv is empty");
+  // A deadline or a cancel in any of its waits (output, input, exit) is
+  // reported as this call's: "run_process sleep: deadline exceeded after …".
+  return core::as_operation([&] { return "run_process " + argv[0]; }, options.deadline,
+                            [&] { return spawn_and_collect(argv, options); });
 }
 
 }  // namespace v1

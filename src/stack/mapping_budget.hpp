@@ -11,8 +11,13 @@ namespace stallwatch::stack {
 std::size_t page_size();
 // /proc/sys/vm/max_map_count, read once (65530 if unreadable).
 long max_map_count();
-// How many mappings stallwatch may add: max_map_count() minus the headroom.
+// How many mappings stallwatch may add: max_map_count() minus the headroom,
+// or less after limit_mapping_budget_for_testing.
 long mapping_budget();
+// Tests only: caps mapping_budget() at `budget` for the rest of the process,
+// so that stacks past the guard budget can be had without carving ~28,000
+// of them first. Any thread.
+void limit_mapping_budget_for_testing(long budget);
 
 // Counts `count` more mappings if the budget allows; false (nothing counted) otherwise.
 bool reserve_mappings(long count);

@@ -13,6 +13,7 @@
 #include "base/system_error.hpp"
 #include "stack/mapping_budget.hpp"
 #include "stack/sigsafe/overflow_fault.hpp"
+#include "stack/stack_canary.hpp"
 #include "stack/stack_pool.hpp"
 
 namespace stallwatch::stack {
@@ -75,8 +76,19 @@ void remove_altstack(AltStack& alt) {
   alt.mapping = nullptr;
 }
 
+// The page a switch stores into when it finds a fiber's canary overwritten
+// (stack_canary.hpp). Never unmapped.
+void map_canary_tripwire() {
+  void* page = ::mmap(nullptr, page_size(), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (page == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "stallwatch: mmap the canary tripwire");
+  reserve_mappings_unchecked(1);
+  canary_tripwire = static_cast<char*>(page);
+  sigsafe::fault_chain.canary_tripwire = reinterpret_cast<std::uintptr_t>(page);
+}
+
 void install_fault_handler() {
   sigsafe::fault_chain.page_size = page_size();
+  map_canary_tripwire();
   struct sigaction action {};
   action.sa_sigaction = &sigsafe::on_fault;
   action.sa_flags = SA_SIGINFO | SA_ONSTACK;

@@ -10,7 +10,9 @@
 // caps the mappings of a process at vm.max_map_count (65530 by default), so
 // guards stop once stallwatch's own mappings reach that cap minus a headroom
 // left for the rest of the process. Later stacks keep their (accessible)
-// page below and are marked unguarded; docs/STACKS.md says what that means.
+// page below and are marked unguarded: the loop then catches an overflow by
+// a canary at the top of that page (stack_canary.hpp); docs/STACKS.md says
+// what that means.
 #include "stack/stack_pool.hpp"
 
 #include <sys/mman.h>
@@ -48,6 +50,7 @@ constexpr long map_count_headroom = 8192;
 constexpr long default_max_map_count = 65530;
 
 std::atomic<long> mappings_added{0};
+std::atomic<long> budget_limit_for_testing{-1};  // < 0: no limit
 
 long read_max_map_count() {
   std::ifstream in("/proc/sys/vm/max_map_count");
@@ -61,8 +64,9 @@ void warn_guards_exhausted_once() {
   if (warned.exchange(true, std::memory_order_relaxed)) return;
   std::fprintf(stderr,
                "stallwatch: warning: vm.max_map_count (%ld) leaves no room for more stack guard pages; "
-               "new fiber stacks have no guard page, so an overflow may corrupt memory instead of "
-               "stopping the process (see docs/STACKS.md)\n",
+               "new fiber stacks have no guard page: an overflow is caught by a canary when the fiber next "
+               "switches, not when it happens, and may have written over memory below it by then "
+               "(see docs/STACKS.md)\n",
                max_map_count());
 }
 
@@ -82,7 +86,15 @@ long max_map_count() {
   return count;
 }
 
-long mapping_budget() { return std::max(0L, max_map_count() - map_count_headroom); }
+long mapping_budget() {
+  const long budget = std::max(0L, max_map_count() - map_count_headroom);
+  const long limit = budget_limit_for_testing.load(std::memory_order_relaxed);
+  return limit >= 0 ? std::min(limit, budget) : budget;
+}
+
+void limit_mapping_budget_for_testing(long budget) {
+  budget_limit_for_testing.store(std::max(0L, budget), std::memory_order_relaxed);
+}
 
 bool reserve_mappings(long count) {
   const long limit = mapping_budget();

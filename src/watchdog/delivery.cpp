@@ -19,6 +19,10 @@ namespace {
 // Names, profiles and writes one event. Without State::mutex; with the
 // symbolizer held.
 void deliver(State& s, Event& e, symbolize::Symbolizer& symbolizer) {
+  if (e.kind == Event::Kind::message) {
+    emit::write(e.message);
+    return;
+  }
   std::vector<symbolize::Frame> frames;
   for (std::size_t i = 0; i < e.stack.pcs.size(); ++i) {
     const auto& at_pc = symbolizer.symbolize(e.stack.pcs[i], i > 0 || e.stack.all_return_addresses);
@@ -104,7 +108,9 @@ void deliver_loop_events(State& s, std::unique_lock<std::mutex>& lock, int loop)
   s.delivered.wait(lock, [&s] { return !s.delivering; });
   std::deque<Event> mine;
   for (auto it = s.pending.begin(); it != s.pending.end();) {
-    const int of = it->kind == Event::Kind::end ? it->end.loop : it->sample.loop;
+    const int of = it->kind == Event::Kind::end       ? it->end.loop
+                   : it->kind == Event::Kind::message ? it->message.loop
+                                                      : it->sample.loop;
     if (of == loop) {
       mine.push_back(std::move(*it));
       it = s.pending.erase(it);

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "base/coarse_clock.hpp"
+#include "emit/emitter.hpp"
 #include "stallwatch/watchdog.hpp"
 #include "symbolize/shared_symbolizer.hpp"
 #include "watchdog/capture_signal.hpp"
@@ -151,6 +152,9 @@ void child_after_fork() {
   s.pending.clear();  // the parent writes its own reports
   CaptureSlot* mine = fork_without_loops ? nullptr : tls_capture_slot;
   std::erase_if(s.loops, [mine](const auto& w) { return w->slot.get() != mine; });
+  std::vector<int> signals_in_use;
+  for (const auto& w : s.loops) signals_in_use.push_back(w->signo);
+  recount_capture_signal_users(signals_in_use);
   for (auto& w : s.loops) {
     w->tid = current_tid();
     w->record->tid.store(w->tid, std::memory_order_relaxed);
@@ -181,25 +185,34 @@ void loop_started(core::LoopRecord& record, const Config& config) {
     std::atexit(stop_threads_at_exit);
   });
 
-  auto w = std::make_unique<WatchedLoop>();
-  w->record = &record;
-  w->tid = current_tid();
-  w->signo = config.capture_signal != 0 ? config.capture_signal : default_capture_signal();
-  w->threshold_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(config.threshold).count());
-  w->strict = config.strict;
-  w->status = ThreadStatus(w->tid);
-  w->slot = std::make_unique<CaptureSlot>();
-  w->slot->slice_counter = &record.slice.seq;
-  record.threshold_ns.store(w->threshold_ns, std::memory_order_relaxed);
+  std::string chosen_line;
+  {
+    // Under the lifecycle lock: claims and releases of the signal are then
+    // never halfway done when the process forks.
+    std::lock_guard life(s.lifecycle);
+    const ClaimedSignal signal = claim_capture_signal(config.capture_signal, config.capture_signal_setting);
+    chosen_line = signal.chosen_line;
 
-  install_capture_handler(w->signo);
-  prime_unwinder();
-  tls_capture_slot = w->slot.get();
+    auto w = std::make_unique<WatchedLoop>();
+    w->record = &record;
+    w->tid = current_tid();
+    w->signo = signal.signo;
+    w->threshold_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(config.threshold).count());
+    w->strict = config.strict;
+    w->status = ThreadStatus(w->tid);
+    w->slot = std::make_unique<CaptureSlot>();
+    w->slot->slice_counter = &record.slice.seq;
+    record.threshold_ns.store(w->threshold_ns, std::memory_order_relaxed);
 
-  std::lock_guard life(s.lifecycle);
-  std::lock_guard lock(s.mutex);
-  s.loops.push_back(std::move(w));
-  if (s.thread == nullptr) start_thread(s);
+    prime_unwinder();
+    tls_capture_slot = w->slot.get();
+
+    std::lock_guard lock(s.mutex);
+    s.loops.push_back(std::move(w));
+    if (s.thread == nullptr) start_thread(s);
+  }
+  // Said outside the locks: the sink may be slow.
+  if (!chosen_line.empty()) emit::message(record.index, "capture_signal", chosen_line);
 }
 
 void loop_stopped(core::LoopRecord& record) {
@@ -213,6 +226,10 @@ void loop_stopped(core::LoopRecord& record) {
     // The handler runs on this thread only, so once the slot is unhooked here
     // no handler can be using it.
     if (tls_capture_slot == (*it)->slot.get()) tls_capture_slot = nullptr;
+    // No request is in flight to this thread any more (retire_loop ended the
+    // capture, and a signal sent to it was delivered before this code ran on
+    // it): the last loop may put the signal's disposition back.
+    release_capture_signal((*it)->signo);
     s.loops.erase(it);
   }
   {

@@ -75,6 +75,30 @@ void set_capture(Event& e, CaptureOutcome outcome, bool timed_out) {
   e.stack.missing = words.missing;
 }
 
+// True when the capture signal's handler is no longer stallwatch's: the
+// sample says so instead of a stack, and the loop's log gets one line saying
+// it plainly the first time.
+bool note_handler_replaced(State& s, WatchedLoop& w, Event& e) {
+  std::string replacement = capture_handler_replacement(w.signo);
+  if (replacement.empty()) return false;
+  if (!w.handler_replacement_logged) {
+    w.handler_replacement_logged = true;
+    Event line;
+    line.kind = Event::Kind::message;
+    line.message = {w.record->index, "capture_handler_replaced",
+                    "loop " + std::to_string(w.record->index) + ": " + replacement +
+                        ". The watchdog sends it no more captures, so this loop's stalls are reported without "
+                        "their stacks; leave the signal to stallwatch, or give stallwatch another with "
+                        "STALLWATCH_SIGNAL",
+                    {}};
+    s.pending.push_back(std::move(line));
+  }
+  e.sample.capture = "handler_replaced";
+  e.sample.capture_note = std::move(replacement);
+  e.stack.missing = "[stack not captured: capture signal handler replaced]";
+  return true;
+}
+
 // The slice ended (or the loop went idle or stopped): account the stall and
 // queue its `stall ended` line, written if any of its samples was.
 void finish_stall(State& s, WatchedLoop& w, std::uint64_t end_ns) {
@@ -83,6 +107,9 @@ void finish_stall(State& s, WatchedLoop& w, std::uint64_t end_ns) {
   const std::uint64_t wall = end_ns > st.start_ns ? end_ns - st.start_ns : 0;
   ThreadTimes now_times;
   const bool have_times = w.status.read_times(now_times);
+  // A scrape that sees this length recorded also sees the stall counted
+  // (stall_duration_buckets).
+  std::atomic_thread_fence(std::memory_order_release);
   w.record->stalls.stall_duration.record(wall);
   STALLWATCH_TRACE3(stall_end, w.record->index, st.fiber_id, wall);
 
@@ -116,6 +143,8 @@ void complete_sample(State& s, WatchedLoop& w, bool timed_out) {
     if (st.fiber_name.empty()) st.fiber_name = sample.fiber.name;
   }
   set_capture(e, timed_out ? CaptureOutcome::captured : slot.outcome, timed_out);
+  // Unanswered: a handler installed over ours since the request would have swallowed it.
+  if (timed_out) note_handler_replaced(s, w, e);
   if (e.stack.pcs.empty() && e.stack.missing.empty()) e.stack.missing = "[stack not captured]";
   queue_sample(s, w, std::move(e));
 }
@@ -171,7 +200,8 @@ void begin_sample(State& s, WatchedLoop& w, std::uint64_t now, std::uint64_t age
   e.profile_ns = age - st.last_sample_age_ns;
   st.last_sample_age_ns = age;
 
-  if (take_wait_stack(w, sys, e)) {
+  if (take_wait_stack(w, sys, e) || note_handler_replaced(s, w, e)) {
+    // A published wait needs no signal; a handler that is not ours gets none.
     queue_sample(s, w, std::move(e));
     return;
   }

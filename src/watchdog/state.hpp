@@ -55,12 +55,13 @@ struct Stall {
 // symbolized, profiled and written in order after the tick. Self-contained:
 // the loop may be gone by then.
 struct Event {
-  enum class Kind { sample, end };
+  enum class Kind { sample, end, message };
   Kind kind = Kind::sample;
   bool write = false;   // sample: admitted by the rate limit; end: a sample was written
   bool strict = false;  // sample: the process ends once it is written
   emit::StallSample sample;
   emit::StallEnd end;
+  emit::Message message;         // kind message: a line of the watchdog's own
   CapturedStack stack;           // sample: its stack; end: the last sample's
   std::uint64_t profile_ns = 0;  // stalled time attributed to `stack`
 };
@@ -90,6 +91,7 @@ struct WatchedLoop {
   bool stalled = false;
   Stall stall;
   PendingCapture capture;
+  bool handler_replacement_logged = false;  // the line saying so, once per loop
 };
 
 struct State {

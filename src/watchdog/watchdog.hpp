@@ -8,11 +8,15 @@
 namespace stallwatch::watchdog {
 
 // Called on the loop thread when its loop starts, before the first slice:
-// installs the capture handler and per-thread state, and starts the watchdog
-// thread if it is not running (unless config.watchdog is false).
+// claims the capture signal (capture_signal.hpp: `auto` chooses one and logs
+// it once), installs per-thread state, and starts the watchdog thread if it
+// is not running (unless config.watchdog is false). Throws config_error when
+// the configured signal has a handler stallwatch did not install; nothing is
+// left claimed then.
 void loop_started(core::LoopRecord& record, const Config& config);
 // Called on the loop thread as its loop ends; the watchdog thread stops when
-// no loop is left.
+// no loop is left, and the last loop using the capture signal puts back the
+// disposition it found.
 void loop_stopped(core::LoopRecord& record);
 
 // Scope on a thread that forks a process which will run no loop (the

@@ -4,6 +4,7 @@
 // SIGSEGV/SIGBUS handler: only write(2), sigaction(2) and raise(3).
 #include "stack/sigsafe/overflow_fault.hpp"
 
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -49,6 +50,20 @@ class Line {
   std::size_t used_ = 0;
 };
 
+// The stack pointer of the interrupted context; 0 where this file does not
+// know the machine's register layout (that check is then skipped).
+// Async-signal-safe.
+std::uintptr_t interrupted_stack_pointer(const ucontext_t* context) {
+#if defined(__x86_64__)
+  return static_cast<std::uintptr_t>(context->uc_mcontext.gregs[REG_RSP]);
+#elif defined(__aarch64__)
+  return static_cast<std::uintptr_t>(context->uc_mcontext.sp);
+#else
+  (void)context;
+  return 0;
+#endif
+}
+
 // Fiber names are cut here so the line stays one line of bounded length.
 constexpr std::size_t max_name_bytes = 200;
 
@@ -61,10 +76,9 @@ bool is_guard_page_fault(std::uintptr_t addr) {
   return addr < lo && addr >= lo - fault_chain.page_size;
 }
 
-// Async-signal-safe.
-void write_overflow_message() {
-  // Only called once is_guard_page_fault found a running fiber.
-  const base::FiberIdentity& fiber = *base::tls_thread_state.fiber;
+// The "stallwatch: stack overflow in fiber ..." line, for every way an
+// overflow is found. Async-signal-safe.
+void write_overflow_message(const base::FiberIdentity& fiber) {
   Line line;
   line.append("stallwatch: stack overflow in fiber ");
   line.append_decimal(fiber.id);
@@ -81,6 +95,28 @@ void write_overflow_message() {
   line.append_decimal((fiber.stack_hi - fiber.stack_lo) / 1024);
   line.append(" KiB); raise STALLWATCH_STACK_KB\n");
   line.write_to_stderr();
+}
+
+// True when addr is in the canary tripwire page while a fiber runs.
+// Async-signal-safe.
+bool is_canary_trip(std::uintptr_t addr) {
+  const base::FiberIdentity* fiber = base::tls_thread_state.fiber;
+  const std::uintptr_t tripwire = fault_chain.canary_tripwire;
+  return fiber != nullptr && fiber->id != 0 && tripwire != 0 && addr >= tripwire &&
+         addr < tripwire + fault_chain.page_size;
+}
+
+// True when the running fiber's stack pointer lies below its stack and the
+// fault is at that stack pointer (a push, a call, a frame's first store):
+// a fiber on a stack without a guard page ran past its end, through the
+// writable memory below, into memory that is not. Async-signal-safe.
+bool ran_off_fiber_stack(std::uintptr_t addr, void* ucontext) {
+  const base::FiberIdentity* fiber = base::tls_thread_state.fiber;
+  if (fiber == nullptr || fiber->id == 0 || fiber->stack_lo == 0 || ucontext == nullptr) return false;
+  const std::uintptr_t sp = interrupted_stack_pointer(static_cast<const ucontext_t*>(ucontext));
+  if (sp == 0 || sp >= fiber->stack_lo) return false;
+  constexpr std::uintptr_t near = 64 * 1024;  // a frame's first store lands this close to the pointer
+  return addr + near >= sp && addr <= sp + near;
 }
 
 // Restores the default action; a fault the kernel raised then repeats and
@@ -110,8 +146,11 @@ void chain(int signo, siginfo_t* info, void* ucontext) {
 }  // namespace
 
 void on_fault(int signo, siginfo_t* info, void* ucontext) {
-  if (info != nullptr && info->si_code > 0 && is_guard_page_fault(reinterpret_cast<std::uintptr_t>(info->si_addr))) {
-    write_overflow_message();
+  if (info != nullptr && info->si_code > 0 &&
+      (is_guard_page_fault(reinterpret_cast<std::uintptr_t>(info->si_addr)) ||
+       is_canary_trip(reinterpret_cast<std::uintptr_t>(info->si_addr)) ||
+       ran_off_fiber_stack(reinterpret_cast<std::uintptr_t>(info->si_addr), ucontext))) {
+    write_overflow_message(*base::tls_thread_state.fiber);
     die_by_default_action(signo, info);
     return;
   }
