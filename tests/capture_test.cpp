@@ -240,16 +240,22 @@ TEST_CASE("text and JSON formats carry the same fields, escaped") {
   f.module = "stallwatch-demo";
   f.module_offset = 0x1b2e;
   f.build_id = "abcdef";
-  s.frames = {f};
+  wd::Frame libc = f;
+  libc.function = "read";
+  libc.file.clear();
+  libc.module = "libc.so.6";
+  s.frames = {libc, f};
+  s.culprit = 1;
   s.stack_id = 0x1234;
 
   const std::string text = wd::format_sample(s, stallwatch::log_format::text);
   CHECK(text.rfind("stallwatch: stall loop=2 fiber=7 \"handler \\\"GET\\\" /cpu\\x0a\" blocked in read for 212 ms "
+                   "in busy_hash(std::string const&) at /src/examples/demo.cpp:42 "
                    "(cpu 0.1 ms, threshold 50 ms) sample 2\n",
                    0) == 0);
-  CHECK(text.find("\n  #0 0x000055d1c2a41b2e busy_hash(std::string const&) at /src/examples/demo.cpp:42 "
+  CHECK(text.find("\n  #1 0x000055d1c2a41b2e busy_hash(std::string const&) at /src/examples/demo.cpp:42 "
                   "(stallwatch-demo+0x1b2e)") != std::string::npos);
-  CHECK(text.find("build-id stallwatch-demo=abcdef") != std::string::npos);
+  CHECK(text.find("build-id libc.so.6=abcdef stallwatch-demo=abcdef") != std::string::npos);
 
   const std::string json = wd::format_sample(s, stallwatch::log_format::json);
   CHECK(json.find('\n') == std::string::npos);
@@ -257,6 +263,14 @@ TEST_CASE("text and JSON formats carry the same fields, escaped") {
   CHECK(json.find("\"kind\":\"blocked\",\"syscall\":\"read\"") != std::string::npos);
   CHECK(json.find("\"wall_ms\":212.400") != std::string::npos);
   CHECK(json.find("\"line\":42") != std::string::npos);
+  CHECK(json.find(",\"culprit\":{\"function\":\"busy_hash(std::string const&)\",\"file\":\"/src/examples/demo.cpp\","
+                  "\"line\":42,\"module\":\"stallwatch-demo\"},") != std::string::npos);
+
+  s.culprit = -1;
+  CHECK(wd::format_sample(s, stallwatch::log_format::text).find(" for 212 ms in (no application frame) (cpu") !=
+        std::string::npos);
+  CHECK(wd::format_sample(s, stallwatch::log_format::json).find(",\"culprit\":null,") != std::string::npos);
+  s.culprit = 1;
 
   s.seen = 3;
   const std::string repeat = wd::format_sample(s, stallwatch::log_format::text);

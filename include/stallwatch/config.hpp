@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "stallwatch/errors.hpp"
 #include "stallwatch/export.hpp"
@@ -38,6 +39,11 @@ struct Options {
   std::optional<bool> strict;                         // STALLWATCH_STRICT: 0|1
   std::optional<std::size_t> stack_kb;                // STALLWATCH_STACK_KB: 16..65536
   std::optional<int> capture_signal;                  // STALLWATCH_SIGNAL: a real-time signal number
+  // STALLWATCH_NOT_APP: more code that is not the application's, for the
+  // culprit a report names: comma-separated module names ("libcurl",
+  // "libsqlite3.so.0") and source path prefixes ("/opt/vendor/include/").
+  // Adds to the defaults (the C/C++ runtimes, stallwatch, /usr/include/ …).
+  std::optional<std::string> not_app;
 
   // Receives every line stallwatch logs (stall reports, summaries, errors),
   // without a trailing newline. Unset: lines go to stderr. Called on the
@@ -55,6 +61,7 @@ struct Config {
   bool strict = false;
   std::size_t stack_kb = 64;
   int capture_signal = 0;  // resolved to SIGRTMIN + 4 unless set
+  std::vector<std::string> not_app;  // module names and /path/prefixes, each validated
   std::function<void(std::string_view line)> log_sink;
 };
 

@@ -32,6 +32,7 @@
 #include "stallwatch/allow_blocking.hpp"
 #include "stallwatch/errors.hpp"
 #include "watchdog/backtrace.hpp"
+#include "watchdog/culprit.hpp"
 #include "watchdog/report.hpp"
 #include "watchdog/symbolizer.hpp"
 
@@ -104,6 +105,9 @@ struct RecordState {
   int reports_in_window = 0;
   std::uint64_t suppressed_in_window = 0;
   BlockingReportCounts totals;  // since start, for the metrics
+  // What is not the application, for a report's culprit (Config::not_app).
+  std::shared_ptr<const watchdog::CulpritRules> culprit_rules =
+      std::make_shared<const watchdog::CulpritRules>(watchdog::default_culprit_rules());
 };
 
 RecordState& record_state() {
@@ -255,6 +259,7 @@ struct PendingReport {
   std::string fiber_name;
   bool strict = false;
   Stack stack;
+  std::shared_ptr<const watchdog::CulpritRules> culprit_rules;
 };
 
 std::string hex(std::uint64_t v, int width) {
@@ -264,11 +269,13 @@ std::string hex(std::uint64_t v, int width) {
 }
 
 // Frames are written as in stall reports (watchdog/report.cpp).
-std::string text_report(const PendingReport& r, const std::vector<watchdog::Frame>& frames) {
+std::string text_report(const PendingReport& r, const std::vector<watchdog::Frame>& frames,
+                        const watchdog::Frame* culprit) {
   std::string out = "stallwatch: blocking call " + r.function + " on loop=" + std::to_string(r.loop) +
-                    " fiber=" + std::to_string(r.fiber_id) + " \"" + r.fiber_name + "\"";
+                    " fiber=" + std::to_string(r.fiber_id) + " \"" + r.fiber_name + "\" in " +
+                    watchdog::culprit_text(culprit);
   if (r.strict) {
-    out += " in strict mode (STALLWATCH_STRICT=1): ending the process with status " +
+    out += ", in strict mode (STALLWATCH_STRICT=1): ending the process with status " +
            std::to_string(blocking_call_exit_status);
   } else {
     out += ", first from this call site";
@@ -284,13 +291,15 @@ std::string text_report(const PendingReport& r, const std::vector<watchdog::Fram
   return out;
 }
 
-std::string json_report(const PendingReport& r, const std::vector<watchdog::Frame>& frames) {
+std::string json_report(const PendingReport& r, const std::vector<watchdog::Frame>& frames,
+                        const watchdog::Frame* culprit) {
   std::string out = "{\"event\":\"blocking_call\",\"function\":";
   watchdog::append_json_string(out, r.function);
   out += ",\"loop\":" + std::to_string(r.loop) + ",\"fiber\":" + std::to_string(r.fiber_id) + ",\"fiber_name\":";
   watchdog::append_json_string(out, r.fiber_name);
   out += ",\"strict\":" + std::string(r.strict ? "true" : "false");
   if (r.strict) out += ",\"exit_status\":" + std::to_string(blocking_call_exit_status);
+  watchdog::append_culprit_json(out, culprit);
   out += ",\"frames\":[";
   for (std::size_t i = 0; i < frames.size(); ++i) {
     const watchdog::Frame& f = frames[i];
@@ -361,7 +370,10 @@ class ReportWriter {
         frames.insert(frames.end(), at.begin(), at.end());
       }
     }
-    return current_log_format() == log_format::json ? json_report(report, frames) : text_report(report, frames);
+    const watchdog::Frame* culprit =
+        report.culprit_rules ? watchdog::find_culprit(frames, *report.culprit_rules) : nullptr;
+    return current_log_format() == log_format::json ? json_report(report, frames, culprit)
+                                                     : text_report(report, frames, culprit);
   }
 
   std::mutex mutex_;
@@ -404,10 +416,12 @@ void record_blocking_call(std::string_view function, const Stack& stack) {
 
   std::vector<AllowEntry> allow;
   bool strict = false;
+  std::shared_ptr<const watchdog::CulpritRules> culprit_rules;
   {
     std::lock_guard lock(s.mutex);
     allow = s.allow;
     strict = s.strict;
+    culprit_rules = s.culprit_rules;
   }
   if (!allow.empty() && allow_list_permits(allow, function, stack_modules(stack))) return;
 
@@ -461,6 +475,7 @@ void record_blocking_call(std::string_view function, const Stack& stack) {
   }
   r.strict = strict;
   r.stack = stack;
+  r.culprit_rules = std::move(culprit_rules);
   w.submit(std::move(r));
   if (strict) {
     // Symbolizing needs more stack than a fiber has: the writer does it
@@ -602,6 +617,7 @@ void configure_blocking_calls(const Config& config) {
     s.strict = config.strict;
     s.reports_per_minute = config.reports_per_minute;
     s.allow = std::move(allow);
+    s.culprit_rules = std::make_shared<const watchdog::CulpritRules>(watchdog::culprit_rules(config.not_app));
   }
   in_forked_child.store(false, std::memory_order_relaxed);
   check_probes_canary(config);

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <map>
 
+#include "watchdog/culprit.hpp"
+
 namespace stallwatch::watchdog {
 namespace {
 
@@ -143,6 +145,11 @@ void append_frame_json(std::string& out, const Frame& f) {
   out += f.inlined ? ",\"inlined\":true}" : ",\"inlined\":false}";
 }
 
+const Frame* culprit_of(const StallSample& s) {
+  const bool valid = s.culprit >= 0 && static_cast<std::size_t>(s.culprit) < s.frames.size();
+  return valid ? &s.frames[static_cast<std::size_t>(s.culprit)] : nullptr;
+}
+
 }  // namespace
 
 std::uint64_t stack_hash(const std::uintptr_t* pcs, int depth) {
@@ -208,7 +215,9 @@ std::string format_sample(const StallSample& s, log_format format) {
     out += ",\"wall_ms\":" + json_number(to_ms(s.wall_ns)) + ",\"cpu_ms\":" + json_number(to_ms(s.cpu_ns)) +
            ",\"threshold_ms\":" + json_number(to_ms(s.threshold_ns)) + ",\"sample\":" + std::to_string(s.sample) +
            ",\"capture\":\"" + capture_field(s) + "\",\"stack_id\":\"" + hex64(s.stack_id, 16) +
-           "\",\"seen\":" + std::to_string(s.seen) + ",\"frames\":[";
+           "\",\"seen\":" + std::to_string(s.seen);
+    append_culprit_json(out, culprit_of(s));
+    out += ",\"frames\":[";
     if (s.seen <= 1) {
       for (std::size_t i = 0; i < s.frames.size(); ++i) {
         if (i > 0) out.push_back(',');
@@ -220,7 +229,9 @@ std::string format_sample(const StallSample& s, log_format format) {
   }
   out = "stallwatch: stall loop=" + std::to_string(s.loop) + " ";
   append_fiber_text(out, s.fiber_id, s.fiber_name);
-  out += " " + s.kind.describe() + " for " + format_ms(s.wall_ns) + " (cpu " + format_ms(s.cpu_ns) +
+  out += " " + s.kind.describe() + " for " + format_ms(s.wall_ns);
+  if (capture_note(s) == nullptr) out += " in " + culprit_text(culprit_of(s));
+  out += " (cpu " + format_ms(s.cpu_ns) +
          ", threshold " + format_ms(s.threshold_ns) + ") sample " + std::to_string(s.sample);
   if (const char* note = capture_note(s)) {
     out += "\n  (stack not captured: ";

@@ -28,6 +28,7 @@ struct StallSample {
   CaptureOutcome outcome = CaptureOutcome::captured;
   bool timed_out = false;
   std::vector<Frame> frames;
+  int culprit = -1;            // index in frames of the first application frame (culprit.hpp), or -1
   std::uint64_t stack_id = 0;  // hash of the pcs; 0 without a stack
   int seen = 1;                // reports with this stack in the window, this one included
 };

@@ -29,6 +29,7 @@
 #include "core/probe.hpp"
 #include "stallwatch/watchdog.hpp"
 #include "watchdog/capture_signal.hpp"
+#include "watchdog/culprit.hpp"
 #include "watchdog/report.hpp"
 #include "watchdog/report_limiter.hpp"
 #include "watchdog/stall_profile.hpp"
@@ -76,6 +77,7 @@ struct Event {
   Kind kind = Kind::line;
   Sink sink;
   log_format format = log_format::text;
+  std::shared_ptr<const CulpritRules> culprit_rules;  // sample: what is not the application
   bool write = false;   // sample: admitted by the rate limit; end: a sample was written
   bool strict = false;  // sample: exit once written
   StallSample sample;
@@ -100,6 +102,7 @@ struct WatchedLoop {
   std::uint64_t threshold_ns = 0;
   bool strict = false;
   log_format format = log_format::text;
+  std::shared_ptr<const CulpritRules> culprit_rules;
   Sink sink;
   std::unique_ptr<CaptureSlot> slot;
   ThreadProbe probe;
@@ -189,6 +192,7 @@ Event event_for(const WatchedLoop& w, Event::Kind kind) {
   e.kind = kind;
   e.sink = w.sink;
   e.format = w.format;
+  e.culprit_rules = w.culprit_rules;
   return e;
 }
 
@@ -221,6 +225,10 @@ void deliver(State& s, Event& e, Symbolizer& symbolizer) {
     return;
   }
   e.sample.frames = std::move(frames);
+  if (e.culprit_rules) {
+    const Frame* culprit = find_culprit(e.sample.frames, *e.culprit_rules);
+    e.sample.culprit = culprit != nullptr ? static_cast<int>(culprit - e.sample.frames.data()) : -1;
+  }
   {
     StallSample full = e.sample;
     full.seen = 1;
@@ -621,6 +629,7 @@ void loop_started(core::LoopRecord& record, const Config& config) {
   w->threshold_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(config.threshold).count());
   w->strict = config.strict;
   w->format = config.log_format;
+  w->culprit_rules = std::make_shared<const CulpritRules>(culprit_rules(config.not_app));
   w->sink = config.log_sink;
   w->limiter = ReportLimiter(config.reports_per_minute);
   w->probe = ThreadProbe(w->tid);
