@@ -556,5 +556,7 @@ TEST_CASE("preloaded: JSON lines carry the same report") {
   const Outcome o = run_preloaded("usleep", {{"STALLWATCH_LOG_FORMAT", "json"}});
   INFO("stderr:\n" << o.err);
   CHECK(o.err.find("{\"event\":\"blocking_call\",\"function\":\"usleep\",\"loop\":0,\"fiber\":") != std::string::npos);
-  CHECK(o.err.find("\"fiber_name\":\"caller\",\"strict\":false,\"frames\":[{\"pc\":\"0x") != std::string::npos);
+  CHECK(o.err.find("\"fiber_name\":\"caller\",\"strict\":false,\"culprit\":{\"function\":") != std::string::npos);
+  CHECK(o.err.find("tests/probes/blocking_demo.cpp\",\"line\":") != std::string::npos);
+  CHECK(o.err.find(",\"module\":\"probes_blocking_demo\"},\"frames\":[{\"pc\":\"0x") != std::string::npos);
 }
