@@ -11,12 +11,15 @@ PACKAGES=(
 )
 
 # Extra packages for the groups asked for on the command line.
-# test: what the test suite drives for real (Prometheus, bpftrace, load tools).
+# test: what the test suite drives for real (Prometheus, bpftrace, load tools),
+# and the real libraries run on a loop by tests/probes/real_waits.cpp.
 TEST_PACKAGES=(
   prometheus
   bpftrace
   clang
   curl
+  libcurl4-openssl-dev
+  libsqlite3-dev
 )
 # demo: what scripts/demo-drive.sh uses to send its requests.
 DEMO_PACKAGES=(

@@ -207,6 +207,16 @@ bool disk_file(int fd) {
   return fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode));
 }
 
+// An open that waited, or whose file waits at every read and write: a disk
+// file, or a FIFO opened in blocking mode (its open waits for the other
+// end, as std::ifstream on a named pipe does).
+bool waits_at_open(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return false;
+  if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) return true;
+  return S_ISFIFO(st.st_mode) && blocking_mode(fd);
+}
+
 bool open_needs_mode(int flags) { return (flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE; }
 
 // open(2)'s mode argument is there only when flags create a file: declares
@@ -221,12 +231,12 @@ bool open_needs_mode(int flags) { return (flags & O_CREAT) != 0 || (flags & O_TM
   }
 
 int opened(int fd) {
-  if (fd >= 0) flag_if("open", [fd] { return disk_file(fd); });
+  if (fd >= 0) flag_if("open", [fd] { return waits_at_open(fd); });
   return fd;
 }
 
 FILE* opened(FILE* file) {
-  if (file != nullptr) flag_if("fopen", [file] { return disk_file(fileno(file)); });
+  if (file != nullptr) flag_if("fopen", [file] { return waits_at_open(fileno(file)); });
   return file;
 }
 
