@@ -215,6 +215,24 @@ void check_chain(const std::vector<wd::Frame>& frames, const std::string& functi
   FAIL("no frame " << function.c_str() << " at LINE:" << marker.c_str() << " (" << line << ") in" << names.c_str());
 }
 
+// libc's frames (the futex wait) get file:line from its separate debug info
+// when /usr/lib/debug/.build-id holds it (Debian: libc6-dbg).
+void check_separate_debug_info(const std::vector<wd::Frame>& frames) {
+  for (const wd::Frame& f : frames) {
+    if (!f.module.starts_with("libc.so") || f.build_id.size() < 3) continue;
+    const std::string debug_file =
+        "/usr/lib/debug/.build-id/" + f.build_id.substr(0, 2) + "/" + f.build_id.substr(2) + ".debug";
+    if (!std::filesystem::exists(debug_file)) {
+      MESSAGE("no " << debug_file.c_str() << " (libc6-dbg): separate debug info not checked");
+      return;
+    }
+    CHECK_MESSAGE(!f.file.empty(), f.function.c_str() << " in libc has no file:line although " << debug_file.c_str()
+                                                      << " is installed");
+    return;
+  }
+  FAIL("no libc frame in the stack of a futex wait");
+}
+
 // ---- capturing inside the chains ----
 
 thread_local std::vector<Pc>* probe_target = nullptr;
@@ -292,7 +310,9 @@ void check_all_chains(const Chains& c) {
     int got = 0;
     const auto stack = blocked_stack([&] { got = c.wait_for_future(future); }, [&] { promise.set_value(42); });
     CHECK(got == 42);
-    check_chain(check_against_addr2line(stack), "wait_for_future", "future", 3);
+    const std::vector<wd::Frame> frames = check_against_addr2line(stack);
+    check_chain(frames, "wait_for_future", "future", 3);
+    check_separate_debug_info(frames);
   }
   SUBCASE("std::lock_guard, contended") {
     std::mutex m;
