@@ -83,6 +83,9 @@ struct Expected {
   bool operator==(const Expected&) const = default;
 };
 
+// doctest prints a char* as a pointer: strings go into messages as this.
+doctest::String text(const std::string& s) { return s.c_str(); }
+
 doctest::String toString(const std::vector<Expected>& frames) {
   std::string out;
   for (const Expected& f : frames) {
@@ -167,7 +170,7 @@ std::vector<wd::Frame> check_against_addr2line(const std::vector<Pc>& stack) {
     if (built_here(p)) {
       const std::vector<Expected> ours = stallwatch_frames(p);
       const std::vector<Expected> theirs = addr2line_frames(p);
-      INFO("pc 0x" << std::hex << p.pc << " in " << module_of(p.pc).path.c_str());
+      INFO("pc 0x" << std::hex << p.pc << " in " << text(module_of(p.pc).path));
       CHECK(ours == theirs);
       ++compared;
     }
@@ -187,7 +190,7 @@ int marker_line(const std::string& name) {
   for (int n = 1; std::getline(in, text); ++n) {
     if (text.find("// LINE:" + name) != std::string::npos && text.ends_with("LINE:" + name)) return n;
   }
-  FAIL("no marker LINE:" << name.c_str() << " in " << source);
+  FAIL("no marker LINE:" << text(name) << " in " << text(source));
   return 0;
 }
 
@@ -205,14 +208,14 @@ void check_chain(const std::vector<wd::Frame>& frames, const std::string& functi
     }
     if (f.function.find(function) != std::string::npos && f.line == line &&
         f.file.ends_with("symbolizer/inline_chains.cpp")) {
-      CHECK_MESSAGE(inlined_run >= min_inlined, function.c_str() << " has only " << inlined_run << " inlined levels");
+      CHECK_MESSAGE(inlined_run >= min_inlined, text(function) << " has only " << inlined_run << " inlined levels");
       return;
     }
     inlined_run = 0;
   }
   std::string names;
   for (const wd::Frame& f : frames) names += "\n  " + f.function + " at " + f.file + ":" + std::to_string(f.line);
-  FAIL("no frame " << function.c_str() << " at LINE:" << marker.c_str() << " (" << line << ") in" << names.c_str());
+  FAIL("no frame " << text(function) << " at LINE:" << text(marker) << " (" << line << ") in" << text(names));
 }
 
 // libc's frames (the futex wait) get file:line from its separate debug info
@@ -223,11 +226,11 @@ void check_separate_debug_info(const std::vector<wd::Frame>& frames) {
     const std::string debug_file =
         "/usr/lib/debug/.build-id/" + f.build_id.substr(0, 2) + "/" + f.build_id.substr(2) + ".debug";
     if (!std::filesystem::exists(debug_file)) {
-      MESSAGE("no " << debug_file.c_str() << " (libc6-dbg): separate debug info not checked");
+      MESSAGE("no " << text(debug_file) << " (libc6-dbg): separate debug info not checked");
       return;
     }
-    CHECK_MESSAGE(!f.file.empty(), f.function.c_str() << " in libc has no file:line although " << debug_file.c_str()
-                                                      << " is installed");
+    CHECK_MESSAGE(!f.file.empty(),
+                  text(f.function) << " in libc has no file:line although " << text(debug_file) << " is installed");
     return;
   }
   FAIL("no libc frame in the stack of a futex wait");
@@ -275,8 +278,8 @@ std::vector<Pc> blocked_stack(Body body, Release release) {
   const std::string stat = "/proc/self/task/" + std::to_string(tid.load()) + "/stat";
   for (int i = 0; i < 500; ++i) {
     std::ifstream in(stat);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (text.find(") S ") != std::string::npos) break;
+    std::string status((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (status.find(") S ") != std::string::npos) break;
     std::this_thread::sleep_for(2ms);
   }
   const std::uint64_t request = wd::request_capture(slot, tid.load(), wd::default_capture_signal());

@@ -277,7 +277,8 @@ std::vector<Frame> Symbolizer::resolve(std::uintptr_t pc, std::uintptr_t lookup)
     Frame f = frame;
     const char* linkage = linkage_name(&chain[i]);
     if (linkage == nullptr && !mangled) linkage = plain_name(&chain[i]);
-    const char* function = linkage != nullptr ? linkage : (i == 0 && symbol != nullptr ? symbol : plain_name(&chain[i]));
+    const char* function = linkage;
+    if (function == nullptr) function = i == 0 && symbol != nullptr ? symbol : plain_name(&chain[i]);
     f.function = function != nullptr ? demangle(function) : std::string("??");
     if (!file.empty() && line > 0) {
       f.file = normalize_path(comp_dir, file);
