@@ -186,9 +186,9 @@ int marker_line(const std::string& name) {
   const char* source = std::getenv("INLINE_CHAINS_SOURCE");
   REQUIRE(source != nullptr);
   std::ifstream in(source);
-  std::string text;
-  for (int n = 1; std::getline(in, text); ++n) {
-    if (text.find("// LINE:" + name) != std::string::npos && text.ends_with("LINE:" + name)) return n;
+  std::string source_line;
+  for (int n = 1; std::getline(in, source_line); ++n) {
+    if (source_line.ends_with("// LINE:" + name)) return n;
   }
   FAIL("no marker LINE:" << text(name) << " in " << text(source));
   return 0;
