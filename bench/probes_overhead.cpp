@@ -3,17 +3,23 @@
 //   LD_PRELOAD=libstallwatch-probes.so
 // and compare. Off a loop the probes add one call and a thread-local check;
 // on a loop, a call that cannot wait also pays for the check that says so
-// (fcntl F_GETFL / fstat, or a try-lock).
+// (fcntl F_GETFL / fstat, a try-lock, a look at the timeout or the futex
+// operation).
 //
 //   ninja -C build src/interpose/probes_overhead
 //   build/src/interpose/probes_overhead
 //   LD_PRELOAD=build/src/interpose/libstallwatch-probes.so build/src/interpose/probes_overhead
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <pthread.h>
+#include <semaphore.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 
 #include "blocking/blocking_calls.hpp"
 #include "stallwatch/loop.hpp"
@@ -45,6 +51,61 @@ void mutex_lock_unlock_off_loop(benchmark::State& state) {
   }
 }
 BENCHMARK(mutex_lock_unlock_off_loop);
+
+// The interposers of the standard library's waits, off a loop: each adds
+// the same call and thread-local check. Uncontended locks and an available
+// semaphore stay in user space; the futex wake, the non-futex syscall and
+// the zero-timeout epoll_wait are one system call each.
+void rwlock_rdlock_unlock_off_loop(benchmark::State& state) {
+  pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER;
+  for (auto _ : state) {
+    pthread_rwlock_rdlock(&lock);
+    pthread_rwlock_unlock(&lock);
+  }
+}
+BENCHMARK(rwlock_rdlock_unlock_off_loop);
+
+void mutex_timedlock_unlock_off_loop(benchmark::State& state) {
+  pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+  const timespec far{0x7fffffff, 0};
+  for (auto _ : state) {
+    pthread_mutex_timedlock(&mutex, &far);
+    pthread_mutex_unlock(&mutex);
+  }
+}
+BENCHMARK(mutex_timedlock_unlock_off_loop);
+
+void sem_timedwait_post_off_loop(benchmark::State& state) {
+  sem_t sem;
+  sem_init(&sem, 0, 1);
+  const timespec far{0x7fffffff, 0};
+  for (auto _ : state) {
+    sem_timedwait(&sem, &far);
+    sem_post(&sem);
+  }
+  sem_destroy(&sem);
+}
+BENCHMARK(sem_timedwait_post_off_loop);
+
+void futex_wake_off_loop(benchmark::State& state) {
+  std::uint32_t word = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0));
+}
+BENCHMARK(futex_wake_off_loop);
+
+// syscall() for anything but futex: the interposer forwards after one compare.
+void syscall_getpid(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(syscall(SYS_getpid));
+}
+BENCHMARK(syscall_getpid);
+
+void epoll_wait_zero_timeout_off_loop(benchmark::State& state) {
+  const int ep = epoll_create1(0);
+  epoll_event ev{};
+  for (auto _ : state) benchmark::DoNotOptimize(epoll_wait(ep, &ev, 1, 0));
+  close(ep);
+}
+BENCHMARK(epoll_wait_zero_timeout_off_loop);
 
 // The check alone, as every interposer makes it first.
 void should_flag_off_loop(benchmark::State& state) {
@@ -80,6 +141,30 @@ void mutex_lock_unlock_on_loop(benchmark::State& state) {
   });
 }
 BENCHMARK(mutex_lock_unlock_on_loop);
+
+// On a loop fiber, an uncontended std::shared_mutex-style read lock: the
+// probes take it with a try-lock.
+void rwlock_rdlock_unlock_on_loop(benchmark::State& state) {
+  pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER;
+  stallwatch::run(quiet_loop(), [&] {
+    for (auto _ : state) {
+      pthread_rwlock_rdlock(&lock);
+      pthread_rwlock_unlock(&lock);
+    }
+  });
+}
+BENCHMARK(rwlock_rdlock_unlock_on_loop);
+
+// On a loop fiber, a futex wake: not a wait, told apart by its operation.
+void futex_wake_on_loop(benchmark::State& state) {
+  std::uint32_t word = 0;
+  stallwatch::run(quiet_loop(), [&] {
+    for (auto _ : state) {
+      benchmark::DoNotOptimize(syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0));
+    }
+  });
+}
+BENCHMARK(futex_wake_on_loop);
 
 }  // namespace
 

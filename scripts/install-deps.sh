@@ -11,12 +11,17 @@ PACKAGES=(
 )
 
 # Extra packages for the groups asked for on the command line.
-# test: what the test suite drives for real (Prometheus, bpftrace, load tools).
+# test: what the test suite drives for real (Prometheus, bpftrace, load tools),
+# the real libraries run on a loop by tests/probes/real_waits.cpp, and libc's
+# separate debug info (tests/symbolizer_test.cpp reads it).
 TEST_PACKAGES=(
   prometheus
   bpftrace
   clang
   curl
+  libcurl4-openssl-dev
+  libsqlite3-dev
+  libc6-dbg
 )
 # demo: what scripts/demo-drive.sh uses to send its requests.
 DEMO_PACKAGES=(

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "config/address.hpp"
 #include "stallwatch/config.hpp"
@@ -21,6 +22,7 @@ using stallwatch::resolve_config;
 const char* const all_variables[] = {
     "STALLWATCH_WATCHDOG",   "STALLWATCH_THRESHOLD_MS", "STALLWATCH_REPORTS_PER_MINUTE", "STALLWATCH_LOG_FORMAT",
     "STALLWATCH_METRICS_ADDR", "STALLWATCH_STRICT",     "STALLWATCH_STACK_KB",           "STALLWATCH_SIGNAL",
+    "STALLWATCH_NOT_APP",
 };
 
 // Clears every STALLWATCH_* variable for the test and again after it (the
@@ -195,6 +197,30 @@ TEST_CASE("parse_host_port: the one grammar of addresses") {
   CHECK(why == "the port must be a number from 0 to 65535");
   CHECK_FALSE(stallwatch::config::parse_host_port("[::1]:9464", why));
   CHECK(contains(why, "IPv6"));
+}
+
+TEST_CASE("STALLWATCH_NOT_APP") {
+  CleanEnvironment env;
+  CHECK(resolve_config({}).not_app.empty());
+  env.set("STALLWATCH_NOT_APP", " libcurl, libsqlite3.so.0 ,/opt/vendor/include/,libc++");
+  CHECK(resolve_config({}).not_app ==
+        std::vector<std::string>{"libcurl", "libsqlite3.so.0", "/opt/vendor/include/", "libc++"});
+  env.set("STALLWATCH_NOT_APP", "");
+  CHECK(resolve_config({}).not_app.empty());
+  for (const char* bad : {",", "libcurl,", "lib curl", "vendor/include", "libcurl@x", "/opt/my dir/", "a,,b"}) {
+    CAPTURE(bad);
+    const auto message = env_error(env, "STALLWATCH_NOT_APP", bad);
+    CHECK(contains(message, "STALLWATCH_NOT_APP=\"" + std::string(bad) + "\""));
+    CHECK(contains(message, "a comma-separated list of module file names"));
+    CHECK(contains(message, "absolute source path prefixes"));
+  }
+  Options o;
+  o.not_app = "libfoo,/srv/include/";
+  CHECK(resolve_config(o).not_app == std::vector<std::string>{"libfoo", "/srv/include/"});
+  o.not_app = "lib foo";
+  CHECK(contains(error_of(o), "Options::not_app = \"lib foo\" is not valid"));
+  env.set("STALLWATCH_NOT_APP", "libbar");
+  CHECK(resolve_config(o).not_app == std::vector<std::string>{"libbar"});
 }
 
 TEST_CASE("STALLWATCH_STRICT") {

@@ -104,16 +104,29 @@ TEST_CASE("text and JSON formats carry the same fields, escaped") {
   s.cpu_ns = 100'000;
   s.threshold_ns = 50'000'000;
   s.sample = 2;
-  s.frames = {demo_frame()};
+  emit::Frame libc = demo_frame();
+  libc.function = "read";
+  libc.file.clear();
+  libc.module = "libc.so.6";
+  s.frames = {libc, demo_frame()};
+  s.culprit = 1;
   s.stack_id = 0x1234;
 
   const std::string text = emit::format(s, log_format::text);
   CHECK(text.rfind("stallwatch: stall loop=2 fiber=7 \"handler \\\"GET\\\" /cpu\\x0a\" blocked in read for 212 ms "
+                   "in busy_hash(std::string const&) at /src/examples/demo.cpp:42 "
                    "(cpu 0.1 ms, threshold 50 ms) sample 2\n",
                    0) == 0);
-  CHECK(text.find("\n  #0 0x000055d1c2a41b2e busy_hash(std::string const&) at /src/examples/demo.cpp:42 "
+  CHECK(text.find("\n  #1 0x000055d1c2a41b2e busy_hash(std::string const&) at /src/examples/demo.cpp:42 "
                   "(stallwatch-demo+0x1b2e)") != std::string::npos);
-  CHECK(text.find("build-id stallwatch-demo=abcdef") != std::string::npos);
+  CHECK(text.find("build-id libc.so.6=abcdef stallwatch-demo=abcdef") != std::string::npos);
+  CHECK(emit::format(s, log_format::json)
+            .find(",\"culprit\":{\"function\":\"busy_hash(std::string const&)\",\"file\":\"/src/examples/demo.cpp\","
+                  "\"line\":42,\"module\":\"stallwatch-demo\"},") != std::string::npos);
+  s.culprit = -1;
+  CHECK(emit::format(s, log_format::text).find(" for 212 ms in (no application frame) (cpu") != std::string::npos);
+  CHECK(emit::format(s, log_format::json).find(",\"culprit\":null,") != std::string::npos);
+  s.culprit = 1;
 
   const std::string json = emit::format(s, log_format::json);
   CHECK(json.find('\n') == std::string::npos);

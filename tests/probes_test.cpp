@@ -294,10 +294,14 @@ TEST_CASE("a recorded call is counted and its first call site is logged with its
   const std::uint64_t before = count_of("fsync");
   volatile int calls = 3;  // volatile: an unrolled loop would make three call sites
   for (int i = 0; i < calls; ++i) stallwatch_probe_record("fsync");
+  const int call_line = __LINE__ - 1;
   CHECK(count_of("fsync") == before + 3);
   const auto lines = log_lines();
   REQUIRE(lines.size() == 1);
-  CHECK(lines[0].starts_with("stallwatch: blocking call fsync on loop=3 fiber=42 \"fake\", first from this call site"));
+  // The head line names the culprit: this test's own line.
+  CHECK(lines[0].starts_with("stallwatch: blocking call fsync on loop=3 fiber=42 \"fake\" in "));
+  CHECK(lines[0].find("probes_test.cpp:" + std::to_string(call_line) + ", first from this call site\n") !=
+        std::string::npos);
   CHECK(lines[0].find("\n  #0 0x") != std::string::npos);
   CHECK(lines[0].find("probes_test.cpp:") != std::string::npos);  // the caller, by file and line
 }
@@ -595,5 +599,7 @@ TEST_CASE("preloaded: JSON lines carry the same report") {
   const Outcome o = run_preloaded("usleep", {{"STALLWATCH_LOG_FORMAT", "json"}});
   INFO("stderr:\n" << o.err);
   CHECK(o.err.find("{\"event\":\"blocking_call\",\"function\":\"usleep\",\"loop\":0,\"fiber\":") != std::string::npos);
-  CHECK(o.err.find("\"fiber_name\":\"caller\",\"strict\":false,\"frames\":[{\"pc\":\"0x") != std::string::npos);
+  CHECK(o.err.find("\"fiber_name\":\"caller\",\"strict\":false,\"culprit\":{\"function\":") != std::string::npos);
+  CHECK(o.err.find("tests/probes/blocking_demo.cpp\",\"line\":") != std::string::npos);
+  CHECK(o.err.find(",\"module\":\"probes_blocking_demo\"},\"frames\":[{\"pc\":\"0x") != std::string::npos);
 }

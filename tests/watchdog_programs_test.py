@@ -61,7 +61,7 @@ def test_json_lines():
     check(len(stalls) >= 3, "json: one stall event per stall at least", p.stderr)
     check(len(ended) == 3, "json: three stall_ended events", p.stderr)
     want = {"loop", "fiber", "fiber_name", "kind", "syscall", "wall_ms", "cpu_ms", "threshold_ms", "sample",
-            "capture", "stack_id", "seen", "frames"}
+            "capture", "stack_id", "seen", "culprit", "frames"}
     check(all(want <= set(s) for s in stalls), "json: stall events carry every field", p.stderr)
     full = [s for s in stalls if s["frames"]]
     check(bool(full), "json: at least one stall event has frames", p.stderr)
@@ -70,6 +70,10 @@ def test_json_lines():
     check(any(f["function"].startswith("(anonymous namespace)::compute_for(int)") and f["line"] > 0
               and f["file"].endswith("examples/stall_example.cpp") for s in full for f in s["frames"]),
           "json: the stalled function with file and line", p.stderr)
+    check(any(s["culprit"] and "compute_for" in s["culprit"]["function"]
+              and s["culprit"]["file"].endswith("examples/stall_example.cpp") and s["culprit"]["line"] > 0
+              for s in full),
+          "json: the culprit is the stalled function, with file and line", p.stderr)
     # preempted when the machine is too loaded to give the burner a CPU
     check(all(s["kind"] in ("on-cpu", "preempted") and s["threshold_ms"] == 30 for s in stalls),
           "json: kind and threshold", p.stderr)

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstdint>
 #include <fstream>
 #include <mutex>
@@ -93,10 +94,23 @@ __attribute__((noinline)) bool blocking_sleep(int ms, Lines* lines) {
   const std::uint64_t end = now_ns() + static_cast<std::uint64_t>(ms) * 1'000'000;
   bool seen = false;
   for (std::uint64_t now = now_ns(); now < end; now = now_ns()) {
-    usleep(static_cast<useconds_t>(std::min<std::uint64_t>((end - now) / 1000, 20'000)));
+    usleep(static_cast<useconds_t>(std::min<std::uint64_t>((end - now) / 1000, 20'000)));  // LINE:usleep
     if (!seen && lines != nullptr) seen = lines->count_containing("blocking_sleep(int,") > 0;
   }
   return seen;
+}
+
+// The line of this file that ends in `// LINE:<name>` (TESTS_SOURCE_DIR:
+// tests/ in the source tree, set by meson).
+int marker_line(const std::string& name) {
+  const char* dir = std::getenv("TESTS_SOURCE_DIR");
+  REQUIRE(dir != nullptr);
+  std::ifstream in(std::string(dir) + "/watchdog_test.cpp");
+  std::string text;
+  for (int n = 1; std::getline(in, text); ++n) {
+    if (text.ends_with("// LINE:" + name)) return n;
+  }
+  return -1;
 }
 
 std::uint64_t suppressed_on(int loop_index) {
@@ -157,6 +171,9 @@ TEST_CASE("a blocking usleep is named, and classified blocked in clock_nanosleep
   CHECK(lines.count_containing("blocking_sleep(int, (anonymous namespace)::Lines*)") >= 1);
   CHECK(lines.count_containing("tests/watchdog_test.cpp:") >= 1);
   CHECK(lines.count_containing(" usleep at ") + lines.count_containing(" usleep (libc") >= 1);
+  // The head line names the culprit: past libc's frames, the line calling usleep.
+  CHECK(lines.count_containing(" ms in (anonymous namespace)::blocking_sleep(int, (anonymous namespace)::Lines*)") >= 1);
+  CHECK(lines.count_containing("tests/watchdog_test.cpp:" + std::to_string(marker_line("usleep")) + " (cpu ") >= 1);
   CHECK(lines.count_containing("stall ended loop=") == 1);
 }
 

@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "stallwatch/errors.hpp"
 #include "stallwatch/export.hpp"
@@ -42,6 +43,11 @@ struct Options {
   // once. An explicit signal that already has a handler stallwatch did not
   // install makes run() throw config_error. See README "Options".
   std::optional<int> capture_signal;
+  // STALLWATCH_NOT_APP: more code that is not the application's, for the
+  // culprit a report names: comma-separated module names ("libcurl",
+  // "libsqlite3.so.0") and source path prefixes ("/opt/vendor/include/").
+  // Adds to the defaults (the C/C++ runtimes, stallwatch, /usr/include/ …).
+  std::optional<std::string> not_app;
 
   // Receives every line of this loop (stall and blocking-call reports,
   // summaries, messages), without a trailing newline; lines that belong to
@@ -65,6 +71,7 @@ struct Config {
   std::size_t stack_kb = 64;
   int capture_signal = 0;  // 0: auto, chosen when the first loop starts
   std::string capture_signal_setting;  // where an explicit signal was set: "STALLWATCH_SIGNAL" or "Options::capture_signal"
+  std::vector<std::string> not_app;  // module names and /path/prefixes, each validated
   std::function<void(std::string_view line)> log_sink;
 };
 

@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "base/text.hpp"
+#include "config/module_names.hpp"
 #include "config/probed_functions.hpp"
 #include "stallwatch/errors.hpp"
 
@@ -13,19 +14,6 @@ namespace {
 bool known_function(std::string_view name) {
   return std::find(std::begin(probed_functions), std::end(probed_functions), name) !=
          std::end(probed_functions);
-}
-
-bool valid_module_name(std::string_view module) {
-  return !module.empty() && std::all_of(module.begin(), module.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-           c == '-' || c == '+';
-  });
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
 }
 
 [[noreturn]] void throw_allow_error(std::string_view text, std::string_view entry, std::string_view problem) {
@@ -42,12 +30,12 @@ std::string_view trim(std::string_view s) {
 
 std::vector<AllowEntry> parse_allow_list(std::string_view text) {
   std::vector<AllowEntry> entries;
-  if (trim(text).empty()) return entries;
+  if (trim_blanks(text).empty()) return entries;
   std::size_t start = 0;
   while (start <= text.size()) {
     std::size_t end = text.find(',', start);
     if (end == std::string_view::npos) end = text.size();
-    const std::string_view entry = trim(text.substr(start, end - start));
+    const std::string_view entry = trim_blanks(text.substr(start, end - start));
     start = end + 1;
     if (entry.empty()) throw_allow_error(text, entry, "is empty");
     const std::size_t at = entry.find('@');
@@ -58,7 +46,7 @@ std::vector<AllowEntry> parse_allow_list(std::string_view text) {
     if (at != std::string_view::npos) {
       const std::string_view module = entry.substr(at + 1);
       if (module.empty()) throw_allow_error(text, entry, "has no module after '@'");
-      if (!valid_module_name(module)) {
+      if (!is_module_name(module)) {
         throw_allow_error(text, entry, "has a module that is not a file name (letters, digits, . _ - +)");
       }
       parsed.module = std::string(module);
@@ -76,7 +64,7 @@ bool allow_list_permits(const std::vector<AllowEntry>& allow, std::string_view f
     if (entry.function != "*" && entry.function != function) continue;
     if (entry.module.empty()) return true;
     for (const std::string& m : modules) {
-      if (m.starts_with(entry.module) && (m.size() == entry.module.size() || m[entry.module.size()] == '.')) {
+      if (module_matches(m, entry.module)) {
         return true;
       }
     }

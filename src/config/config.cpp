@@ -9,9 +9,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/text.hpp"
 #include "config/address.hpp"
+#include "config/module_names.hpp"
 #include "stallwatch/config.hpp"
 
 namespace stallwatch {
@@ -165,6 +167,53 @@ int resolve_capture_signal(std::optional<int> field_value, std::string& setting)
   return 0;
 }
 
+// One STALLWATCH_NOT_APP entry: a module file name, or an absolute source
+// path prefix (no blanks, no control characters).
+bool is_not_app_entry(std::string_view entry) {
+  if (entry.empty()) return false;
+  if (entry.front() == '/') {
+    for (char c : entry) {
+      if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f || c == ',') return false;
+    }
+    return true;
+  }
+  return config::is_module_name(entry);
+}
+
+// "libcurl, /opt/vendor/include/" → its entries; nullopt when one is not
+// valid. Blanks around entries are ignored; "" is no entry.
+std::optional<std::vector<std::string>> parse_not_app(std::string_view text) {
+  std::vector<std::string> entries;
+  if (config::trim_blanks(text).empty()) return entries;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    std::size_t end = text.find(',', start);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view entry = config::trim_blanks(text.substr(start, end - start));
+    if (!is_not_app_entry(entry)) return std::nullopt;
+    entries.emplace_back(entry);
+    start = end + 1;
+  }
+  return entries;
+}
+
+std::vector<std::string> resolve_not_app(const std::optional<std::string>& field_value) {
+  constexpr std::string_view accepted =
+      "a comma-separated list of module file names (letters, digits, . _ - +, e.g. libcurl or libsqlite3.so.0) "
+      "and absolute source path prefixes (e.g. /opt/vendor/include/)";
+  if (const auto text = variable("STALLWATCH_NOT_APP")) {
+    auto entries = parse_not_app(*text);
+    if (!entries) reject_variable("STALLWATCH_NOT_APP", *text, accepted);
+    return std::move(*entries);
+  }
+  if (field_value) {
+    auto entries = parse_not_app(*field_value);
+    if (!entries) reject_field("not_app", base::quoted(*field_value, max_shown), accepted);
+    return std::move(*entries);
+  }
+  return {};
+}
+
 template <class T>
 std::optional<long long> widen(const std::optional<T>& value) {
   if (!value) return std::nullopt;
@@ -194,6 +243,7 @@ Config resolve_config(const Options& options) {
   config.stack_kb = static_cast<std::size_t>(
       resolve_integer("STALLWATCH_STACK_KB", "stack_kb", widen(options.stack_kb), " KiB", min_stack_kb, max_stack_kb, 64));
   config.capture_signal = resolve_capture_signal(options.capture_signal, config.capture_signal_setting);
+  config.not_app = resolve_not_app(options.not_app);
   config.log_sink = options.log_sink;
   return config;
 }

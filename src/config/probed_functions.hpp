@@ -15,6 +15,9 @@ inline constexpr std::string_view probed_functions[] = {
     "sleep", "usleep", "nanosleep", "clock_nanosleep",
     // descriptors in blocking mode (and regular files for read/write)
     "read", "write", "recv", "send", "accept", "connect", "poll", "select",
+    "recvfrom", "recvmsg", "sendto", "sendmsg", "readv", "writev",
+    // polling with signal masks, an event loop nested in a fiber
+    "ppoll", "pselect", "epoll_wait", "epoll_pwait",
     // regular files
     "open", "fopen", "pread", "pwrite", "fsync", "fdatasync",
     // name resolution
@@ -25,6 +28,13 @@ inline constexpr std::string_view probed_functions[] = {
     "flock", "fcntl",
     // waits on other threads (only a real wait counts)
     "sem_wait", "pthread_join", "pthread_mutex_lock",
+    // the C++ standard library's waits: condition variables; futexes
+    // (std::future, counting_semaphore, latch, barrier, atomic::wait, from
+    // syscall(SYS_futex, …)); std::shared_mutex; timed mutexes; semaphores
+    "pthread_cond_wait", "pthread_cond_timedwait", "pthread_cond_clockwait", "futex",
+    "pthread_rwlock_rdlock", "pthread_rwlock_wrlock", "pthread_rwlock_timedrdlock", "pthread_rwlock_timedwrlock",
+    "pthread_rwlock_clockrdlock", "pthread_rwlock_clockwrlock", "pthread_mutex_timedlock", "pthread_mutex_clocklock",
+    "sem_timedwait", "sem_clockwait",
 };
 
 }  // namespace stallwatch::config

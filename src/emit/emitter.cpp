@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "base/coarse_clock.hpp"
+#include "emit/culprit.hpp"
 #include "emit/format.hpp"
 #include "emit/report_limiter.hpp"
 #include "stallwatch/watchdog.hpp"
@@ -30,6 +31,7 @@ struct LoopOutput {
   SharedSink sink;  // null: the process's sink
   log_format format = log_format::text;
   std::vector<ReportLimiter> limiters;  // one per ReportKind
+  std::shared_ptr<const CulpritRules> culprit_rules;
   int writing = 0;                      // lines being handed to its sink now
 };
 
@@ -230,6 +232,7 @@ void attach_loop(int loop, const Config& config) {
   if (config.log_sink) out.sink = std::make_shared<const Sink>(config.log_sink);
   out.format = config.log_format;
   for (int kind = 0; kind < report_kind_count; ++kind) out.limiters.emplace_back(config.reports_per_minute, s.window_ns);
+  out.culprit_rules = std::make_shared<const CulpritRules>(culprit_rules(config.not_app));
   s.loops.insert_or_assign(loop, std::move(out));
 }
 
@@ -270,9 +273,37 @@ int note_stack(int loop, std::uint64_t stack_id) {
   return out != nullptr ? out->limiters[static_cast<std::size_t>(ReportKind::stall)].note_stack(stack_id) : 1;
 }
 
-void write(const StallSample& sample) { write_event(sample.loop, sample); }
+// The rules of loop, or the defaults for a loop that ended.
+std::shared_ptr<const CulpritRules> culprit_rules_of(int loop) {
+  State& s = state();
+  {
+    std::lock_guard lock(s.mutex);
+    if (const LoopOutput* out = find_loop(s, loop); out != nullptr && out->culprit_rules) return out->culprit_rules;
+  }
+  static const auto defaults = std::make_shared<const CulpritRules>(default_culprit_rules());
+  return defaults;
+}
+
+template <class Report>
+void name_culprit_of(Report& report) {
+  const Frame* culprit = find_culprit(report.frames, *culprit_rules_of(report.loop));
+  report.culprit = culprit != nullptr ? static_cast<int>(culprit - report.frames.data()) : -1;
+}
+
+void name_culprit(StallSample& sample) { name_culprit_of(sample); }
+void name_culprit(BlockingCall& call) { name_culprit_of(call); }
+
+void write(const StallSample& sample) {
+  StallSample named = sample;
+  name_culprit(named);
+  write_event(named.loop, named);
+}
 void write(const StallEnd& end) { write_event(end.loop, end); }
-void write(const BlockingCall& call) { write_event(call.loop, call); }
+void write(const BlockingCall& call) {
+  BlockingCall named = call;
+  name_culprit(named);
+  write_event(named.loop, named);
+}
 void write(const Message& message) { write_event(message.loop, message); }
 
 void message(int loop, std::string event, std::string text, std::vector<Field> fields) {

@@ -48,7 +48,13 @@ bool admit(int loop, ReportKind kind);
 // How many stall reports of loop's window had this stack, this one included.
 int note_stack(int loop, std::uint64_t stack_id);
 
-// Formats and writes one line to the sink of its loop.
+// Names the culprit of a report (events.hpp: the first application frame)
+// by the loop's rules: the defaults and its Options::not_app.
+void name_culprit(StallSample& sample);
+void name_culprit(BlockingCall& call);
+
+// Formats and writes one line to the sink of its loop; a report's culprit is
+// named first.
 void write(const StallSample& sample);
 void write(const StallEnd& end);
 void write(const BlockingCall& call);

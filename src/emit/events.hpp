@@ -41,6 +41,7 @@ struct StallSample {
   std::string capture = "ok";
   std::string capture_note;
   std::vector<Frame> frames;
+  int culprit = -1;            // frames[culprit]: the first application frame (culprit.hpp); -1: none
   std::uint64_t stack_id = 0;  // hash of the pcs; 0 without a stack
   int seen = 1;                // reports with this stack in the window, this one included
 };
@@ -61,6 +62,7 @@ struct BlockingCall {
   std::string function;
   bool strict = false;
   std::vector<Frame> frames;
+  int culprit = -1;  // as in StallSample
 };
 
 // Any other line: `text` for the text format (after "stallwatch: "), and

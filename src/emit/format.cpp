@@ -6,6 +6,7 @@
 
 #include "stallwatch/watchdog.hpp"
 #include "base/text.hpp"
+#include "emit/culprit.hpp"
 
 namespace stallwatch::emit {
 namespace {
@@ -87,6 +88,11 @@ std::string describe_kind(const StallSample& s) {
   return s.kind == "blocked" ? "blocked in " + base::one_line(s.syscall) : base::one_line(s.kind);
 }
 
+const Frame* culprit_of(const std::vector<Frame>& frames, int culprit) {
+  return culprit >= 0 && static_cast<std::size_t>(culprit) < frames.size() ? &frames[static_cast<std::size_t>(culprit)]
+                                                                            : nullptr;
+}
+
 const char* report_noun(ReportKind kind) { return kind == ReportKind::stall ? "stall" : "blocking-call"; }
 
 }  // namespace
@@ -115,14 +121,17 @@ std::string format(const StallSample& s, log_format format) {
            ",\"capture\":";
     append_json_string(out, s.capture);
     out += ",\"stack_id\":\"" + hex64(s.stack_id, 16) + "\",\"seen\":" + std::to_string(s.seen);
+    append_culprit_json(out, culprit_of(s.frames, s.culprit));
     append_frames_json(out, s.seen <= 1 ? s.frames : std::vector<Frame>{});
     out += "}";
     return out;
   }
   out = "stallwatch: stall loop=" + std::to_string(s.loop) + " ";
   append_fiber_text(out, s.fiber);
-  out += " " + describe_kind(s) + " for " + format_ms(s.wall_ns) + " (cpu " + format_ms(s.cpu_ns) +
-         ", threshold " + format_ms(s.threshold_ns) + ") sample " + std::to_string(s.sample);
+  out += " " + describe_kind(s) + " for " + format_ms(s.wall_ns);
+  if (s.capture_note.empty()) out += " in " + culprit_text(culprit_of(s.frames, s.culprit));
+  out += " (cpu " + format_ms(s.cpu_ns) + ", threshold " + format_ms(s.threshold_ns) + ") sample " +
+         std::to_string(s.sample);
   if (!s.capture_note.empty()) {
     out += "\n  (stack not captured: " + base::one_line(s.capture_note) + ")";
   } else if (s.seen > 1) {
@@ -160,14 +169,16 @@ std::string format(const BlockingCall& b, log_format format) {
     append_fiber_json(out, b.fiber);
     out += ",\"strict\":" + std::string(b.strict ? "true" : "false");
     if (b.strict) out += ",\"exit_status\":" + std::to_string(strict_exit_status);
+    append_culprit_json(out, culprit_of(b.frames, b.culprit));
     append_frames_json(out, b.frames);
     return out + "}";
   }
   std::string out = "stallwatch: blocking call " + base::one_line(b.function) + " on loop=" + std::to_string(b.loop) +
                     " ";
   append_fiber_text(out, b.fiber);
+  out += " in " + culprit_text(culprit_of(b.frames, b.culprit));
   if (b.strict) {
-    out += " in strict mode (STALLWATCH_STRICT=1): ending the process with status " +
+    out += ", in strict mode (STALLWATCH_STRICT=1): ending the process with status " +
            std::to_string(strict_exit_status);
   } else {
     out += ", first from this call site";

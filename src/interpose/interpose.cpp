@@ -24,12 +24,15 @@
 #include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <linux/futex.h>
+#include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,6 +57,10 @@ int __open_2(const char* path, int flags);
 int __open64_2(const char* path, int flags);
 int __openat_2(int dirfd, const char* path, int flags);
 int __openat64_2(int dirfd, const char* path, int flags);
+int __ppoll_chk(struct pollfd* fds, nfds_t nfds, const struct timespec* timeout, const sigset_t* sigmask,
+                size_t fdslen);
+ssize_t __recvfrom_chk(int fd, void* buf, size_t n, size_t buflen, int flags, struct sockaddr* addr,
+                       socklen_t* addrlen);
 }
 
 // Marks the probes as loaded; libstallwatch's strict-mode canary looks it up.
@@ -62,14 +69,21 @@ extern "C" const int stallwatch_probes_active = 1;
 #define STALLWATCH_REAL_FUNCTIONS(X)                                                                         \
   X(sleep) X(usleep) X(nanosleep) X(clock_nanosleep)                                                       \
   X(read) X(write) X(recv) X(send) X(accept) X(connect) X(poll) X(select)                                  \
-  X(__read_chk) X(__recv_chk) X(__poll_chk)                                                                \
+  X(recvfrom) X(recvmsg) X(sendto) X(sendmsg) X(readv) X(writev)                                           \
+  X(ppoll) X(pselect) X(epoll_wait) X(epoll_pwait)                                                         \
+  X(__read_chk) X(__recv_chk) X(__poll_chk) X(__ppoll_chk) X(__recvfrom_chk)                               \
   X(open) X(open64) X(openat) X(openat64) X(__open_2) X(__open64_2) X(__openat_2) X(__openat64_2)          \
   X(fopen) X(fopen64)                                                                                      \
   X(pread) X(pread64) X(pwrite) X(pwrite64) X(__pread_chk) X(__pread64_chk) X(fsync) X(fdatasync)          \
   X(getaddrinfo) X(gethostbyname)                                                                          \
   X(system) X(popen) X(waitpid) X(wait4)                                                                   \
   X(flock) X(fcntl) X(fcntl64)                                                                             \
-  X(sem_wait) X(pthread_join) X(pthread_mutex_lock)
+  X(sem_wait) X(pthread_join) X(pthread_mutex_lock)                                                       \
+  X(syscall)                                                                                               \
+  X(pthread_cond_wait) X(pthread_cond_timedwait) X(pthread_cond_clockwait)                                 \
+  X(pthread_rwlock_rdlock) X(pthread_rwlock_wrlock) X(pthread_rwlock_timedrdlock)                          \
+  X(pthread_rwlock_timedwrlock) X(pthread_rwlock_clockrdlock) X(pthread_rwlock_clockwrlock)                \
+  X(pthread_mutex_timedlock) X(pthread_mutex_clocklock) X(sem_timedwait) X(sem_clockwait)
 
 namespace {
 
@@ -193,6 +207,16 @@ bool disk_file(int fd) {
   return fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode));
 }
 
+// An open that waited, or whose file waits at every read and write: a disk
+// file, or a FIFO opened in blocking mode (its open waits for the other
+// end, as std::ifstream on a named pipe does).
+bool waits_at_open(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return false;
+  if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) return true;
+  return S_ISFIFO(st.st_mode) && blocking_mode(fd);
+}
+
 bool open_needs_mode(int flags) { return (flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE; }
 
 // open(2)'s mode argument is there only when flags create a file: declares
@@ -207,16 +231,57 @@ bool open_needs_mode(int flags) { return (flags & O_CREAT) != 0 || (flags & O_TM
   }
 
 int opened(int fd) {
-  if (fd >= 0) flag_if("open", [fd] { return disk_file(fd); });
+  if (fd >= 0) flag_if("open", [fd] { return waits_at_open(fd); });
   return fd;
 }
 
 FILE* opened(FILE* file) {
-  if (file != nullptr) flag_if("fopen", [file] { return disk_file(fileno(file)); });
+  if (file != nullptr) flag_if("fopen", [file] { return waits_at_open(fileno(file)); });
   return file;
 }
 
 bool nonzero(const struct timeval* tv) { return tv == nullptr || tv->tv_sec != 0 || tv->tv_usec != 0; }
+
+// A relative timeout that waits: none (forever), or not zero.
+bool nonzero(const struct timespec* ts) { return ts == nullptr || ts->tv_sec != 0 || ts->tv_nsec != 0; }
+
+// An absolute deadline on `clock` that is still ahead (none: forever). One
+// already passed makes a timed wait return at once.
+bool ahead(clockid_t clock, const struct timespec* deadline) {
+  if (deadline == nullptr) return true;
+  struct timespec now;
+  if (clock_gettime(clock, &now) != 0) return true;
+  return deadline->tv_sec > now.tv_sec || (deadline->tv_sec == now.tv_sec && deadline->tv_nsec > now.tv_nsec);
+}
+
+// The clock of a condition variable's timed waits: glibc keeps it in bit 1
+// of __wrefs (pthread_condattr_setclock).
+clockid_t condition_clock(const pthread_cond_t* cond) {
+  return (cond->__data.__wrefs & 2) != 0 ? CLOCK_MONOTONIC : CLOCK_REALTIME;
+}
+
+// A futex operation that puts the caller to sleep (the wait operations and
+// the PI locks), with a timeout that lets it: FUTEX_WAIT's is relative,
+// FUTEX_WAIT_BITSET's and FUTEX_WAIT_REQUEUE_PI's absolute (on
+// CLOCK_REALTIME with FUTEX_CLOCK_REALTIME, else CLOCK_MONOTONIC). The word
+// itself is not read: a bad address must fail in the kernel with EFAULT, as
+// it would without the probes, not fault here.
+bool futex_waits(long op, long timeout_arg) {
+  const auto* timeout = reinterpret_cast<const struct timespec*>(timeout_arg);
+  const clockid_t clock = (op & FUTEX_CLOCK_REALTIME) != 0 ? CLOCK_REALTIME : CLOCK_MONOTONIC;
+  switch (op & FUTEX_CMD_MASK) {
+    case FUTEX_WAIT:
+      return nonzero(timeout);
+    case FUTEX_WAIT_BITSET:
+    case FUTEX_WAIT_REQUEUE_PI:
+      return ahead(clock, timeout);
+    case FUTEX_LOCK_PI:
+    case FUTEX_LOCK_PI2:
+      return true;  // made only when the lock is taken: user space tried first
+    default:
+      return false;  // wake, requeue, unlock, trylock: never sleep
+  }
+}
 
 }  // namespace
 
@@ -478,4 +543,199 @@ STALLWATCH_INTERPOSER int pthread_mutex_lock(pthread_mutex_t* mutex) {
     stallwatch_probe_record("pthread_mutex_lock");
   }
   return REAL(pthread_mutex_lock)(mutex);
+}
+
+// ---- the waits of the C++ standard library (and of C code using the same calls) ----
+// Each would end early, or wake spuriously, when the watchdog's signal came:
+// each is a ProbedWait, whose published stack the watchdog reports instead.
+// The lock-like ones try first, and only a call that could not take at once
+// counts.
+
+// std::condition_variable(_any): always a wait, until notified.
+STALLWATCH_INTERPOSER int pthread_cond_wait(pthread_cond_t* cond, pthread_mutex_t* mutex) {
+  const ProbedWait wait("pthread_cond_wait");
+  return REAL(pthread_cond_wait)(cond, mutex);
+}
+
+STALLWATCH_INTERPOSER int pthread_cond_timedwait(pthread_cond_t* cond, pthread_mutex_t* mutex,
+                                                 const struct timespec* deadline) {
+  const ProbedWait wait("pthread_cond_timedwait", [cond, deadline] { return ahead(condition_clock(cond), deadline); });
+  return REAL(pthread_cond_timedwait)(cond, mutex, deadline);
+}
+
+STALLWATCH_INTERPOSER int pthread_cond_clockwait(pthread_cond_t* cond, pthread_mutex_t* mutex, clockid_t clock,
+                                                 const struct timespec* deadline) {
+  const ProbedWait wait("pthread_cond_clockwait", [clock, deadline] { return ahead(clock, deadline); });
+  return REAL(pthread_cond_clockwait)(cond, mutex, clock, deadline);
+}
+
+// std::future, std::counting_semaphore, std::latch, std::barrier,
+// std::atomic<T>::wait: libstdc++ waits with syscall(SYS_futex, …). syscall
+// is variadic: all six argument registers are passed on, as glibc's own
+// syscall() reads them.
+STALLWATCH_INTERPOSER long syscall(long number, ...) {
+  va_list ap;
+  va_start(ap, number);
+  const long a1 = va_arg(ap, long);
+  const long a2 = va_arg(ap, long);
+  const long a3 = va_arg(ap, long);
+  const long a4 = va_arg(ap, long);
+  const long a5 = va_arg(ap, long);
+  const long a6 = va_arg(ap, long);
+  va_end(ap);
+  if (number != SYS_futex) [[likely]] return REAL(syscall)(number, a1, a2, a3, a4, a5, a6);
+  const ProbedWait wait("futex", [a2, a4] { return futex_waits(a2, a4); });
+  return REAL(syscall)(number, a1, a2, a3, a4, a5, a6);
+}
+
+// std::shared_mutex, std::shared_timed_mutex. `taken` keeps the try's
+// answer: anything but EBUSY is what the real call would have answered.
+#define STALLWATCH_TRY_FIRST(name, try_call, blocks_too)                                           \
+  int taken = EBUSY;                                                                               \
+  const ProbedWait wait(name, [&] {                                                                \
+    taken = (try_call);                                                                            \
+    return taken == EBUSY && (blocks_too);                                                         \
+  });                                                                                              \
+  if (taken != EBUSY) return taken
+
+STALLWATCH_INTERPOSER int pthread_rwlock_rdlock(pthread_rwlock_t* lock) {
+  STALLWATCH_TRY_FIRST("pthread_rwlock_rdlock", pthread_rwlock_tryrdlock(lock), true);
+  return REAL(pthread_rwlock_rdlock)(lock);
+}
+
+STALLWATCH_INTERPOSER int pthread_rwlock_wrlock(pthread_rwlock_t* lock) {
+  STALLWATCH_TRY_FIRST("pthread_rwlock_wrlock", pthread_rwlock_trywrlock(lock), true);
+  return REAL(pthread_rwlock_wrlock)(lock);
+}
+
+STALLWATCH_INTERPOSER int pthread_rwlock_timedrdlock(pthread_rwlock_t* lock, const struct timespec* deadline) {
+  STALLWATCH_TRY_FIRST("pthread_rwlock_timedrdlock", pthread_rwlock_tryrdlock(lock), ahead(CLOCK_REALTIME, deadline));
+  return REAL(pthread_rwlock_timedrdlock)(lock, deadline);
+}
+
+STALLWATCH_INTERPOSER int pthread_rwlock_timedwrlock(pthread_rwlock_t* lock, const struct timespec* deadline) {
+  STALLWATCH_TRY_FIRST("pthread_rwlock_timedwrlock", pthread_rwlock_trywrlock(lock), ahead(CLOCK_REALTIME, deadline));
+  return REAL(pthread_rwlock_timedwrlock)(lock, deadline);
+}
+
+STALLWATCH_INTERPOSER int pthread_rwlock_clockrdlock(pthread_rwlock_t* lock, clockid_t clock,
+                                                     const struct timespec* deadline) {
+  STALLWATCH_TRY_FIRST("pthread_rwlock_clockrdlock", pthread_rwlock_tryrdlock(lock), ahead(clock, deadline));
+  return REAL(pthread_rwlock_clockrdlock)(lock, clock, deadline);
+}
+
+STALLWATCH_INTERPOSER int pthread_rwlock_clockwrlock(pthread_rwlock_t* lock, clockid_t clock,
+                                                     const struct timespec* deadline) {
+  STALLWATCH_TRY_FIRST("pthread_rwlock_clockwrlock", pthread_rwlock_trywrlock(lock), ahead(clock, deadline));
+  return REAL(pthread_rwlock_clockwrlock)(lock, clock, deadline);
+}
+
+// std::timed_mutex, std::recursive_timed_mutex.
+STALLWATCH_INTERPOSER int pthread_mutex_timedlock(pthread_mutex_t* mutex, const struct timespec* deadline) {
+  STALLWATCH_TRY_FIRST("pthread_mutex_timedlock", pthread_mutex_trylock(mutex), ahead(CLOCK_REALTIME, deadline));
+  return REAL(pthread_mutex_timedlock)(mutex, deadline);
+}
+
+STALLWATCH_INTERPOSER int pthread_mutex_clocklock(pthread_mutex_t* mutex, clockid_t clock,
+                                                  const struct timespec* deadline) {
+  STALLWATCH_TRY_FIRST("pthread_mutex_clocklock", pthread_mutex_trylock(mutex), ahead(clock, deadline));
+  return REAL(pthread_mutex_clocklock)(mutex, clock, deadline);
+}
+
+#undef STALLWATCH_TRY_FIRST
+
+// sem_trywait answers -1 with errno EAGAIN where the wait would sleep.
+STALLWATCH_INTERPOSER int sem_timedwait(sem_t* sem, const struct timespec* deadline) {
+  bool taken = false;
+  const ProbedWait wait("sem_timedwait", [&] {
+    taken = sem_trywait(sem) == 0;
+    return !taken && errno == EAGAIN && ahead(CLOCK_REALTIME, deadline);
+  });
+  if (taken) return 0;
+  return REAL(sem_timedwait)(sem, deadline);
+}
+
+STALLWATCH_INTERPOSER int sem_clockwait(sem_t* sem, clockid_t clock, const struct timespec* deadline) {
+  bool taken = false;
+  const ProbedWait wait("sem_clockwait", [&] {
+    taken = sem_trywait(sem) == 0;
+    return !taken && errno == EAGAIN && ahead(clock, deadline);
+  });
+  if (taken) return 0;
+  return REAL(sem_clockwait)(sem, clock, deadline);
+}
+
+// ---- polling with signal masks, and an event loop nested in a fiber ----
+
+STALLWATCH_INTERPOSER int ppoll(struct pollfd* fds, nfds_t nfds, const struct timespec* timeout,
+                                const sigset_t* sigmask) {
+  const ProbedWait wait("ppoll", [timeout] { return nonzero(timeout); });
+  return REAL(ppoll)(fds, nfds, timeout, sigmask);
+}
+
+STALLWATCH_INTERPOSER int __ppoll_chk(struct pollfd* fds, nfds_t nfds, const struct timespec* timeout,
+                                      const sigset_t* sigmask, size_t fdslen) {
+  const ProbedWait wait("ppoll", [timeout] { return nonzero(timeout); });
+  return REAL(__ppoll_chk)(fds, nfds, timeout, sigmask, fdslen);
+}
+
+STALLWATCH_INTERPOSER int pselect(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds,
+                                  const struct timespec* timeout, const sigset_t* sigmask) {
+  const ProbedWait wait("pselect", [timeout] { return nonzero(timeout); });
+  return REAL(pselect)(nfds, readfds, writefds, exceptfds, timeout, sigmask);
+}
+
+STALLWATCH_INTERPOSER int epoll_wait(int epfd, struct epoll_event* events, int maxevents, int timeout) {
+  const ProbedWait wait("epoll_wait", [timeout] { return timeout != 0; });
+  return REAL(epoll_wait)(epfd, events, maxevents, timeout);
+}
+
+STALLWATCH_INTERPOSER int epoll_pwait(int epfd, struct epoll_event* events, int maxevents, int timeout,
+                                      const sigset_t* sigmask) {
+  const ProbedWait wait("epoll_pwait", [timeout] { return timeout != 0; });
+  return REAL(epoll_pwait)(epfd, events, maxevents, timeout, sigmask);
+}
+
+// ---- more socket and vector I/O on descriptors in blocking mode ----
+
+namespace {
+bool socket_call_waits(int fd, int flags) { return (flags & MSG_DONTWAIT) == 0 && blocking_mode(fd); }
+}  // namespace
+
+STALLWATCH_INTERPOSER ssize_t recvfrom(int fd, void* buf, size_t len, int flags, struct sockaddr* addr,
+                                       socklen_t* addrlen) {
+  flag_if("recvfrom", [fd, flags] { return socket_call_waits(fd, flags); });
+  return REAL(recvfrom)(fd, buf, len, flags, addr, addrlen);
+}
+
+STALLWATCH_INTERPOSER ssize_t __recvfrom_chk(int fd, void* buf, size_t len, size_t buflen, int flags,
+                                             struct sockaddr* addr, socklen_t* addrlen) {
+  flag_if("recvfrom", [fd, flags] { return socket_call_waits(fd, flags); });
+  return REAL(__recvfrom_chk)(fd, buf, len, buflen, flags, addr, addrlen);
+}
+
+STALLWATCH_INTERPOSER ssize_t recvmsg(int fd, struct msghdr* msg, int flags) {
+  flag_if("recvmsg", [fd, flags] { return socket_call_waits(fd, flags); });
+  return REAL(recvmsg)(fd, msg, flags);
+}
+
+STALLWATCH_INTERPOSER ssize_t sendto(int fd, const void* buf, size_t len, int flags, const struct sockaddr* addr,
+                                     socklen_t addrlen) {
+  flag_if("sendto", [fd, flags] { return socket_call_waits(fd, flags); });
+  return REAL(sendto)(fd, buf, len, flags, addr, addrlen);
+}
+
+STALLWATCH_INTERPOSER ssize_t sendmsg(int fd, const struct msghdr* msg, int flags) {
+  flag_if("sendmsg", [fd, flags] { return socket_call_waits(fd, flags); });
+  return REAL(sendmsg)(fd, msg, flags);
+}
+
+STALLWATCH_INTERPOSER ssize_t readv(int fd, const struct iovec* iov, int count) {
+  flag_if("readv", [fd] { return blocking_mode(fd); });
+  return REAL(readv)(fd, iov, count);
+}
+
+STALLWATCH_INTERPOSER ssize_t writev(int fd, const struct iovec* iov, int count) {
+  flag_if("writev", [fd] { return blocking_mode(fd); });
+  return REAL(writev)(fd, iov, count);
 }

@@ -70,48 +70,79 @@ std::string normalize_path(const std::string& comp_dir, const std::string& path)
 
 namespace {
 
-// The name of a subprogram or inlined-subroutine DIE, demangled.
-std::string die_name(Dwarf_Die* die) {
+// A function DIE's linkage (mangled) name, found on the DIE or on the DIEs it
+// refers to (abstract origin, specification); null when none has one.
+const char* linkage_name(Dwarf_Die* die) {
   Dwarf_Attribute attr;
-  if (const char* linkage = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_linkage_name, &attr))) {
-    return demangle(linkage);
-  }
-  const char* name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_name, &attr));
-  return name != nullptr ? name : "??";
+  const char* name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_linkage_name, &attr));
+  return name != nullptr ? name : dwarf_formstring(dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr));
 }
 
-// The functions inlined at lookup, innermost first, each at its position in
-// the code; file/line come in as the innermost position and leave as the
-// call site in the function that holds the code.
-std::vector<Frame> inline_frames(Dwfl_Module* module, std::uintptr_t lookup, const Frame& base, std::string& file,
-                                 int& line, std::string& comp_dir) {
-  std::vector<Frame> frames;
-  Dwarf_Addr bias = 0;
-  Dwarf_Die* cu = dwfl_module_addrdie(module, lookup, &bias);
-  if (cu == nullptr) return frames;
-  Dwarf_Attribute dir_attr;
-  if (const char* dir = dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &dir_attr))) comp_dir = dir;
+// A function DIE's DW_AT_name, found as linkage_name is; null when none has one.
+const char* plain_name(Dwarf_Die* die) {
+  Dwarf_Attribute attr;
+  return dwarf_formstring(dwarf_attr_integrate(die, DW_AT_name, &attr));
+}
+
+// Whether the CU's language mangles its function names (C++ and its kin).
+// Elsewhere (C, assembly) the plain name is the linkage name, as addr2line
+// takes it.
+bool mangles_names(Dwarf_Die* cu) {
+  switch (dwarf_srclang(cu)) {
+    case DW_LANG_C_plus_plus:
+    case DW_LANG_C_plus_plus_03:
+    case DW_LANG_C_plus_plus_11:
+    case DW_LANG_C_plus_plus_14:
+    case DW_LANG_ObjC_plus_plus:
+    case DW_LANG_D:
+    case DW_LANG_Rust:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool is_function(Dwarf_Die* die) {
+  const int tag = dwarf_tag(die);
+  return tag == DW_TAG_subprogram || tag == DW_TAG_inlined_subroutine || tag == DW_TAG_entry_point;
+}
+
+// The function DIEs that hold lookup, innermost first: each inlined
+// subroutine, then the subprogram whose code it is. dwarf_getscopes alone
+// stops at the innermost inlined subroutine and continues with the scopes of
+// its abstract definition (where it was written, not where it was inlined);
+// dwarf_getscopes_die on that DIE gives the chain of the concrete code, as
+// elfutils' addr2line -i does.
+std::vector<Dwarf_Die> function_chain(Dwarf_Die* cu, Dwarf_Addr address) {
+  std::vector<Dwarf_Die> chain;
   Dwarf_Die* scopes = nullptr;
-  const int n = dwarf_getscopes(cu, lookup - bias, &scopes);
-  Dwarf_Files* files = nullptr;
-  const bool have_files = dwarf_getsrcfiles(cu, &files, nullptr) == 0;
-  for (int i = 0; i < n; ++i) {
-    if (dwarf_tag(&scopes[i]) != DW_TAG_inlined_subroutine) continue;
-    Frame f = base;
-    f.function = die_name(&scopes[i]);
-    f.file = file.empty() ? std::string() : normalize_path(comp_dir, file);
-    f.line = line;
-    f.inlined = true;
-    frames.push_back(std::move(f));
-    Dwarf_Attribute attr;
-    Dwarf_Word value = 0;
-    if (dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_line, &attr), &value) == 0) line = static_cast<int>(value);
-    if (have_files && dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_file, &attr), &value) == 0) {
-      if (const char* name = dwarf_filesrc(files, value, nullptr, nullptr)) file = name;
-    }
+  const int n = dwarf_getscopes(cu, address, &scopes);
+  if (n <= 0) return chain;
+  Dwarf_Die innermost = scopes[0];
+  std::free(scopes);
+  scopes = nullptr;
+  const int depth = dwarf_getscopes_die(&innermost, &scopes);
+  for (int i = 0; i < depth; ++i) {
+    if (!is_function(&scopes[i])) continue;
+    chain.push_back(scopes[i]);
+    if (dwarf_tag(&scopes[i]) != DW_TAG_inlined_subroutine) break;
   }
   std::free(scopes);
-  return frames;
+  return chain;
+}
+
+// Where an inlined subroutine was called from (DW_AT_call_file/call_line),
+// as the file of the CU's line table; false when the DIE does not say.
+bool call_site(Dwarf_Die* inlined, Dwarf_Files* files, std::string& file, int& line) {
+  Dwarf_Attribute attr;
+  Dwarf_Word value = 0;
+  file.clear();
+  line = 0;
+  if (files != nullptr && dwarf_formudata(dwarf_attr(inlined, DW_AT_call_file, &attr), &value) == 0) {
+    if (const char* name = dwarf_filesrc(files, value, nullptr, nullptr)) file = name;
+  }
+  if (dwarf_formudata(dwarf_attr(inlined, DW_AT_call_line, &attr), &value) == 0) line = static_cast<int>(value);
+  return !file.empty();
 }
 
 }  // namespace
@@ -203,8 +234,8 @@ std::vector<Frame> Symbolizer::resolve(std::uintptr_t pc, std::uintptr_t lookup)
   frame.module_offset = pc - static_cast<std::uintptr_t>(start);
 
   // Loads the ELF file: the build-id is unknown until then.
-  Dwarf_Addr bias = 0;
-  dwfl_module_getelf(module, &bias);
+  Dwarf_Addr elf_bias = 0;
+  dwfl_module_getelf(module, &elf_bias);
   const unsigned char* id_bits = nullptr;
   GElf_Addr id_vaddr = 0;
   const int id_len = dwfl_module_build_id(module, &id_bits, &id_vaddr);
@@ -213,21 +244,59 @@ std::vector<Frame> Symbolizer::resolve(std::uintptr_t pc, std::uintptr_t lookup)
   GElf_Off offset = 0;
   GElf_Sym sym;
   const char* symbol = dwfl_module_addrinfo(module, lookup, &offset, &sym, nullptr, nullptr, nullptr);
-  if (symbol != nullptr) frame.function = demangle(symbol);
 
+  // The innermost position, from the line table.
   std::string file;
-  int lineno = 0;
-  if (::Dwfl_Line* line = dwfl_module_getsrc(module, lookup)) {
-    const char* name = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr);
-    if (name != nullptr && lineno > 0) file = name;
+  int line = 0;
+  if (::Dwfl_Line* row = dwfl_module_getsrc(module, lookup)) {
+    const char* source = dwfl_lineinfo(row, nullptr, &line, nullptr, nullptr, nullptr);
+    if (source != nullptr && line > 0) file = source;
   }
   std::string comp_dir;
-  std::vector<Frame> frames = inline_frames(module, lookup, frame, file, lineno, comp_dir);
-  if (!file.empty() && lineno > 0) {
-    frame.file = normalize_path(comp_dir, file);
-    frame.line = lineno;
+  std::vector<Dwarf_Die> chain;
+  Dwarf_Files* files = nullptr;
+  bool mangled = true;
+  Dwarf_Addr bias = 0;
+  if (Dwarf_Die* cu = dwfl_module_addrdie(module, lookup, &bias)) {
+    mangled = mangles_names(cu);
+    Dwarf_Attribute attr;
+    if (const char* dir = dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &attr))) comp_dir = dir;
+    if (dwarf_getsrcfiles(cu, &files, nullptr) != 0) files = nullptr;
+    chain = function_chain(cu, lookup - bias);
   }
-  frames.push_back(std::move(frame));
+
+  // One frame per function of the chain, each at its position: the
+  // innermost at the line-table row, every outer one at the call into the
+  // level inside it. Names as addr2line -f -i -C gives them: the innermost
+  // by its linkage name, else by the ELF symbol covering the address; the
+  // outer levels by linkage name, else DW_AT_name. (A lambda's operator()
+  // has no linkage name in GCC's DWARF: inlined innermost, it is named by
+  // the function it was inlined into, at the lambda's own line.)
+  std::vector<Frame> frames;
+  for (std::size_t i = 0; i < chain.size(); ++i) {
+    Frame f = frame;
+    const char* linkage = linkage_name(&chain[i]);
+    if (linkage == nullptr && !mangled) linkage = plain_name(&chain[i]);
+    const char* function = linkage;
+    if (function == nullptr) function = i == 0 && symbol != nullptr ? symbol : plain_name(&chain[i]);
+    f.function = function != nullptr ? demangle(function) : std::string("??");
+    if (!file.empty() && line > 0) {
+      f.file = normalize_path(comp_dir, file);
+      f.line = line;
+    }
+    f.inlined = dwarf_tag(&chain[i]) == DW_TAG_inlined_subroutine;
+    frames.push_back(std::move(f));
+    if (frames.back().inlined && !call_site(&chain[i], files, file, line)) line = 0;
+  }
+  if (frames.empty()) {
+    // No DWARF for this code: the ELF symbol, and the line table if it has a row.
+    if (symbol != nullptr) frame.function = demangle(symbol);
+    if (!file.empty() && line > 0) {
+      frame.file = normalize_path(comp_dir, file);
+      frame.line = line;
+    }
+    frames.push_back(std::move(frame));
+  }
   return frames;
 }
 

@@ -37,9 +37,11 @@ class Symbolizer {
 
   // The frames at pc, innermost first: the functions inlined at pc (each with
   // the file:line inside it), then the function that holds the code, at the
-  // line that calls the outermost inline. return_address: pc is where a call
-  // returns to, so the call itself (pc - 1) is looked up; false for the
-  // interrupted instruction of frame #0. Never empty.
+  // line that calls the outermost inline — frame for frame what
+  // `addr2line -f -i -C` prints for the same address (names included; file
+  // names normalised). return_address: pc is where a call returns to, so the
+  // call itself (pc - 1) is looked up; false for the interrupted instruction
+  // of frame #0. Never empty.
   const std::vector<Frame>& symbolize(std::uintptr_t pc, bool return_address);
 
   // The start addresses of the mapped modules, and loading one module's

@@ -38,6 +38,7 @@ void deliver(State& s, Event& e, symbolize::Symbolizer& symbolizer) {
     return;
   }
   e.sample.frames = std::move(frames);
+  emit::name_culprit(e.sample);
   {
     emit::StallSample full = e.sample;
     full.seen = 1;

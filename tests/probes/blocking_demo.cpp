@@ -23,16 +23,24 @@
 #include <pthread.h>
 #include <sched.h>
 #include <semaphore.h>
+#include <linux/futex.h>
+#include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <shared_mutex>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -122,6 +130,42 @@ void descriptors() {
   close(listener);
 }
 
+// Socket calls with addresses and messages, vector I/O, and the polls with
+// signal masks, each on a descriptor in blocking mode or with a timeout.
+void more_descriptors() {
+  int pair[2];
+  check(socketpair(AF_UNIX, SOCK_DGRAM, 0, pair) == 0, "socketpair");
+  char c = 'x';
+  check(sendto(pair[0], &c, 1, 0, nullptr, 0) == 1, "sendto");
+  check(recvfrom(pair[1], &c, 1, 0, nullptr, nullptr) == 1, "recvfrom");
+  iovec iov{&c, 1};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  check(sendmsg(pair[0], &msg, 0) == 1, "sendmsg");
+  check(recvmsg(pair[1], &msg, 0) == 1, "recvmsg");
+  close(pair[0]);
+  close(pair[1]);
+
+  Pipe p;
+  check(writev(p.fds[1], &iov, 1) == 1, "writev");
+  const timespec second{1, 0};
+  pollfd pfd{p.fds[0], POLLIN, 0};
+  check(ppoll(&pfd, 1, &second, nullptr) == 1, "ppoll");
+  fd_set set;
+  FD_ZERO(&set);
+  FD_SET(p.fds[0], &set);
+  check(pselect(p.fds[0] + 1, &set, nullptr, nullptr, &second, nullptr) == 1, "pselect");
+  const int ep = epoll_create1(0);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  check(epoll_ctl(ep, EPOLL_CTL_ADD, p.fds[0], &ev) == 0, "epoll_ctl");
+  check(epoll_wait(ep, &ev, 1, 1000) == 1, "epoll_wait");
+  check(epoll_pwait(ep, &ev, 1, 1000, nullptr) == 1, "epoll_pwait");
+  close(ep);
+  check(readv(p.fds[0], &iov, 1) == 1, "readv");
+}
+
 void files() {
   const std::string path = temp_path();
   const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
@@ -209,13 +253,182 @@ void thread_waits() {
   holder.join();
 }
 
+// An absolute deadline `ms` from now on `clock`.
+timespec deadline_in(clockid_t clock, long ms) {
+  timespec t;
+  clock_gettime(clock, &t);
+  t.tv_nsec += ms * 1'000'000;
+  t.tv_sec += t.tv_nsec / 1'000'000'000;
+  t.tv_nsec %= 1'000'000'000;
+  return t;
+}
+
+// The standard library's waits, each really waiting: another thread
+// notifies, sets the value or holds the lock; or the deadline runs out.
+void standard_waits() {
+  {
+    std::mutex m;
+    std::condition_variable cv;
+    bool ready = false;
+    std::thread notifier([&] {
+      std::this_thread::sleep_for(wait_time);
+      const std::lock_guard lock(m);
+      ready = true;
+      cv.notify_one();
+    });
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return ready; });  // pthread_cond_wait
+    lock.unlock();
+    notifier.join();
+  }
+  {
+    pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+    pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&mutex);
+    timespec t = deadline_in(CLOCK_REALTIME, 5);
+    check(pthread_cond_timedwait(&cond, &mutex, &t) == ETIMEDOUT, "pthread_cond_timedwait");
+    t = deadline_in(CLOCK_MONOTONIC, 5);
+    check(pthread_cond_clockwait(&cond, &mutex, CLOCK_MONOTONIC, &t) == ETIMEDOUT, "pthread_cond_clockwait");
+    pthread_mutex_unlock(&mutex);
+  }
+  {
+    std::promise<int> promise;
+    std::future<int> future = promise.get_future();
+    std::thread setter([&] {
+      std::this_thread::sleep_for(wait_time);
+      promise.set_value(1);
+    });
+    check(future.get() == 1, "future.get");  // futex
+    setter.join();
+  }
+  {
+    std::shared_mutex shared;
+    std::atomic<bool> held{false};
+    std::thread writer([&] {
+      const std::unique_lock lock(shared);
+      held = true;
+      std::this_thread::sleep_for(wait_time);
+    });
+    while (!held) sched_yield();
+    { const std::shared_lock lock(shared); }  // pthread_rwlock_rdlock
+    writer.join();
+    held = false;
+    std::thread reader([&] {
+      const std::shared_lock lock(shared);
+      held = true;
+      std::this_thread::sleep_for(wait_time);
+    });
+    while (!held) sched_yield();
+    { const std::unique_lock lock(shared); }  // pthread_rwlock_wrlock
+    reader.join();
+  }
+  {
+    // Held by another thread while the timed forms time out.
+    static pthread_rwlock_t rwlock = PTHREAD_RWLOCK_INITIALIZER;
+    static pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+    std::atomic<bool> held{false};
+    std::thread holder([&] {
+      pthread_rwlock_wrlock(&rwlock);
+      pthread_mutex_lock(&mutex);
+      held = true;
+      std::this_thread::sleep_for(wait_time);
+      pthread_mutex_unlock(&mutex);
+      pthread_rwlock_unlock(&rwlock);
+    });
+    while (!held) sched_yield();
+    timespec t = deadline_in(CLOCK_REALTIME, 5);
+    check(pthread_rwlock_timedrdlock(&rwlock, &t) == ETIMEDOUT, "pthread_rwlock_timedrdlock");
+    t = deadline_in(CLOCK_REALTIME, 5);
+    check(pthread_rwlock_timedwrlock(&rwlock, &t) == ETIMEDOUT, "pthread_rwlock_timedwrlock");
+    t = deadline_in(CLOCK_MONOTONIC, 5);
+    check(pthread_rwlock_clockrdlock(&rwlock, CLOCK_MONOTONIC, &t) == ETIMEDOUT, "pthread_rwlock_clockrdlock");
+    t = deadline_in(CLOCK_MONOTONIC, 5);
+    check(pthread_rwlock_clockwrlock(&rwlock, CLOCK_MONOTONIC, &t) == ETIMEDOUT, "pthread_rwlock_clockwrlock");
+    t = deadline_in(CLOCK_REALTIME, 5);
+    check(pthread_mutex_timedlock(&mutex, &t) == ETIMEDOUT, "pthread_mutex_timedlock");
+    t = deadline_in(CLOCK_MONOTONIC, 5);
+    check(pthread_mutex_clocklock(&mutex, CLOCK_MONOTONIC, &t) == ETIMEDOUT, "pthread_mutex_clocklock");
+    holder.join();
+  }
+  {
+    sem_t sem;
+    sem_init(&sem, 0, 0);
+    timespec t = deadline_in(CLOCK_REALTIME, 5);
+    check(sem_timedwait(&sem, &t) == -1 && errno == ETIMEDOUT, "sem_timedwait");
+    t = deadline_in(CLOCK_MONOTONIC, 5);
+    check(sem_clockwait(&sem, CLOCK_MONOTONIC, &t) == -1 && errno == ETIMEDOUT, "sem_clockwait");
+    sem_destroy(&sem);
+  }
+}
+
 void every_probed_call() {
   sleeps();
   descriptors();
+  more_descriptors();
   files();
   names();
   processes();
   thread_waits();
+  standard_waits();
+}
+
+// The forms of standard_waits and more_descriptors that never wait: free
+// locks, ready values, deadlines passed, zero timeouts, futex wakes.
+void non_waiting_standard_forms() {
+  pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+  pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+  pthread_mutex_lock(&mutex);
+  const timespec past{0, 0};
+  check(pthread_cond_timedwait(&cond, &mutex, &past) == ETIMEDOUT, "pthread_cond_timedwait passed");
+  check(pthread_cond_clockwait(&cond, &mutex, CLOCK_MONOTONIC, &past) == ETIMEDOUT, "pthread_cond_clockwait passed");
+  pthread_mutex_unlock(&mutex);
+
+  std::promise<int> promise;
+  std::future<int> future = promise.get_future();
+  promise.set_value(1);
+  check(future.get() == 1, "future.get ready");
+  std::uint32_t word = 0;
+  check(syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0) == 0, "futex wake");
+  const timespec zero{0, 0};
+  check(syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, &zero, nullptr, 0) == -1 && errno == ETIMEDOUT,
+        "futex wait, zero timeout");
+  check(syscall(SYS_getpid) == getpid(), "syscall getpid");
+
+  std::shared_mutex shared;
+  { const std::shared_lock lock(shared); }
+  { const std::unique_lock lock(shared); }
+  pthread_rwlock_t rwlock = PTHREAD_RWLOCK_INITIALIZER;
+  const timespec later = deadline_in(CLOCK_REALTIME, 1000);
+  check(pthread_rwlock_timedrdlock(&rwlock, &later) == 0, "pthread_rwlock_timedrdlock free");
+  pthread_rwlock_unlock(&rwlock);
+  check(pthread_rwlock_timedwrlock(&rwlock, &later) == 0, "pthread_rwlock_timedwrlock free");
+  pthread_rwlock_unlock(&rwlock);
+  check(pthread_mutex_timedlock(&mutex, &later) == 0, "pthread_mutex_timedlock free");
+  pthread_mutex_unlock(&mutex);
+  sem_t sem;
+  sem_init(&sem, 0, 1);
+  check(sem_timedwait(&sem, &later) == 0, "sem_timedwait available");
+  sem_destroy(&sem);
+
+  Pipe p(O_NONBLOCK);
+  char c = 'x';
+  iovec iov{&c, 1};
+  check(writev(p.fds[1], &iov, 1) == 1, "writev");
+  check(readv(p.fds[0], &iov, 1) == 1, "readv");
+  pollfd pfd{p.fds[0], POLLIN, 0};
+  check(ppoll(&pfd, 1, &zero, nullptr) == 0, "ppoll");
+  check(pselect(0, nullptr, nullptr, nullptr, &zero, nullptr) == 0, "pselect");
+  const int ep = epoll_create1(0);
+  epoll_event ev{};
+  check(epoll_wait(ep, &ev, 1, 0) == 0, "epoll_wait");
+  check(epoll_pwait(ep, &ev, 1, 0, nullptr) == 0, "epoll_pwait");
+  close(ep);
+  int pair[2];
+  check(socketpair(AF_UNIX, SOCK_DGRAM, 0, pair) == 0, "socketpair");
+  check(sendto(pair[0], &c, 1, MSG_DONTWAIT, nullptr, 0) == 1, "sendto");
+  check(recvfrom(pair[1], &c, 1, MSG_DONTWAIT, nullptr, nullptr) == 1, "recvfrom");
+  close(pair[0]);
+  close(pair[1]);
 }
 
 // The calls of every_probed_call in forms that never wait.
@@ -253,6 +466,7 @@ void non_blocking_forms() {
   static pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
   check(pthread_mutex_lock(&mutex) == 0, "pthread_mutex_lock");  // free: no wait
   pthread_mutex_unlock(&mutex);
+  non_waiting_standard_forms();
 
   // stallwatch's own waits, and its own writes: a detached fiber that throws
   // is logged (a write to stderr) from the ending fiber itself.
