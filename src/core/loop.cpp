@@ -412,18 +412,25 @@ void Loop::fire_timers(std::uint64_t now_ns) {
 }
 
 void Loop::drain_remote() {
+  // The inbox hands the newest first: prepending each post to `oldest_first`
+  // restores the order they were made in, in the same single pass.
+  RemoteNode* oldest_first = nullptr;
+  RemoteNode* newest = nullptr;
   for (RemoteNode* node = inbox_->take_all(); node != nullptr;) {
-    RemoteNode* next = node->next;  // read first: a started task or a woken fiber reuses its node
+    RemoteNode* next = node->next;  // read first: a woken fiber reuses its node
     if (node->is_task) {
-      node->next = nullptr;
-      if (posted_tail_ != nullptr) posted_tail_->next = node;
-      else posted_head_ = node;
-      posted_tail_ = node;
+      if (newest == nullptr) newest = node;
+      node->next = oldest_first;
+      oldest_first = node;
     } else {
       deliver_wake(static_cast<Fiber*>(node->target));
     }
     node = next;
   }
+  if (oldest_first == nullptr) return;
+  if (posted_tail_ != nullptr) posted_tail_->next = oldest_first;
+  else posted_head_ = oldest_first;
+  posted_tail_ = newest;
 }
 
 void Loop::start_posted_batch() noexcept {
