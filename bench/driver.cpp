@@ -407,7 +407,7 @@ int main(int argc, char** argv) {
       {"yield_1000", "yield among 1,000 fibers", "ns/yield", 2'000'000 / scale, 3, 5, false},
       {"spawn_join", "spawn+join, one at a time", "ns/fiber", 200'000 / scale, 3, 5, false},
       {"in_thread", "in_thread round trip", "ns/call", 50'000 / scale, 3, 3, false},
-      {"sync_fast_path", "Semaphore/Mutex uncontended (owner check included)", "ns/op", 10'000'000 / scale, 3, 3, false},
+      {"sync_fast_path", "Semaphore/Mutex uncontended (owner check included)", "ns/pair", 10'000'000 / scale, 3, 3, false},
       {"parked", with_commas(100'000 / scale) + " parked fibers", "CPU ms to park all", 100'000 / scale, 1, 3, true},
       {"parked", with_commas(1'000'000 / scale) + " parked fibers", "CPU ms to park all", 1'000'000 / scale, 1, 1, true},
   };

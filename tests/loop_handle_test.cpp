@@ -117,19 +117,20 @@ TEST_CASE("submit returns the value to a plain thread (blocks) and to a fiber of
   target.handle.submit([] {}).get();  // Future<void>
 
   sw::run([&] {
-    // While this fiber waits in get(), its loop keeps running the others.
-    int ticks = 0;
+    // While this fiber waits in get(), its loop keeps running the others:
+    // the submitted call returns only once the ticker here has run.
+    std::atomic<int> ticks{0};
     auto ticker = sw::spawn([&] {
-      for (int i = 0; i < 5; ++i, ++ticks) sw::sleep_for(1ms);
+      for (int i = 0; i < 3; ++i, ++ticks) sw::sleep_for(1ms);
     });
-    auto answer = target.handle.submit([] {
-      sw::sleep_for(20ms);
+    auto answer = target.handle.submit([&ticks] {
+      for (int i = 0; i < 10'000 && ticks < 3; ++i) sw::sleep_for(1ms);
       return sw::this_loop_index();
     });
-    const int other_index = answer.get(sw::deadline_after(10s));
+    const int other_index = answer.get(sw::deadline_after(20s));
     CHECK(other_index == target.handle.index());
     CHECK(other_index != sw::this_loop_index());
-    CHECK(ticks == 5);
+    CHECK(ticks == 3);
     ticker.join();
   });
 }

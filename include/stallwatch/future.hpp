@@ -32,7 +32,7 @@ namespace detail {
 
 template <class T>
 struct FutureState {
-  std::mutex mutex;
+  CrossMutex mutex;
   CrossWaitList getters;
   bool ready = false;
   std::conditional_t<std::is_void_v<T>, bool, std::optional<T>> value{};
@@ -60,7 +60,7 @@ class Future {
   T get(Deadline deadline = {}) {
     if (!state_) throw std::future_error(std::future_errc::no_state);
     {
-      std::unique_lock<std::mutex> lock(state_->mutex);
+      std::unique_lock<detail::CrossMutex> lock(state_->mutex);
       while (!state_->ready) detail::cross_wait(lock, state_->getters, deadline, "Future::get");
     }
     std::shared_ptr<detail::FutureState<T>> state = std::move(state_);
@@ -71,7 +71,7 @@ class Future {
   // True once the promise is fulfilled (get() will not wait). Any thread.
   bool ready() const {
     if (!state_) return false;
-    std::lock_guard<std::mutex> lock(state_->mutex);
+    std::lock_guard<detail::CrossMutex> lock(state_->mutex);
     return state_->ready;
   }
   bool valid() const noexcept { return state_ != nullptr; }
@@ -125,7 +125,7 @@ class Promise {
   void fulfil(Store store) {
     if (!state_) throw std::future_error(std::future_errc::no_state);
     detail::WakeBatch wakes;  // fibers wake after the mutex is released
-    std::lock_guard<std::mutex> lock(state_->mutex);
+    std::lock_guard<detail::CrossMutex> lock(state_->mutex);
     if (state_->ready) throw std::future_error(std::future_errc::promise_already_satisfied);
     store(*state_);
     state_->ready = true;
@@ -135,7 +135,7 @@ class Promise {
   void break_if_unfulfilled() noexcept {
     if (!state_) return;
     detail::WakeBatch wakes;
-    std::lock_guard<std::mutex> lock(state_->mutex);
+    std::lock_guard<detail::CrossMutex> lock(state_->mutex);
     if (state_->ready) return;
     state_->error = std::make_exception_ptr(std::future_error(std::future_errc::broken_promise));
     state_->ready = true;

@@ -12,7 +12,7 @@
 //     else while (auto job = jobs.receive()) handle(*job);
 //   });
 //
-// Its cost over Channel: a std::mutex per call, and a waiter on another loop
+// Its cost over Channel: a mutex per call, and a waiter on another loop
 // is woken through that loop's inbox (an eventfd write only if it sleeps).
 #pragma once
 
@@ -47,7 +47,7 @@ class SharedChannel {
   // closed, deadline_exceeded past the deadline, cancelled for a cancelled fiber.
   void send(T value, Deadline deadline = {}) {
     detail::WakeBatch wakes;
-    std::unique_lock<std::mutex> lock(mutex_);
+    std::unique_lock<detail::CrossMutex> lock(mutex_);
     while (!closed_ && count_ == slots_.size()) detail::cross_wait(lock, senders_, deadline, "SharedChannel::send");
     if (closed_) throw channel_closed("SharedChannel::send");
     push(std::move(value));
@@ -57,7 +57,7 @@ class SharedChannel {
   // Sends without waiting; false (value untouched) when full or closed.
   bool try_send(T& value) {
     detail::WakeBatch wakes;
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<detail::CrossMutex> lock(mutex_);
     if (closed_ || count_ == slots_.size()) return false;
     push(std::move(value));
     wakes.notify_one(receivers_);
@@ -69,7 +69,7 @@ class SharedChannel {
   // for a cancelled fiber.
   std::optional<T> receive(Deadline deadline = {}) {
     detail::WakeBatch wakes;
-    std::unique_lock<std::mutex> lock(mutex_);
+    std::unique_lock<detail::CrossMutex> lock(mutex_);
     while (count_ == 0 && !closed_) detail::cross_wait(lock, receivers_, deadline, "SharedChannel::receive");
     if (count_ == 0) return std::nullopt;
     std::optional<T> value(std::move(*slots_[head_]));
@@ -83,18 +83,18 @@ class SharedChannel {
   // No more sends; receivers drain what is queued, then get nullopt. Any thread.
   void close() {
     detail::WakeBatch wakes;
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<detail::CrossMutex> lock(mutex_);
     closed_ = true;
     wakes.notify_all(receivers_);
     wakes.notify_all(senders_);
   }
 
   bool closed() const {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<detail::CrossMutex> lock(mutex_);
     return closed_;
   }
   std::size_t size() const {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<detail::CrossMutex> lock(mutex_);
     return count_;
   }
   std::size_t capacity() const { return slots_.size(); }
@@ -107,7 +107,7 @@ class SharedChannel {
     ++count_;
   }
 
-  mutable std::mutex mutex_;
+  mutable detail::CrossMutex mutex_;
   std::vector<std::optional<T>> slots_;  // a ring: count_ values from head_
   std::size_t head_ = 0;
   std::size_t count_ = 0;

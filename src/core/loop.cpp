@@ -43,13 +43,6 @@ namespace {
 // also ends the run, so timers are never late by more than one tick.
 constexpr int direct_switch_budget = 64;
 
-// A scheduler pass starts posted tasks as fibers up to this many ready
-// fibers, and at least the second number (so posts never starve behind busy
-// fibers): a burst of posts from other threads never takes a stack for each
-// at once, and the ready queue stays short.
-constexpr std::int64_t posts_ready_target = 128;
-constexpr std::int64_t posts_started_at_least = 16;
-
 // While fibers keep the loop busy, descriptors are polled at least this often.
 constexpr std::uint64_t busy_io_poll_interval_ns = 200'000;
 
@@ -365,25 +358,6 @@ void Loop::yield() {
   switch_to(self, next, now);
 }
 
-void Loop::wake_through(RemoteInbox* inbox, Fiber* fiber) noexcept {
-  inbox->add_ref();
-  fiber->remote_node.target = fiber;
-  fiber->remote_node.is_task = false;
-  inbox->push_wake(&fiber->remote_node);
-  inbox->release();
-}
-
-void Loop::deliver_wake(Fiber* fiber) noexcept {
-  if (fiber->parked) make_ready(fiber, WakeReason::notified, true);
-  else fiber->remote_wake_arrived = true;
-}
-
-void Loop::await_remote_wake() {
-  Fiber* self = running_;
-  if (!self->remote_wake_arrived) park(0, false);
-  self->remote_wake_arrived = false;
-}
-
 // ---- the scheduler ----
 
 void Loop::run_until_done(detail::TaskBase* main) {
@@ -424,56 +398,6 @@ void Loop::fire_timers(std::uint64_t now_ns) {
     Fiber* fiber = timers_.top();
     detach_from_waits(fiber);
     make_ready(fiber, WakeReason::timeout, true);
-  }
-}
-
-void Loop::drain_remote() {
-  for (RemoteNode* node = inbox_->take_all(); node != nullptr;) {
-    RemoteNode* next = node->next;  // read first: a started task or a woken fiber reuses its node
-    if (node->is_task) {
-      node->next = nullptr;
-      if (posted_tail_ != nullptr) posted_tail_->next = node;
-      else posted_head_ = node;
-      posted_tail_ = node;
-    } else {
-      deliver_wake(static_cast<Fiber*>(node->target));
-    }
-    node = next;
-  }
-}
-
-void Loop::start_posted_batch() noexcept {
-  const std::int64_t batch = std::max(posts_ready_target - ready_count_, posts_started_at_least);
-  for (std::int64_t i = 0; i < batch && posted_head_ != nullptr; ++i) {
-    RemoteNode* node = posted_head_;
-    posted_head_ = node->next;
-    if (posted_head_ == nullptr) posted_tail_ = nullptr;
-    start_posted(static_cast<detail::PostedTask*>(node->target));
-  }
-}
-
-void Loop::start_posted(detail::PostedTask* task) noexcept {
-  try {
-    start(task, task->fiber_name());
-  } catch (...) {
-    task->refuse(std::current_exception());  // no stack for it: the poster hears why
-  }
-  task->release();  // the poster's reference, passed with the node
-}
-
-// run_until_done ran every post queued before the inbox closed; only a loop
-// ended by an error leaves some, and they hear so.
-void Loop::refuse_queued_posts() noexcept {
-  inbox_->close();
-  drain_remote();  // moves every queued post behind those already taken
-  posted_tail_ = nullptr;
-  for (RemoteNode* node = std::exchange(posted_head_, nullptr); node != nullptr;) {
-    RemoteNode* next = node->next;
-    auto* task = static_cast<detail::PostedTask*>(node->target);
-    task->refuse(std::make_exception_ptr(
-        loop_stopped("stallwatch: loop " + std::to_string(record_.index) + " ended abnormally before a post could run")));
-    task->release();
-    node = next;
   }
 }
 

@@ -25,19 +25,6 @@ bool RemoteInbox::push(RemoteNode* node, bool refuse_when_closed) noexcept {
   return true;
 }
 
-RemoteNode* RemoteInbox::take_all() noexcept {
-  const std::uintptr_t old = head_.fetch_and(closed_bit | sleeping_bit, std::memory_order_acq_rel);
-  // The stack holds the newest first: reverse it so posts start in the order they were made.
-  RemoteNode* oldest_first = nullptr;
-  for (auto* node = reinterpret_cast<RemoteNode*>(old & pointer_mask); node != nullptr;) {
-    RemoteNode* next = node->next;
-    node->next = oldest_first;
-    oldest_first = node;
-    node = next;
-  }
-  return oldest_first;
-}
-
 bool RemoteInbox::prepare_to_sleep() noexcept {
   std::uintptr_t old = head_.load(std::memory_order_relaxed);
   do {

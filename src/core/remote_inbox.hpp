@@ -47,8 +47,12 @@ class RemoteInbox {
   // The loop thread's side.
   // True when something waits to be taken: one load, for every scheduler pass.
   bool has_items() const noexcept { return (head_.load(std::memory_order_acquire) & pointer_mask) != 0; }
-  // Takes every queued node, oldest first.
-  RemoteNode* take_all() noexcept;
+  // Takes every queued node, newest first (the caller reverses it as it
+  // walks the list: one pass over nodes that are cold in this CPU's cache).
+  RemoteNode* take_all() noexcept {
+    return reinterpret_cast<RemoteNode*>(head_.fetch_and(closed_bit | sleeping_bit, std::memory_order_acq_rel) &
+                                         pointer_mask);
+  }
   // Announces that the loop is about to sleep. False when something already
   // waits (the loop must not sleep); otherwise the next push wakes it.
   bool prepare_to_sleep() noexcept;

@@ -14,9 +14,10 @@
 #include <string>
 #include <utility>
 
-#include "emit/emitter.hpp"
+#include "base/thread_state.hpp"
 #include "core/loop.hpp"
 #include "core/parking.hpp"
+#include "emit/emitter.hpp"
 #include "stallwatch/detail/remote.hpp"
 
 namespace stallwatch {
@@ -41,7 +42,7 @@ void unlink(CrossWaitList& list, CrossWaiter& waiter) noexcept {
   waiter.prev = waiter.next = nullptr;
 }
 
-void fiber_wait(core::Loop& loop, std::unique_lock<std::mutex>& lock, CrossWaitList& list, Deadline deadline,
+void fiber_wait(core::Loop& loop, std::unique_lock<CrossMutex>& lock, CrossWaitList& list, Deadline deadline,
                 const char* what) {
   core::Fiber* self = loop.running();
   core::throw_if_cancel_requested(self, what);
@@ -65,26 +66,36 @@ void fiber_wait(core::Loop& loop, std::unique_lock<std::mutex>& lock, CrossWaitL
   lock.lock();
 }
 
-void thread_wait(std::unique_lock<std::mutex>& lock, CrossWaitList& list, Deadline deadline, const char* what) {
+void thread_wait(std::unique_lock<CrossMutex>& lock, CrossWaitList& list, Deadline deadline, const char* what) {
   std::condition_variable wakeup;
   CrossWaiter waiter;
   waiter.wakeup = &wakeup;
   link(list, waiter);
-  while (!waiter.notified) {
+  // The condition variable waits on the std::mutex inside; `lock` keeps owning it.
+  std::unique_lock<std::mutex> native(lock.mutex()->native(), std::adopt_lock);
+  bool timed_out = false;
+  while (!waiter.notified && !timed_out) {
     if (!deadline.is_set()) {
-      wakeup.wait(lock);
-    } else if (wakeup.wait_until(lock, deadline.at) == std::cv_status::timeout && !waiter.notified) {
+      wakeup.wait(native);
+    } else if (wakeup.wait_until(native, deadline.at) == std::cv_status::timeout && !waiter.notified) {
       unlink(list, waiter);
-      core::throw_deadline_exceeded(what);
+      timed_out = true;
     }
   }
+  native.release();
+  if (timed_out) core::throw_deadline_exceeded(what);
 }
 
 }  // namespace
 
-void cross_wait(std::unique_lock<std::mutex>& lock, CrossWaitList& list, Deadline deadline, const char* what) {
+void cross_wait(std::unique_lock<CrossMutex>& lock, CrossWaitList& list, Deadline deadline, const char* what) {
   if (core::Loop::current() != nullptr) fiber_wait(core::Loop::require(what), lock, list, deadline, what);
   else thread_wait(lock, list, deadline, what);
+}
+
+void lock_contended(std::mutex& mutex) {
+  base::InternalBlockingScope internal;
+  mutex.lock();
 }
 
 bool WakeBatch::notify_one(CrossWaitList& list) noexcept {

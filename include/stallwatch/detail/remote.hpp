@@ -61,6 +61,27 @@ STALLWATCH_EXPORT void post_task(RemoteInbox* inbox, PostedTask* task);
 // Logs a post that a loop ending abnormally could not run (never silent).
 STALLWATCH_EXPORT void report_refused_post(std::exception_ptr why) noexcept;
 
+// Waits for a contended CrossMutex, marked as stallwatch's own blocking so the
+// blocking-call probes do not report it. Any thread.
+STALLWATCH_EXPORT void lock_contended(std::mutex& mutex);
+
+// The mutex of a cross-thread primitive. Uncontended it is std::mutex's
+// try_lock; contended, a loop fiber waits for it as stallwatch's own blocking
+// (never held across a wait or a call to user code but T's moves, so the
+// wait is short), not as the contended pthread_mutex_lock the probes report.
+class CrossMutex {
+ public:
+  void lock() {
+    if (!mutex_.try_lock()) lock_contended(mutex_);
+  }
+  bool try_lock() { return mutex_.try_lock(); }
+  void unlock() { mutex_.unlock(); }
+  std::mutex& native() { return mutex_; }
+
+ private:
+  std::mutex mutex_;
+};
+
 // A fiber or plain thread waiting on a cross-thread primitive. Lives on the
 // waiter's stack; linked into the primitive's list under its mutex.
 struct CrossWaiter {
@@ -109,7 +130,7 @@ class STALLWATCH_EXPORT WakeBatch {
 // thread blocks. Throws deadline_exceeded past the deadline and cancelled when
 // the fiber is cancelled, the waiter removed from the list; a notification
 // that raced with either wins (the call returns normally).
-STALLWATCH_EXPORT void cross_wait(std::unique_lock<std::mutex>& lock, CrossWaitList& list, Deadline deadline,
+STALLWATCH_EXPORT void cross_wait(std::unique_lock<CrossMutex>& lock, CrossWaitList& list, Deadline deadline,
                                   const char* what);
 
 // A cross-thread primitive destroyed while fibers or threads wait on it:
