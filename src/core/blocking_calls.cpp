@@ -498,25 +498,14 @@ std::string_view trim(std::string_view s) {
                      accepted);
 }
 
-// Publishes stack as the calling loop fiber's wait in progress (WaitStack).
-void publish_wait(const Stack& stack) noexcept {
-  LoopRecord* loop = current_loop_record();
-  const FiberIdentity* fiber = current_fiber();
-  if (loop == nullptr || fiber == nullptr) return;
-  const std::string_view name =
-      fiber->name != nullptr ? std::string_view(fiber->name, fiber->name_len) : std::string_view();
-  loop->wait.begin(loop->slice.seq.load(std::memory_order_relaxed), fiber->id, name, stack.pcs, stack.size);
-}
-
-// The probes' entry points: records a call to `function` made from the stack
-// above return_address and, for a wait, first publishes that stack. Keeps
-// errno; the recording itself (locks, logs, writes) is never flagged.
-void record_probed_call(const char* function, const void* return_address, bool wait) noexcept {
+// The probes' entry point: records a call to `function` made from the stack
+// above return_address. Keeps errno; the recording itself (locks, logs,
+// writes) is never flagged.
+void record_probed_call(const char* function, const void* return_address) noexcept {
   const int saved_errno = errno;
   {
     InternalBlockingScope internal;
     const Stack stack = capture_caller_stack(return_address);
-    if (wait) publish_wait(stack);
     try {
       record_blocking_call(function, stack);
     } catch (...) {
@@ -653,15 +642,7 @@ extern "C" bool stallwatch_probe_should_flag() noexcept {
 }
 
 extern "C" __attribute__((noinline)) void stallwatch_probe_record(const char* function) noexcept {
-  stallwatch::core::record_probed_call(function, __builtin_return_address(0), false);
-}
-
-extern "C" __attribute__((noinline)) void stallwatch_probe_begin_wait(const char* function) noexcept {
-  stallwatch::core::record_probed_call(function, __builtin_return_address(0), true);
-}
-
-extern "C" void stallwatch_probe_end_wait() noexcept {
-  if (stallwatch::core::LoopRecord* loop = stallwatch::core::current_loop_record()) loop->wait.end();
+  stallwatch::core::record_probed_call(function, __builtin_return_address(0));
 }
 
 namespace stallwatch {

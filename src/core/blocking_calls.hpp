@@ -36,13 +36,6 @@ STALLWATCH_EXPORT bool stallwatch_probe_should_flag() noexcept;
 // return: it logs the report and ends the process with exit status
 // blocking_call_exit_status. Keeps errno. Loop thread.
 STALLWATCH_EXPORT void stallwatch_probe_record(const char* function) noexcept;
-// As stallwatch_probe_record, for a wait that a signal would end early
-// (sleep, poll, select): also publishes the caller's stack in the loop's
-// WaitStack, so that the watchdog reports a stall in the wait without
-// signalling the thread. Pair with stallwatch_probe_end_wait() once the wait
-// returns. Loop thread.
-STALLWATCH_EXPORT void stallwatch_probe_begin_wait(const char* function) noexcept;
-STALLWATCH_EXPORT void stallwatch_probe_end_wait() noexcept;
 }
 
 namespace stallwatch::core {

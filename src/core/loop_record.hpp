@@ -13,7 +13,7 @@
 #include <functional>
 
 #include "core/log_histogram.hpp"
-#include "core/wait_stack.hpp"
+#include "core/wait_context.hpp"
 
 namespace stallwatch::core {
 
@@ -57,7 +57,7 @@ struct LoopRecord {
   SliceState slice;
   LoopStats stats;
   StallStats stalls;
-  WaitStack wait;  // a probed sleep or poll in progress (libstallwatch-probes)
+  WaitContext wait;  // the wait the loop thread is in (core/wait_interpose.cpp)
 };
 
 // The slice-duration histogram of record r, complete: slices that ended

@@ -8,6 +8,11 @@
 // try-locking could not take, a non-zero timeout), records it, and calls the
 // real function, found with dlsym(RTLD_NEXT) at load time.
 //
+// The waits a signal would end early (sleep, poll, select …) are also
+// interposed by libstallwatch itself, which publishes them for the watchdog
+// (core/wait_interpose.cpp): the next definition these call is that one,
+// which calls libc's.
+//
 // To probe another function: add its real symbol to STALLWATCH_REAL_FUNCTIONS,
 // an interposer below, and its counted name to probed_functions.hpp.
 
@@ -160,26 +165,6 @@ inline __attribute__((always_inline)) void flag(const char* name) {
   flag_if(name, [] { return true; });
 }
 
-// A wait that a signal would end early with EINTR (sleep, poll, select).
-// While a loop fiber is in one, its caller's stack is published for the
-// watchdog, which then reports a stall in it without signalling the thread.
-class ProbedWait {
- public:
-  template <class Blocks>
-  __attribute__((always_inline)) ProbedWait(const char* name, Blocks blocks) : begun_(to_check() && blocks()) {
-    if (begun_) [[unlikely]] stallwatch_probe_begin_wait(name);
-  }
-  __attribute__((always_inline)) explicit ProbedWait(const char* name) : ProbedWait(name, [] { return true; }) {}
-  ~ProbedWait() {
-    if (begun_) [[unlikely]] stallwatch_probe_end_wait();
-  }
-  ProbedWait(const ProbedWait&) = delete;
-  ProbedWait& operator=(const ProbedWait&) = delete;
-
- private:
-  bool begun_;
-};
-
 // The descriptor is in blocking mode (no O_NONBLOCK).
 bool blocking_mode(int fd) {
   const int flags = REAL(fcntl)(fd, F_GETFL);
@@ -226,23 +211,23 @@ bool nonzero(const struct timeval* tv) { return tv == nullptr || tv->tv_sec != 0
 // ---- sleeping ----
 
 STALLWATCH_INTERPOSER unsigned int sleep(unsigned int seconds) {
-  const ProbedWait wait("sleep");
+  flag("sleep");
   return REAL(sleep)(seconds);
 }
 
 STALLWATCH_INTERPOSER int usleep(useconds_t usec) {
-  const ProbedWait wait("usleep");
+  flag("usleep");
   return REAL(usleep)(usec);
 }
 
 STALLWATCH_INTERPOSER int nanosleep(const struct timespec* req, struct timespec* rem) {
-  const ProbedWait wait("nanosleep");
+  flag("nanosleep");
   return REAL(nanosleep)(req, rem);
 }
 
 STALLWATCH_INTERPOSER int clock_nanosleep(clockid_t clock, int flags, const struct timespec* req,
                                           struct timespec* rem) {
-  const ProbedWait wait("clock_nanosleep");
+  flag("clock_nanosleep");
   return REAL(clock_nanosleep)(clock, flags, req, rem);
 }
 
@@ -292,18 +277,18 @@ STALLWATCH_INTERPOSER int connect(int fd, const struct sockaddr* addr, socklen_t
 }
 
 STALLWATCH_INTERPOSER int poll(struct pollfd* fds, nfds_t nfds, int timeout) {
-  const ProbedWait wait("poll", [timeout] { return timeout != 0; });
+  flag_if("poll", [timeout] { return timeout != 0; });
   return REAL(poll)(fds, nfds, timeout);
 }
 
 STALLWATCH_INTERPOSER int __poll_chk(struct pollfd* fds, nfds_t nfds, int timeout, size_t fdslen) {
-  const ProbedWait wait("poll", [timeout] { return timeout != 0; });
+  flag_if("poll", [timeout] { return timeout != 0; });
   return REAL(__poll_chk)(fds, nfds, timeout, fdslen);
 }
 
 STALLWATCH_INTERPOSER int select(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds,
                                  struct timeval* timeout) {
-  const ProbedWait wait("select", [timeout] { return nonzero(timeout); });
+  flag_if("select", [timeout] { return nonzero(timeout); });
   return REAL(select)(nfds, readfds, writefds, exceptfds, timeout);
 }
 

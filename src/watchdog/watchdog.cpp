@@ -34,6 +34,7 @@
 #include "watchdog/stall_profile.hpp"
 #include "watchdog/symbolizer.hpp"
 #include "watchdog/thread_probe.hpp"
+#include "watchdog/wait_capture.hpp"
 
 namespace stallwatch::watchdog {
 namespace {
@@ -295,7 +296,7 @@ const char* missing_stack_frame(const StallSample& s) {
 // Starts one sample of w's stall: classify the thread now, then ask it for
 // its stack. The answer usually comes within microseconds; when the thread
 // waits for a CPU it comes on a later tick (complete_sample). A thread in a
-// sleep or poll that the probes published is not asked (take_wait_stack).
+// wait it published (sleep, poll, epoll_wait…) is not asked (take_wait_stack).
 void complete_sample(State& s, WatchedLoop& w, bool timed_out);
 void queue_sample(State& s, WatchedLoop& w, Event&& e);
 bool take_wait_stack(WatchedLoop& w, const SyscallState& sys, Event& e);
@@ -368,21 +369,22 @@ void complete_sample(State& s, WatchedLoop& w, bool timed_out) {
   queue_sample(s, w, std::move(e));
 }
 
-// A stall in a sleep or poll whose stack the probes published as it began
-// (core::WaitStack): the sample takes that stack, and the thread gets no
+// A stall in a wait that the thread published as it began (sleep, poll,
+// select, epoll_wait…: core/wait_interpose.cpp): the sample unwinds from the
+// registers saved at the call, on this thread, and the loop thread gets no
 // signal, which would end its wait early with EINTR. False when the thread
 // is not in such a wait of the stalled slice.
 bool take_wait_stack(WatchedLoop& w, const SyscallState& sys, Event& e) {
   if (sys.where != SyscallState::Where::in_syscall) return false;
-  core::WaitSnapshot wait;
-  if (!w.record->wait.read(wait) || wait.slice_seq != w.stall.seq) return false;
+  PublishedWaitStack wait;
+  if (!unwind_published_wait(*w.record, w.stall.seq, wait)) return false;
   StallSample& sample = e.sample;
   sample.outcome = CaptureOutcome::captured;
   sample.fiber_id = wait.fiber_id;
   sample.fiber_name = wait.fiber_name;
-  e.stack.pcs.assign(wait.pcs, wait.pcs + wait.depth);
+  e.stack.pcs = std::move(wait.pcs);
   e.stack.all_return_addresses = true;
-  sample.stack_id = stack_hash(wait.pcs, wait.depth);
+  sample.stack_id = stack_hash(e.stack.pcs.data(), static_cast<int>(e.stack.pcs.size()));
   if (w.stall.fiber_name.empty()) w.stall.fiber_name = sample.fiber_name;
   if (e.stack.pcs.empty()) e.stack.missing = missing_stack_frame(sample);
   return true;

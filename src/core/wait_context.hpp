@@ -1,0 +1,101 @@
+// WaitContext: the wait a loop fiber is in (sleep, poll, select, epoll_wait
+// and their kin), published by the interposers of core/wait_interpose.cpp so
+// that the watchdog can take the caller's stack without a signal.
+//
+// A signal ends those waits early with EINTR (the kernel never restarts them,
+// SA_RESTART or not), and sleep(3) then returns the seconds left, 0 for a
+// sleep of less than a second's remainder. So for a loop thread stalled in
+// one of them the watchdog does not signal: the interposer saved the
+// registers at the call (unw_getcontext, no unwinding) and the slice it was
+// made in, and the watchdog unwinds from them on its own thread while the
+// loop thread is still in the wait.
+//
+// The stack above the interposer must not change while the watchdog reads
+// it, so one word says who holds the context:
+//
+//   idle ──owner──▶ claiming ──owner──▶ waiting ──watchdog CAS──▶ reading
+//     ▲                                   │ ▲                        │
+//     └────────────owner CAS──────────────┘ └───watchdog store───────┘
+//
+// The owner (the loop thread) writes the fields while claiming and leaves the
+// wait with a compare-exchange from waiting to idle; only when the watchdog
+// is mid-read does that fail, and the owner spins until the read is over.
+// A signal handler that waits while its thread is already in a published
+// wait finds the word taken and publishes nothing (it gets the signal).
+#pragma once
+
+#ifndef UNW_LOCAL_ONLY
+#define UNW_LOCAL_ONLY  // stallwatch only ever unwinds its own process
+#endif
+#include <libunwind.h>
+
+#include <atomic>
+#include <cstdint>
+
+namespace stallwatch::core {
+
+struct FiberIdentity;
+
+class WaitContext {
+ public:
+  enum State : std::uint32_t { idle = 0, claiming = 1, waiting = 2, reading = 3 };
+
+  // What the owner publishes. Written only while the word says claiming;
+  // read by the watchdog only while it says reading.
+  unw_context_t registers;                // at the call, in the interposer's frame
+  std::uint64_t slice_seq = 0;            // the loop's slice when the wait began
+  const void* caller_return = nullptr;    // the interposer's return address
+  const FiberIdentity* fiber = nullptr;   // alive: it is the one waiting
+
+  // Loop thread: claims the context for a wait that begins. False when it is
+  // taken (a wait interrupted by a signal handler that waits too, or being
+  // read), and then nothing may be written. A context left waiting from an
+  // earlier slice (its wait was left by longjmp, never by returning) is
+  // taken back.
+  bool claim(std::uint64_t current_slice) noexcept {
+    std::uint32_t s = state_.load(std::memory_order_relaxed);
+    if (s == idle) {
+      state_.store(claiming, std::memory_order_relaxed);
+    } else if (s != waiting || slice_seq == current_slice ||
+               !state_.compare_exchange_strong(s, claiming, std::memory_order_acquire, std::memory_order_relaxed)) {
+      return false;
+    }
+    // A handler running between here and publish() finds the word taken.
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    return true;
+  }
+
+  // Loop thread, after claim() and the fields: the wait is now readable.
+  void publish() noexcept { state_.store(waiting, std::memory_order_release); }
+
+  // Loop thread, after the wait returned: takes the context back, waiting
+  // for a read in progress to end (tens of microseconds, rare).
+  void withdraw() noexcept {
+    std::uint32_t expected = waiting;
+    for (int spins = 0;
+         !state_.compare_exchange_weak(expected, idle, std::memory_order_acquire, std::memory_order_relaxed);
+         ++spins) {
+      expected = waiting;
+      pause_while_read(spins);
+    }
+  }
+
+  // Watchdog: true when a wait is published, which then stays in place (its
+  // caller's stack unchanged) until end_read().
+  bool begin_read() noexcept {
+    std::uint32_t expected = waiting;
+    return state_.compare_exchange_strong(expected, reading, std::memory_order_acquire, std::memory_order_relaxed);
+  }
+  void end_read() noexcept { state_.store(waiting, std::memory_order_release); }
+
+  // A loop that takes over this record starts with no wait: a thread that
+  // died (or did not survive a fork) may have left one. Before the loop runs.
+  void reset() noexcept { state_.store(idle, std::memory_order_relaxed); }
+
+ private:
+  static void pause_while_read(int spins) noexcept;
+
+  std::atomic<std::uint32_t> state_{idle};
+};
+
+}  // namespace stallwatch::core
