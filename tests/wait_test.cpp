@@ -188,3 +188,27 @@ TEST_CASE("a wait inside a published wait (a signal handler's) publishes nothing
   wait.withdraw();
   CHECK(wait.claim(6));
 }
+
+#if defined(__x86_64__)
+namespace {
+std::uint16_t x87_control_word() {
+  std::uint16_t cw = 0;
+  asm volatile("fnstcw %0" : "=m"(cw));
+  return cw;
+}
+void set_x87_control_word(std::uint16_t cw) { asm volatile("fldcw %0" : : "m"(cw)); }
+}  // namespace
+
+TEST_CASE("publishing a wait leaves the caller's floating-point state alone") {
+  core::LoopRecord record;
+  const std::uint16_t saved = x87_control_word();
+  const std::uint16_t unmasked = static_cast<std::uint16_t>(saved & ~0x4);  // divide-by-zero traps
+  {
+    FakeLoopFiber fiber(record, 42);
+    set_x87_control_word(unmasked);
+    poll_nothing_for(1);
+    CHECK(x87_control_word() == unmasked);  // unw_getcontext's fnstenv would mask it again
+    set_x87_control_word(saved);
+  }
+}
+#endif

@@ -6,7 +6,7 @@
 // SA_RESTART or not), and sleep(3) then returns the seconds left, 0 for a
 // sleep of less than a second's remainder. So for a loop thread stalled in
 // one of them the watchdog does not signal: the interposer saved the
-// registers at the call (unw_getcontext, no unwinding) and the slice it was
+// registers at the call (a few stores, no unwinding) and the slice it was
 // made in, and the watchdog unwinds from them on its own thread while the
 // loop thread is still in the wait.
 //
@@ -28,11 +28,42 @@
 #define UNW_LOCAL_ONLY  // stallwatch only ever unwinds its own process
 #endif
 #include <libunwind.h>
+#include <sys/ucontext.h>
 
 #include <atomic>
 #include <cstdint>
 
 namespace stallwatch::core {
+
+// Saves into c what an unwinder needs to walk the stack from the calling
+// frame: the instruction and stack pointers and the callee-saved registers.
+// Inlined, so they are those of the caller's own frame, which must stay in
+// place while c is used. On x86-64 a few stores: unw_getcontext costs more
+// and, through fnstenv, leaves every x87 exception masked in the caller.
+#if defined(__x86_64__)
+inline __attribute__((always_inline)) void save_unwind_registers(unw_context_t& c) noexcept {
+  greg_t* const g = c.uc_mcontext.gregs;
+  void* scratch;
+  asm volatile(
+      "movq %%rbx, %c[rbx](%[g])\n\t"
+      "movq %%rbp, %c[rbp](%[g])\n\t"
+      "movq %%r12, %c[r12](%[g])\n\t"
+      "movq %%r13, %c[r13](%[g])\n\t"
+      "movq %%r14, %c[r14](%[g])\n\t"
+      "movq %%r15, %c[r15](%[g])\n\t"
+      "movq %%rsp, %c[rsp](%[g])\n\t"
+      "leaq 0(%%rip), %[scratch]\n\t"
+      "movq %[scratch], %c[rip](%[g])"
+      : [scratch] "=&r"(scratch)
+      : [g] "r"(g), [rbx] "i"(REG_RBX * sizeof(greg_t)), [rbp] "i"(REG_RBP * sizeof(greg_t)),
+        [r12] "i"(REG_R12 * sizeof(greg_t)), [r13] "i"(REG_R13 * sizeof(greg_t)),
+        [r14] "i"(REG_R14 * sizeof(greg_t)), [r15] "i"(REG_R15 * sizeof(greg_t)),
+        [rsp] "i"(REG_RSP * sizeof(greg_t)), [rip] "i"(REG_RIP * sizeof(greg_t))
+      : "memory");
+}
+#else
+inline __attribute__((always_inline)) void save_unwind_registers(unw_context_t& c) noexcept { unw_getcontext(&c); }
+#endif
 
 struct FiberIdentity;
 
@@ -42,7 +73,7 @@ class WaitContext {
 
   // What the owner publishes. Written only while the word says claiming;
   // read by the watchdog only while it says reading.
-  unw_context_t registers;                // at the call, in the interposer's frame
+  unw_context_t registers{};              // at the call, in the interposer's frame
   std::uint64_t slice_seq = 0;            // the loop's slice when the wait began
   const void* caller_return = nullptr;    // the interposer's return address
   const FiberIdentity* fiber = nullptr;   // alive: it is the one waiting

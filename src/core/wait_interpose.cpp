@@ -8,8 +8,8 @@
 // thread-local check and an indirect call to the next definition (libc's,
 // or a sanitizer's), found with dlsym(RTLD_NEXT) once. On a loop fiber the
 // call publishes its context in the loop's WaitContext (core/wait_context.hpp):
-// the registers at the call, saved with unw_getcontext and never unwound
-// here, and the slice it is made in. A watchdog that finds the loop stalled
+// the registers at the call (a few stores; never unwound here) and the
+// slice it is made in. A watchdog that finds the loop stalled
 // in the wait then unwinds from that context on its own thread
 // (watchdog/wait_capture.cpp) instead of signalling, so the wait runs its full
 // length and returns what it would have returned unwatched.
@@ -109,9 +109,9 @@ __attribute__((constructor)) void resolve_next_functions() {
 }
 
 // Calls next(args...) as a wait the watchdog can sample without a signal
-// when a loop fiber makes it. Inlined into each interposer: unw_getcontext
-// must save the registers of the interposer's own frame, which stays in
-// place until the wait returns (a helper's frame would be gone).
+// when a loop fiber makes it. Inlined into each interposer: the registers
+// saved must be those of the interposer's own frame, which stays in place
+// until the wait returns (a helper's frame would be gone).
 template <class Next, class... Args>
 inline __attribute__((always_inline)) auto published_wait(const void* caller_return, Next next, Args... args) {
   if (!on_loop_fiber()) [[likely]] return next(args...);
@@ -119,7 +119,7 @@ inline __attribute__((always_inline)) auto published_wait(const void* caller_ret
   WaitContext& wait = loop->wait;
   const std::uint64_t slice = loop->slice.seq.load(std::memory_order_relaxed);
   if (!wait.claim(slice)) return next(args...);
-  unw_getcontext(&wait.registers);
+  save_unwind_registers(wait.registers);
   wait.slice_seq = slice;
   wait.caller_return = caller_return;
   wait.fiber = current_fiber();

@@ -51,8 +51,9 @@ const InterceptorModules& interceptor_modules() {
   return modules;
 }
 
-// Walks the stack from registers saved by unw_getcontext; pcs[0] is where
-// unw_getcontext returned to, the rest return addresses. Returns how many.
+// Walks the stack from registers saved in the interposer
+// (core::save_unwind_registers); pcs[0] lies in the interposer, the rest are
+// return addresses. Returns how many.
 int unwind_from(unw_context_t& registers, std::uintptr_t* pcs, int max) {
   unw_cursor_t cursor;
   if (unw_init_local(&cursor, &registers) < 0) return 0;
