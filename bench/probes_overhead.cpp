@@ -8,9 +8,18 @@
 //   ninja -C build src/probes/probes_overhead
 //   build/src/probes/probes_overhead
 //   LD_PRELOAD=build/src/probes/libstallwatch-probes.so build/src/probes/probes_overhead
+//
+// The *_libc cases measure what libstallwatch's own wait interposers
+// (core/wait_interpose.cpp) add: the same call made through them and
+// straight to libc's definition. Off a loop they add one thread-local check;
+// on a loop fiber they save the registers and publish the wait.
 #include <benchmark/benchmark.h>
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <gnu/lib-names.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -80,6 +89,89 @@ void mutex_lock_unlock_on_loop(benchmark::State& state) {
   });
 }
 BENCHMARK(mutex_lock_unlock_on_loop);
+
+// ---- libstallwatch's wait interposers ----
+
+// libc's own definition of `name`, behind every interposer.
+template <class F>
+F* libc_function(const char* name) {
+  void* libc = dlopen(LIBC_SO, RTLD_LAZY | RTLD_NOLOAD);
+  return reinterpret_cast<F*>(libc != nullptr ? dlsym(libc, name) : nullptr);
+}
+
+// poll with no descriptors and no timeout: a system call that never waits.
+int poll_now_interposed() { return poll(nullptr, 0, 0); }
+int poll_now_libc() {
+  static auto* const real = libc_function<int(pollfd*, nfds_t, int)>("poll");
+  return real(nullptr, 0, 0);
+}
+
+// epoll_wait on an empty set, no timeout.
+struct EmptyEpoll {
+  int fd = epoll_create1(EPOLL_CLOEXEC);
+  ~EmptyEpoll() { close(fd); }
+};
+int epoll_now_interposed(int fd) {
+  epoll_event events[4];
+  return epoll_wait(fd, events, 4, 0);
+}
+int epoll_now_libc(int fd) {
+  static auto* const real = libc_function<int(int, epoll_event*, int, int)>("epoll_wait");
+  epoll_event events[4];
+  return real(fd, events, 4, 0);
+}
+
+void poll_now_off_loop(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(poll_now_interposed());
+}
+BENCHMARK(poll_now_off_loop);
+
+void poll_now_off_loop_libc(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(poll_now_libc());
+}
+BENCHMARK(poll_now_off_loop_libc);
+
+void poll_now_on_loop(benchmark::State& state) {
+  stallwatch::run(quiet_loop(), [&] {
+    for (auto _ : state) benchmark::DoNotOptimize(poll_now_interposed());
+  });
+}
+BENCHMARK(poll_now_on_loop);
+
+void poll_now_on_loop_libc(benchmark::State& state) {
+  stallwatch::run(quiet_loop(), [&] {
+    for (auto _ : state) benchmark::DoNotOptimize(poll_now_libc());
+  });
+}
+BENCHMARK(poll_now_on_loop_libc);
+
+void epoll_wait_now_off_loop(benchmark::State& state) {
+  EmptyEpoll ep;
+  for (auto _ : state) benchmark::DoNotOptimize(epoll_now_interposed(ep.fd));
+}
+BENCHMARK(epoll_wait_now_off_loop);
+
+void epoll_wait_now_off_loop_libc(benchmark::State& state) {
+  EmptyEpoll ep;
+  for (auto _ : state) benchmark::DoNotOptimize(epoll_now_libc(ep.fd));
+}
+BENCHMARK(epoll_wait_now_off_loop_libc);
+
+void epoll_wait_now_on_loop(benchmark::State& state) {
+  EmptyEpoll ep;
+  stallwatch::run(quiet_loop(), [&] {
+    for (auto _ : state) benchmark::DoNotOptimize(epoll_now_interposed(ep.fd));
+  });
+}
+BENCHMARK(epoll_wait_now_on_loop);
+
+void epoll_wait_now_on_loop_libc(benchmark::State& state) {
+  EmptyEpoll ep;
+  stallwatch::run(quiet_loop(), [&] {
+    for (auto _ : state) benchmark::DoNotOptimize(epoll_now_libc(ep.fd));
+  });
+}
+BENCHMARK(epoll_wait_now_on_loop_libc);
 
 }  // namespace
 
