@@ -20,6 +20,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -120,6 +121,40 @@ int epoll_now_libc(int fd) {
   epoll_event events[4];
   return real(fd, events, 4, 0);
 }
+
+// clock_nanosleep on the calling thread's CPU clock: glibc answers EINVAL
+// without a system call, so these cases time the interposer alone.
+constexpr timespec no_time{0, 0};
+int clock_nanosleep_einval_interposed() { return clock_nanosleep(CLOCK_THREAD_CPUTIME_ID, 0, &no_time, nullptr); }
+int clock_nanosleep_einval_libc() {
+  static auto* const real =
+      libc_function<int(clockid_t, int, const timespec*, timespec*)>("clock_nanosleep");
+  return real(CLOCK_THREAD_CPUTIME_ID, 0, &no_time, nullptr);
+}
+
+void clock_nanosleep_einval_off_loop(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(clock_nanosleep_einval_interposed());
+}
+BENCHMARK(clock_nanosleep_einval_off_loop);
+
+void clock_nanosleep_einval_off_loop_libc(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(clock_nanosleep_einval_libc());
+}
+BENCHMARK(clock_nanosleep_einval_off_loop_libc);
+
+void clock_nanosleep_einval_on_loop(benchmark::State& state) {
+  stallwatch::run(quiet_loop(), [&] {
+    for (auto _ : state) benchmark::DoNotOptimize(clock_nanosleep_einval_interposed());
+  });
+}
+BENCHMARK(clock_nanosleep_einval_on_loop);
+
+void clock_nanosleep_einval_on_loop_libc(benchmark::State& state) {
+  stallwatch::run(quiet_loop(), [&] {
+    for (auto _ : state) benchmark::DoNotOptimize(clock_nanosleep_einval_libc());
+  });
+}
+BENCHMARK(clock_nanosleep_einval_on_loop_libc);
 
 void poll_now_off_loop(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(poll_now_interposed());
