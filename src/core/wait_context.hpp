@@ -103,11 +103,9 @@ class WaitContext {
   // for a read in progress to end (tens of microseconds, rare).
   void withdraw() noexcept {
     std::uint32_t expected = waiting;
-    for (int spins = 0;
-         !state_.compare_exchange_weak(expected, idle, std::memory_order_acquire, std::memory_order_relaxed);
-         ++spins) {
+    while (!state_.compare_exchange_strong(expected, idle, std::memory_order_acquire, std::memory_order_relaxed)) {
       expected = waiting;
-      pause_while_read(spins);
+      pause_while_read();
     }
   }
 
@@ -124,7 +122,7 @@ class WaitContext {
   void reset() noexcept { state_.store(idle, std::memory_order_relaxed); }
 
  private:
-  static void pause_while_read(int spins) noexcept;
+  static void pause_while_read() noexcept;
 
   std::atomic<std::uint32_t> state_{idle};
 };

@@ -131,7 +131,7 @@ inline __attribute__((always_inline)) auto published_wait(const void* caller_ret
 
 }  // namespace
 
-void WaitContext::pause_while_read(int /*spins*/) noexcept {
+void WaitContext::pause_while_read() noexcept {
   // The watchdog holds the context for one unwind; let it run.
   const int saved_errno = errno;
   sched_yield();
