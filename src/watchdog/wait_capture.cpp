@@ -6,6 +6,7 @@
 #include "watchdog/wait_capture.hpp"
 
 #include <dlfcn.h>
+#include <sys/auxv.h>
 
 #include <algorithm>
 #include <cstring>
@@ -28,15 +29,19 @@ const void* module_base(const void* addr) {
   return info.dli_fbase;
 }
 
-// The modules whose functions stand between the application and libc for
-// the same call: libstallwatch-probes and the sanitizer runtimes.
+// The shared objects whose functions stand between the application and
+// libc for the same call: libstallwatch-probes and the sanitizer runtimes.
+// A runtime linked into the program itself (clang's static ASan) is not
+// told apart from the program's own code, and is not skipped.
 struct InterceptorModules {
   const void* bases[3] = {};
 
   InterceptorModules() {
+    const void* program = module_base(reinterpret_cast<const void*>(getauxval(AT_PHDR)));
     int n = 0;
     for (const char* marker : {"stallwatch_probes_active", "__asan_init", "__tsan_init"}) {
-      if (const void* base = module_base(dlsym(RTLD_DEFAULT, marker))) bases[n++] = base;
+      const void* base = module_base(dlsym(RTLD_DEFAULT, marker));
+      if (base != nullptr && base != program) bases[n++] = base;
     }
   }
 
