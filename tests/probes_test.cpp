@@ -603,6 +603,34 @@ TEST_CASE("strict mode without the probes fails at start-up instead of passing s
   CHECK(o.err.find("blocking-call probes are not active") != std::string::npos);
 }
 
+// LD_PRELOAD with libstallwatch.so before the probes: libstallwatch's wait
+// interposers come first and would forward sleep and poll to the probes as
+// their own calls, never flagged. Said, not silent.
+TEST_CASE("probes loaded after libstallwatch: strict mode refuses, production says so once") {
+  if (!have_programs()) return;
+  const std::string probes = env_or_skip("PROBES_LIB");
+  const std::string src_dir = probes.substr(0, probes.rfind("/probes/"));
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  const std::map<std::string, std::string> misordered = {
+      {"LD_PRELOAD", src_dir + "/libstallwatch.so:" + probes},
+      {"ASAN_OPTIONS", std::string(asan != nullptr ? asan : "") + ":verify_asan_link_order=0"}};
+  const std::string warning = "libstallwatch-probes is loaded but not before libstallwatch and libc";
+
+  std::map<std::string, std::string> strict = misordered;
+  strict["STALLWATCH_STRICT"] = "1";
+  const Outcome refused = run_demo(env_or_skip("PROBES_DEMO"), "usleep", strict, false);
+  INFO("strict stderr:\n" << refused.err);
+  CHECK(refused.exit_status == 2);
+  CHECK(refused.err.find("blocking-call probes are not active") != std::string::npos);
+
+  const Outcome warned = run_demo(env_or_skip("PROBES_DEMO"), "usleep", misordered, false);
+  INFO("production stderr:\n" << warned.err);
+  CHECK(warned.exit_status == 0);
+  CHECK(count_of_text(warned.err, warning) == 1);
+
+  CHECK(run_preloaded("usleep").err.find(warning) == std::string::npos);
+}
+
 TEST_CASE("preloaded: STALLWATCH_ALLOW permits by function and module; malformed is a clear error") {
   if (!have_programs()) return;
   CHECK(reports_of(run_preloaded("usleep", {{"STALLWATCH_ALLOW", "usleep"}}), "usleep") == 0);

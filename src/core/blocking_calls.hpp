@@ -90,7 +90,8 @@ bool allow_list_permits(const std::vector<AllowEntry>& allow, std::string_view f
 
 // Applies a loop's configuration to the probes: strict mode, the report rate
 // (reports_per_minute, process-wide for blocking calls), and STALLWATCH_ALLOW
-// from the environment; then, in strict mode, check_probes_canary(config).
+// from the environment; then, in strict mode, check_probes_canary(config),
+// and warn_if_probes_misordered().
 // Throws config_error for a malformed STALLWATCH_ALLOW or a failed canary.
 // The loop thread, as its loop starts.
 void configure_blocking_calls(const Config& config);
@@ -101,7 +102,13 @@ void configure_blocking_calls(const Config& config);
 // when config.strict is false. Any thread.
 void check_probes_canary(const Config& config);
 
-// True when libstallwatch-probes is loaded and interposes libc. Any thread.
+// True when libstallwatch-probes is loaded and comes before libc and
+// libstallwatch.so in symbol lookup. Any thread.
 bool probes_interposed();
+
+// Logs once per process when libstallwatch-probes is loaded but
+// probes_interposed() is false: its interposers are then not reached, or
+// reached only through libstallwatch's own for the waits. Any thread.
+void warn_if_probes_misordered();
 
 }  // namespace stallwatch::core
