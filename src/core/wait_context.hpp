@@ -119,7 +119,10 @@ class WaitContext {
 
   // A loop that takes over this record starts with no wait: a thread that
   // died (or did not survive a fork) may have left one. Before the loop runs.
-  void reset() noexcept { state_.store(idle, std::memory_order_relaxed); }
+  // Defined beside the interposers (core/wait_interpose.cpp) so that every
+  // program that runs a loop links them, also from the static archive when
+  // a sanitizer runtime that defines the same names comes first.
+  void reset() noexcept;
 
  private:
   static void pause_while_read() noexcept;

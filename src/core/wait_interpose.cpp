@@ -131,6 +131,8 @@ inline __attribute__((always_inline)) auto published_wait(const void* caller_ret
 
 }  // namespace
 
+void WaitContext::reset() noexcept { state_.store(idle, std::memory_order_relaxed); }
+
 void WaitContext::pause_while_read() noexcept {
   // The watchdog holds the context for one unwind; let it run.
   const int saved_errno = errno;
