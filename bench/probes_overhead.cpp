@@ -9,13 +9,22 @@
 //   ninja -C build src/interpose/probes_overhead
 //   build/src/interpose/probes_overhead
 //   LD_PRELOAD=build/src/interpose/libstallwatch-probes.so build/src/interpose/probes_overhead
+//
+// The *_libc cases measure what libstallwatch's own wait interposers
+// (core/wait_interpose.cpp) add: the same call made through them and
+// straight to libc's definition. Off a loop they add one thread-local check;
+// on a loop fiber they save the registers and publish the wait.
 #include <benchmark/benchmark.h>
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <gnu/lib-names.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -165,6 +174,123 @@ void futex_wake_on_loop(benchmark::State& state) {
   });
 }
 BENCHMARK(futex_wake_on_loop);
+
+// ---- libstallwatch's wait interposers ----
+
+// libc's own definition of `name`, behind every interposer.
+template <class F>
+F* libc_function(const char* name) {
+  void* libc = dlopen(LIBC_SO, RTLD_LAZY | RTLD_NOLOAD);
+  return reinterpret_cast<F*>(libc != nullptr ? dlsym(libc, name) : nullptr);
+}
+
+// poll with no descriptors and no timeout: a system call that never waits.
+int poll_now_interposed() { return poll(nullptr, 0, 0); }
+int poll_now_libc() {
+  static auto* const real = libc_function<int(pollfd*, nfds_t, int)>("poll");
+  return real(nullptr, 0, 0);
+}
+
+// epoll_wait on an empty set, no timeout.
+struct EmptyEpoll {
+  int fd = epoll_create1(EPOLL_CLOEXEC);
+  ~EmptyEpoll() { close(fd); }
+};
+int epoll_now_interposed(int fd) {
+  epoll_event events[4];
+  return epoll_wait(fd, events, 4, 0);
+}
+int epoll_now_libc(int fd) {
+  static auto* const real = libc_function<int(int, epoll_event*, int, int)>("epoll_wait");
+  epoll_event events[4];
+  return real(fd, events, 4, 0);
+}
+
+// clock_nanosleep on the calling thread's CPU clock: glibc answers EINVAL
+// without a system call, so these cases time the interposer alone.
+constexpr timespec no_time{0, 0};
+int clock_nanosleep_einval_interposed() { return clock_nanosleep(CLOCK_THREAD_CPUTIME_ID, 0, &no_time, nullptr); }
+int clock_nanosleep_einval_libc() {
+  static auto* const real =
+      libc_function<int(clockid_t, int, const timespec*, timespec*)>("clock_nanosleep");
+  return real(CLOCK_THREAD_CPUTIME_ID, 0, &no_time, nullptr);
+}
+
+void clock_nanosleep_einval_off_loop(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(clock_nanosleep_einval_interposed());
+}
+BENCHMARK(clock_nanosleep_einval_off_loop);
+
+void clock_nanosleep_einval_off_loop_libc(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(clock_nanosleep_einval_libc());
+}
+BENCHMARK(clock_nanosleep_einval_off_loop_libc);
+
+void clock_nanosleep_einval_on_loop(benchmark::State& state) {
+  stallwatch::run(quiet_loop(), [&] {
+    for (auto _ : state) benchmark::DoNotOptimize(clock_nanosleep_einval_interposed());
+  });
+}
+BENCHMARK(clock_nanosleep_einval_on_loop);
+
+void clock_nanosleep_einval_on_loop_libc(benchmark::State& state) {
+  stallwatch::run(quiet_loop(), [&] {
+    for (auto _ : state) benchmark::DoNotOptimize(clock_nanosleep_einval_libc());
+  });
+}
+BENCHMARK(clock_nanosleep_einval_on_loop_libc);
+
+void poll_now_off_loop(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(poll_now_interposed());
+}
+BENCHMARK(poll_now_off_loop);
+
+void poll_now_off_loop_libc(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(poll_now_libc());
+}
+BENCHMARK(poll_now_off_loop_libc);
+
+void poll_now_on_loop(benchmark::State& state) {
+  stallwatch::run(quiet_loop(), [&] {
+    for (auto _ : state) benchmark::DoNotOptimize(poll_now_interposed());
+  });
+}
+BENCHMARK(poll_now_on_loop);
+
+void poll_now_on_loop_libc(benchmark::State& state) {
+  stallwatch::run(quiet_loop(), [&] {
+    for (auto _ : state) benchmark::DoNotOptimize(poll_now_libc());
+  });
+}
+BENCHMARK(poll_now_on_loop_libc);
+
+void epoll_wait_now_off_loop(benchmark::State& state) {
+  EmptyEpoll ep;
+  for (auto _ : state) benchmark::DoNotOptimize(epoll_now_interposed(ep.fd));
+}
+BENCHMARK(epoll_wait_now_off_loop);
+
+void epoll_wait_now_off_loop_libc(benchmark::State& state) {
+  EmptyEpoll ep;
+  for (auto _ : state) benchmark::DoNotOptimize(epoll_now_libc(ep.fd));
+}
+BENCHMARK(epoll_wait_now_off_loop_libc);
+
+void epoll_wait_now_on_loop(benchmark::State& state) {
+  EmptyEpoll ep;
+  stallwatch::run(quiet_loop(), [&] {
+    for (auto _ : state) benchmark::DoNotOptimize(epoll_now_interposed(ep.fd));
+  });
+}
+BENCHMARK(epoll_wait_now_on_loop);
+
+void epoll_wait_now_on_loop_libc(benchmark::State& state) {
+  EmptyEpoll ep;
+  stallwatch::run(quiet_loop(), [&] {
+    for (auto _ : state) benchmark::DoNotOptimize(epoll_now_libc(ep.fd));
+  });
+}
+BENCHMARK(epoll_wait_now_on_loop_libc);
 
 }  // namespace
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <map>
@@ -334,24 +335,6 @@ TEST_CASE("each loop's blocking-call reports reach its own sink") {
   CHECK(log_lines().empty());  // nothing reached the process's sink
 }
 
-TEST_CASE("a probed wait publishes its caller's stack until it ends") {
-  capture_log();
-  stallwatch::blocking::configure(production(100));
-  FakeLoopFiber fiber(2, 77);
-  fiber.record().slice.seq.store(123);
-  core::WaitSnapshot wait;
-  CHECK_FALSE(fiber.record().wait.read(wait));
-  stallwatch_probe_begin_wait("poll");
-  REQUIRE(fiber.record().wait.read(wait));
-  CHECK(wait.slice_seq == 123);
-  CHECK(wait.fiber_id == 77);
-  CHECK(wait.fiber_name == "fake");
-  CHECK(wait.depth > 0);
-  stallwatch_probe_end_wait();
-  CHECK_FALSE(fiber.record().wait.read(wait));
-  CHECK(count_of("poll") >= 1);  // and counted as any probed call
-}
-
 TEST_CASE("errno survives recording") {
   FakeLoopFiber fiber(0, 9);
   errno = EAGAIN;
@@ -534,16 +517,103 @@ TEST_CASE("preloaded: a stall in a sleep is sampled from the probe's stack, and 
   CHECK(o.err.find("stallwatch: stall ended loop=0") != std::string::npos);
 }
 
-TEST_CASE("without the probes a stall in a sleep is still reported with its stack") {
+TEST_CASE("without the probes a stall in a sleep is reported from the caller's stack, and the sleep is not cut short") {
   const std::string program = env_or_skip("PROBES_DEMO");
   if (program.empty()) return;
   const Outcome o = run_demo(program, "long-sleep", {}, false);
   INFO("stdout:\n" << o.out << "stderr:\n" << o.err);
   CHECK(o.exit_status == 0);
-  CHECK(slept_ms(o) >= 0);  // may be short: the capture signal ends usleep early (watchdog.hpp)
-  CHECK(o.err.find("\"sleeper\" blocked in clock_nanosleep for ") != std::string::npos);
-  CHECK(first_sample_frame(o).find("clock_nanosleep") != std::string::npos);  // where the signal landed
+  // libstallwatch's own interposer published the wait: no capture signal.
+  CHECK(slept_ms(o) >= 295);
+  CHECK(count_of_text(o.err, "\"sleeper\" blocked in clock_nanosleep for ") >= 2);
+  CHECK(first_sample_frame(o).find("blocking_demo.cpp:") != std::string::npos);
   CHECK(o.err.find("long_sleep()") != std::string::npos);
+}
+
+// ---- every wait a signal would end early, stalled on a loop ----
+
+// One line of the stalled-waits scenario:
+//   wait NAME line LINE took MS ms returned R errno E
+struct TimedWait {
+  std::string name;
+  int line = 0;
+  long took_ms = -1;
+  long returned = -1;
+  int error = -1;
+};
+
+std::vector<TimedWait> timed_waits(const Outcome& o) {
+  std::vector<TimedWait> waits;
+  std::size_t at = 0;
+  while ((at = o.out.find("wait ", at)) != std::string::npos) {
+    char name[32] = {};
+    TimedWait w;
+    if (std::sscanf(o.out.c_str() + at, "wait %31s line %d took %ld ms returned %ld errno %d", name, &w.line,
+                    &w.took_ms, &w.returned, &w.error) == 5) {
+      w.name = name;
+      waits.push_back(w);
+    }
+    at = o.out.find('\n', at);
+  }
+  return waits;
+}
+
+// The frame #0 line of the first stall report about the fiber named `fiber`.
+std::string first_frame_of_fiber(const Outcome& o, const std::string& fiber) {
+  const std::size_t head = o.err.find("\"" + fiber + "\" blocked in ");
+  if (head == std::string::npos) return "";
+  const std::size_t frame = o.err.find("\n  #0 ", head);
+  if (frame == std::string::npos || o.err.find("\nstallwatch: ", head) < frame) return "";
+  return o.err.substr(frame + 3, o.err.find('\n', frame + 1) - frame - 3);
+}
+
+// Each wait on its own stalled fiber ran its full time (sleep: 1 s, the
+// others 300 ms), returned 0 (timed out) with errno untouched, and the
+// stall was reported with frame #0 at the line of the call.
+void check_stalled_waits(const Outcome& o) {
+  INFO("stdout:\n" << o.out << "stderr:\n" << o.err);
+  CHECK(o.exit_status == 0);
+  const std::vector<TimedWait> waits = timed_waits(o);
+  const std::vector<std::string> expected = {"sleep", "usleep",  "nanosleep",  "clock_nanosleep", "poll",
+                                             "ppoll", "select", "pselect", "epoll_wait", "epoll_pwait"};
+  REQUIRE(waits.size() == expected.size());
+  for (std::size_t i = 0; i < waits.size(); ++i) {
+    const TimedWait& w = waits[i];
+    INFO("wait " << w.name << " took " << w.took_ms << " ms, returned " << w.returned << ", errno " << w.error);
+    CHECK(w.name == expected[i]);
+    const long requested_ms = w.name == "sleep" ? 1000 : 300;
+    CHECK(w.took_ms >= requested_ms - 5);  // a capture signal ends it at about 50 ms
+    CHECK(w.took_ms < requested_ms + 2000);
+    CHECK(w.returned == 0);
+    CHECK(w.error == 0);
+    const std::string frame = first_frame_of_fiber(o, w.name);
+    CHECK(frame.find("blocking_demo.cpp:" + std::to_string(w.line) + " ") != std::string::npos);
+  }
+  CHECK(o.err.find("stack not captured") == std::string::npos);
+}
+
+const std::map<std::string, std::string> every_report = {{"STALLWATCH_REPORTS_PER_MINUTE", "1000"}};
+
+TEST_CASE("without the probes no wait a signal would end early is cut short, and each stall names its caller") {
+  const std::string program = env_or_skip("PROBES_DEMO");
+  if (program.empty()) return;
+  check_stalled_waits(run_demo(program, "stalled-waits", every_report, false));
+}
+
+TEST_CASE("preloaded: no wait is cut short either (probes, then libstallwatch, then libc)") {
+  if (!have_programs()) return;
+  const Outcome o = run_preloaded("stalled-waits", every_report);
+  check_stalled_waits(o);
+  CHECK(reports_of(o, "sleep") == 1);  // and the probes still name the blocking calls
+  CHECK(reports_of(o, "poll") == 1);
+}
+
+TEST_CASE("linked with the probes: no wait is cut short") {
+  const std::string program = env_or_skip("PROBES_DEMO_LINKED");
+  if (program.empty()) return;
+  const Outcome o = run_demo(program, "stalled-waits", every_report, false);
+  check_stalled_waits(o);
+  CHECK(reports_of(o, "usleep") == 1);
 }
 
 TEST_CASE("preloaded: the first call of each call site is logged, within the rate") {
@@ -578,6 +648,34 @@ TEST_CASE("strict mode without the probes fails at start-up instead of passing s
   CHECK(o.exit_status == 2);
   CHECK(o.out.find("after usleep") == std::string::npos);
   CHECK(o.err.find("blocking-call probes are not active") != std::string::npos);
+}
+
+// LD_PRELOAD with libstallwatch.so before the probes: libstallwatch's wait
+// interposers come first and would forward sleep and poll to the probes as
+// their own calls, never flagged. Said, not silent.
+TEST_CASE("probes loaded after libstallwatch: strict mode refuses, production says so once") {
+  if (!have_programs()) return;
+  const std::string probes = env_or_skip("PROBES_LIB");
+  const std::string src_dir = probes.substr(0, probes.rfind("/interpose/"));
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  const std::map<std::string, std::string> misordered = {
+      {"LD_PRELOAD", src_dir + "/libstallwatch.so:" + probes},
+      {"ASAN_OPTIONS", std::string(asan != nullptr ? asan : "") + ":verify_asan_link_order=0"}};
+  const std::string warning = "libstallwatch-probes is loaded but not before libstallwatch and libc";
+
+  std::map<std::string, std::string> strict = misordered;
+  strict["STALLWATCH_STRICT"] = "1";
+  const Outcome refused = run_demo(env_or_skip("PROBES_DEMO"), "usleep", strict, false);
+  INFO("strict stderr:\n" << refused.err);
+  CHECK(refused.exit_status == 2);
+  CHECK(refused.err.find("blocking-call probes are not active") != std::string::npos);
+
+  const Outcome warned = run_demo(env_or_skip("PROBES_DEMO"), "usleep", misordered, false);
+  INFO("production stderr:\n" << warned.err);
+  CHECK(warned.exit_status == 0);
+  CHECK(count_of_text(warned.err, warning) == 1);
+
+  CHECK(run_preloaded("usleep").err.find(warning) == std::string::npos);
 }
 
 TEST_CASE("preloaded: STALLWATCH_ALLOW permits by function and module; malformed is a clear error") {

@@ -22,13 +22,16 @@
 // makes run() throw config_error. A handler the application installs over
 // stallwatch's later is reported ("the capture signal's handler was
 // replaced: ...") and gets no captures; the disposition stallwatch found
-// is put back when the last loop ends. The handler is installed with SA_RESTART,
-// so interrupted reads, writes and lock waits resume; calls the kernel never
-// restarts (nanosleep/usleep/sleep, poll, select, epoll_wait) return early
-// with EINTR, as they would for any signal. With libstallwatch-probes loaded
-// (docs/PROBES.md) a loop thread stalled in sleep, usleep,
-// nanosleep, clock_nanosleep, poll or select gets no signal: the probe took
-// the caller's stack as the call began, and the report shows that stack.
+// is put back when the last loop ends. A loop thread stalled in sleep, usleep,
+// nanosleep, clock_nanosleep, poll, ppoll, select, pselect, epoll_wait or
+// epoll_pwait gets no signal: libstallwatch interposes those calls, saves
+// the registers at the call, and the watchdog unwinds the caller's stack
+// from them while the call waits, so it runs its full time and returns what
+// it would have returned unwatched. Any other call gets the signal, installed
+// with SA_RESTART: reads, writes and lock waits resume; calls the kernel
+// never restarts (sigtimedwait, pause, io_getevents, semop, a socket read
+// with SO_RCVTIMEO …) return early with EINTR, as for any signal
+// (src/watchdog/README.md, "Signals and their side effects").
 //
 // Strict mode (STALLWATCH_STRICT=1 or Options::strict): the first stall's
 // report is written, then the process ends with _exit(strict_exit_status).

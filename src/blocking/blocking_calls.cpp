@@ -147,25 +147,14 @@ void record_blocking_call(std::string_view function, const CallStack& stack) {
   }
 }
 
-// Publishes stack as the calling loop fiber's wait in progress (WaitStack).
-void publish_wait(const CallStack& stack) noexcept {
-  core::LoopRecord* loop = core::current_loop_record();
-  const base::FiberIdentity* fiber = base::current_fiber();
-  if (loop == nullptr || fiber == nullptr) return;
-  const std::string_view name =
-      fiber->name != nullptr ? std::string_view(fiber->name, fiber->name_len) : std::string_view();
-  loop->wait.begin(loop->slice.seq.load(std::memory_order_relaxed), fiber->id, name, stack.pcs, stack.size);
-}
-
-// The interposers' entry points: records a call to `function` made from the
-// stack above return_address and, for a wait, first publishes that stack.
-// Keeps errno; the recording itself (locks, logs, writes) is never flagged.
-void record_probed_call(const char* function, const void* return_address, bool wait) noexcept {
+// The interposers' entry point: records a call to `function` made from the
+// stack above return_address. Keeps errno; the recording itself (locks, logs,
+// writes) is never flagged.
+void record_probed_call(const char* function, const void* return_address) noexcept {
   const int saved_errno = errno;
   {
     base::InternalBlockingScope internal;
     const CallStack stack = capture_caller_stack(return_address);
-    if (wait) publish_wait(stack);
     try {
       record_blocking_call(function, stack);
     } catch (...) {
@@ -203,6 +192,7 @@ void configure(const Config& config) {
   }
   in_forked_child.store(false, std::memory_order_relaxed);
   check_probes_canary(config);
+  warn_if_probes_misordered();
 }
 
 }  // namespace stallwatch::blocking
@@ -215,13 +205,5 @@ extern "C" bool stallwatch_probe_should_flag() noexcept {
 }
 
 extern "C" __attribute__((noinline)) void stallwatch_probe_record(const char* function) noexcept {
-  stallwatch::blocking::record_probed_call(function, __builtin_return_address(0), false);
-}
-
-extern "C" __attribute__((noinline)) void stallwatch_probe_begin_wait(const char* function) noexcept {
-  stallwatch::blocking::record_probed_call(function, __builtin_return_address(0), true);
-}
-
-extern "C" void stallwatch_probe_end_wait() noexcept {
-  if (stallwatch::core::LoopRecord* loop = stallwatch::core::current_loop_record()) loop->wait.end();
+  stallwatch::blocking::record_probed_call(function, __builtin_return_address(0));
 }

@@ -35,13 +35,6 @@ STALLWATCH_EXPORT bool stallwatch_probe_should_flag() noexcept;
 // call and ends the process with exit status strict_exit_status. Keeps errno.
 // Loop thread.
 STALLWATCH_EXPORT void stallwatch_probe_record(const char* function) noexcept;
-// As stallwatch_probe_record, for a wait that a signal would end early
-// (sleep, poll, select): also publishes the caller's stack in the loop's
-// WaitStack, so that the watchdog reports a stall in the wait without
-// signalling the thread. Pair with stallwatch_probe_end_wait() once the wait
-// returns. Loop thread.
-STALLWATCH_EXPORT void stallwatch_probe_begin_wait(const char* function) noexcept;
-STALLWATCH_EXPORT void stallwatch_probe_end_wait() noexcept;
 }
 
 namespace stallwatch::blocking {
@@ -51,7 +44,7 @@ namespace stallwatch::blocking {
 inline constexpr std::size_t max_counted_functions = 64;
 
 // Applies a loop's configuration: strict mode and STALLWATCH_ALLOW; then, in
-// strict mode, check_probes_canary(config). Throws config_error for a
+// strict mode, check_probes_canary(config), and warn_if_probes_misordered(). Throws config_error for a
 // malformed STALLWATCH_ALLOW or a failed canary. The loop thread, as its loop
 // starts.
 void configure(const Config& config);
@@ -79,7 +72,13 @@ ReportCounts report_counts();
 // when config.strict is false. Any thread.
 void check_probes_canary(const Config& config);
 
-// True when libstallwatch-probes is loaded and interposes libc. Any thread.
+// True when libstallwatch-probes is loaded and comes before libc and
+// libstallwatch.so in symbol lookup. Any thread.
 bool probes_interposed();
+
+// Logs once per process when libstallwatch-probes is loaded but
+// probes_interposed() is false: its interposers are then not reached, or
+// reached only through libstallwatch's own for the waits. Any thread.
+void warn_if_probes_misordered();
 
 }  // namespace stallwatch::blocking

@@ -28,8 +28,6 @@ const void* probes_module_base() {
   return base;
 }
 
-// The base of libstallwatch.so, or null when this code is linked into the
-// program itself (the static archive the unit tests use).
 const void* shared_library_base() {
   Dl_info info;
   link_map* own = nullptr;
@@ -53,6 +51,11 @@ std::string base_name(const char* path) {
 }
 
 }  // namespace
+
+const void* libstallwatch_shared_base() {
+  static const void* base = shared_library_base();
+  return base;
+}
 
 // The stack of the code that made the blocking call: the frames from
 // `return_address` (where stallwatch_probe_record returns to) outward, minus
@@ -78,7 +81,7 @@ CallStack capture_caller_stack(const void* return_address) {
 // marks them: a log line written to stderr by an ending fiber, a contended
 // lock of the offload pool's queue. pc: the caller's return address.
 bool made_by_libstallwatch(const void* pc) {
-  static const void* own = shared_library_base();
+  const void* own = libstallwatch_shared_base();
   return own != nullptr &&
          module_base(reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(pc) - 1)) == own;
 }

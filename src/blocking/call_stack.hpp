@@ -21,6 +21,10 @@ struct CallStack {
 // interposer returns to) outward, minus the interposer's own frame.
 CallStack capture_caller_stack(const void* return_address);
 
+// The base address of libstallwatch.so, or null when this code is linked
+// into the program itself (the static archive the unit tests use).
+const void* libstallwatch_shared_base();
+
 // True when pc (a return address) lies in libstallwatch.so itself: its own
 // calls are internal even where no base::InternalBlockingScope marks them.
 bool made_by_libstallwatch(const void* pc);

@@ -15,7 +15,7 @@
 #include <functional>
 
 #include "base/log_histogram.hpp"
-#include "core/wait_stack.hpp"
+#include "core/wait_context.hpp"
 #include "stallwatch/detail/loop_owner.hpp"
 
 namespace stallwatch::core {
@@ -60,7 +60,7 @@ struct LoopRecord {
   SliceState slice;
   LoopStats stats;
   StallStats stalls;
-  WaitStack wait;  // a probed sleep or poll in progress (libstallwatch-probes)
+  WaitContext wait;  // the wait the loop thread is in (core/wait_interpose.cpp)
 };
 
 // The slice-duration histogram of record r, complete, and its count equal

@@ -26,6 +26,7 @@ LoopRecord& claim_loop_record() {
   std::lock_guard<std::mutex> lock(r.mutex);
   for (auto& record : r.records) {
     if (!record->active.load(std::memory_order_relaxed)) {
+      record->wait.reset();
       record->active.store(true, std::memory_order_release);
       return *record;
     }

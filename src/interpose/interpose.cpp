@@ -8,6 +8,11 @@
 // try-locking could not take, a non-zero timeout), records it, and calls the
 // real function, found with dlsym(RTLD_NEXT) at load time.
 //
+// The waits a signal would end early (sleep, poll, select …) are also
+// interposed by libstallwatch itself, which publishes them for the watchdog
+// (core/wait_interpose.cpp): the next definition these call is that one,
+// which calls libc's.
+//
 // To probe another function: add its real symbol to STALLWATCH_REAL_FUNCTIONS,
 // an interposer below, and its counted name to config/probed_functions.hpp.
 
@@ -174,26 +179,6 @@ inline __attribute__((always_inline)) void flag(const char* name) {
   flag_if(name, [] { return true; });
 }
 
-// A wait that a signal would end early with EINTR (sleep, poll, select).
-// While a loop fiber is in one, its caller's stack is published for the
-// watchdog, which then reports a stall in it without signalling the thread.
-class ProbedWait {
- public:
-  template <class Blocks>
-  __attribute__((always_inline)) ProbedWait(const char* name, Blocks blocks) : begun_(to_check() && blocks()) {
-    if (begun_) [[unlikely]] stallwatch_probe_begin_wait(name);
-  }
-  __attribute__((always_inline)) explicit ProbedWait(const char* name) : ProbedWait(name, [] { return true; }) {}
-  ~ProbedWait() {
-    if (begun_) [[unlikely]] stallwatch_probe_end_wait();
-  }
-  ProbedWait(const ProbedWait&) = delete;
-  ProbedWait& operator=(const ProbedWait&) = delete;
-
- private:
-  bool begun_;
-};
-
 // The descriptor is in blocking mode (no O_NONBLOCK).
 bool blocking_mode(int fd) {
   const int flags = REAL(fcntl)(fd, F_GETFL);
@@ -291,23 +276,23 @@ bool futex_waits(long op, long timeout_arg) {
 // ---- sleeping ----
 
 STALLWATCH_INTERPOSER unsigned int sleep(unsigned int seconds) {
-  const ProbedWait wait("sleep");
+  flag("sleep");
   return REAL(sleep)(seconds);
 }
 
 STALLWATCH_INTERPOSER int usleep(useconds_t usec) {
-  const ProbedWait wait("usleep");
+  flag("usleep");
   return REAL(usleep)(usec);
 }
 
 STALLWATCH_INTERPOSER int nanosleep(const struct timespec* req, struct timespec* rem) {
-  const ProbedWait wait("nanosleep");
+  flag("nanosleep");
   return REAL(nanosleep)(req, rem);
 }
 
 STALLWATCH_INTERPOSER int clock_nanosleep(clockid_t clock, int flags, const struct timespec* req,
                                           struct timespec* rem) {
-  const ProbedWait wait("clock_nanosleep");
+  flag("clock_nanosleep");
   return REAL(clock_nanosleep)(clock, flags, req, rem);
 }
 
@@ -357,18 +342,18 @@ STALLWATCH_INTERPOSER int connect(int fd, const struct sockaddr* addr, socklen_t
 }
 
 STALLWATCH_INTERPOSER int poll(struct pollfd* fds, nfds_t nfds, int timeout) {
-  const ProbedWait wait("poll", [timeout] { return timeout != 0; });
+  flag_if("poll", [timeout] { return timeout != 0; });
   return REAL(poll)(fds, nfds, timeout);
 }
 
 STALLWATCH_INTERPOSER int __poll_chk(struct pollfd* fds, nfds_t nfds, int timeout, size_t fdslen) {
-  const ProbedWait wait("poll", [timeout] { return timeout != 0; });
+  flag_if("poll", [timeout] { return timeout != 0; });
   return REAL(__poll_chk)(fds, nfds, timeout, fdslen);
 }
 
 STALLWATCH_INTERPOSER int select(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds,
                                  struct timeval* timeout) {
-  const ProbedWait wait("select", [timeout] { return nonzero(timeout); });
+  flag_if("select", [timeout] { return nonzero(timeout); });
   return REAL(select)(nfds, readfds, writefds, exceptfds, timeout);
 }
 
@@ -546,26 +531,26 @@ STALLWATCH_INTERPOSER int pthread_mutex_lock(pthread_mutex_t* mutex) {
 }
 
 // ---- the waits of the C++ standard library (and of C code using the same calls) ----
-// Each would end early, or wake spuriously, when the watchdog's signal came:
-// each is a ProbedWait, whose published stack the watchdog reports instead.
-// The lock-like ones try first, and only a call that could not take at once
-// counts.
+// Flagged when they would wait. The lock-like ones try first, and only a
+// call that could not take at once counts. (A stall in one is sampled with
+// the capture signal, which SA_RESTART resumes them after; the waits a
+// signal would end early are libstallwatch's own interposers' to spare.)
 
 // std::condition_variable(_any): always a wait, until notified.
 STALLWATCH_INTERPOSER int pthread_cond_wait(pthread_cond_t* cond, pthread_mutex_t* mutex) {
-  const ProbedWait wait("pthread_cond_wait");
+  flag("pthread_cond_wait");
   return REAL(pthread_cond_wait)(cond, mutex);
 }
 
 STALLWATCH_INTERPOSER int pthread_cond_timedwait(pthread_cond_t* cond, pthread_mutex_t* mutex,
                                                  const struct timespec* deadline) {
-  const ProbedWait wait("pthread_cond_timedwait", [cond, deadline] { return ahead(condition_clock(cond), deadline); });
+  flag_if("pthread_cond_timedwait", [cond, deadline] { return ahead(condition_clock(cond), deadline); });
   return REAL(pthread_cond_timedwait)(cond, mutex, deadline);
 }
 
 STALLWATCH_INTERPOSER int pthread_cond_clockwait(pthread_cond_t* cond, pthread_mutex_t* mutex, clockid_t clock,
                                                  const struct timespec* deadline) {
-  const ProbedWait wait("pthread_cond_clockwait", [clock, deadline] { return ahead(clock, deadline); });
+  flag_if("pthread_cond_clockwait", [clock, deadline] { return ahead(clock, deadline); });
   return REAL(pthread_cond_clockwait)(cond, mutex, clock, deadline);
 }
 
@@ -584,7 +569,7 @@ STALLWATCH_INTERPOSER long syscall(long number, ...) {
   const long a6 = va_arg(ap, long);
   va_end(ap);
   if (number != SYS_futex) [[likely]] return REAL(syscall)(number, a1, a2, a3, a4, a5, a6);
-  const ProbedWait wait("futex", [a2, a4] { return futex_waits(a2, a4); });
+  flag_if("futex", [a2, a4] { return futex_waits(a2, a4); });
   return REAL(syscall)(number, a1, a2, a3, a4, a5, a6);
 }
 
@@ -592,7 +577,7 @@ STALLWATCH_INTERPOSER long syscall(long number, ...) {
 // answer: anything but EBUSY is what the real call would have answered.
 #define STALLWATCH_TRY_FIRST(name, try_call, blocks_too)                                           \
   int taken = EBUSY;                                                                               \
-  const ProbedWait wait(name, [&] {                                                                \
+  flag_if(name, [&] {                                                                \
     taken = (try_call);                                                                            \
     return taken == EBUSY && (blocks_too);                                                         \
   });                                                                                              \
@@ -647,7 +632,7 @@ STALLWATCH_INTERPOSER int pthread_mutex_clocklock(pthread_mutex_t* mutex, clocki
 // sem_trywait answers -1 with errno EAGAIN where the wait would sleep.
 STALLWATCH_INTERPOSER int sem_timedwait(sem_t* sem, const struct timespec* deadline) {
   bool taken = false;
-  const ProbedWait wait("sem_timedwait", [&] {
+  flag_if("sem_timedwait", [&] {
     taken = sem_trywait(sem) == 0;
     return !taken && errno == EAGAIN && ahead(CLOCK_REALTIME, deadline);
   });
@@ -657,7 +642,7 @@ STALLWATCH_INTERPOSER int sem_timedwait(sem_t* sem, const struct timespec* deadl
 
 STALLWATCH_INTERPOSER int sem_clockwait(sem_t* sem, clockid_t clock, const struct timespec* deadline) {
   bool taken = false;
-  const ProbedWait wait("sem_clockwait", [&] {
+  flag_if("sem_clockwait", [&] {
     taken = sem_trywait(sem) == 0;
     return !taken && errno == EAGAIN && ahead(clock, deadline);
   });
@@ -669,30 +654,30 @@ STALLWATCH_INTERPOSER int sem_clockwait(sem_t* sem, clockid_t clock, const struc
 
 STALLWATCH_INTERPOSER int ppoll(struct pollfd* fds, nfds_t nfds, const struct timespec* timeout,
                                 const sigset_t* sigmask) {
-  const ProbedWait wait("ppoll", [timeout] { return nonzero(timeout); });
+  flag_if("ppoll", [timeout] { return nonzero(timeout); });
   return REAL(ppoll)(fds, nfds, timeout, sigmask);
 }
 
 STALLWATCH_INTERPOSER int __ppoll_chk(struct pollfd* fds, nfds_t nfds, const struct timespec* timeout,
                                       const sigset_t* sigmask, size_t fdslen) {
-  const ProbedWait wait("ppoll", [timeout] { return nonzero(timeout); });
+  flag_if("ppoll", [timeout] { return nonzero(timeout); });
   return REAL(__ppoll_chk)(fds, nfds, timeout, sigmask, fdslen);
 }
 
 STALLWATCH_INTERPOSER int pselect(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds,
                                   const struct timespec* timeout, const sigset_t* sigmask) {
-  const ProbedWait wait("pselect", [timeout] { return nonzero(timeout); });
+  flag_if("pselect", [timeout] { return nonzero(timeout); });
   return REAL(pselect)(nfds, readfds, writefds, exceptfds, timeout, sigmask);
 }
 
 STALLWATCH_INTERPOSER int epoll_wait(int epfd, struct epoll_event* events, int maxevents, int timeout) {
-  const ProbedWait wait("epoll_wait", [timeout] { return timeout != 0; });
+  flag_if("epoll_wait", [timeout] { return timeout != 0; });
   return REAL(epoll_wait)(epfd, events, maxevents, timeout);
 }
 
 STALLWATCH_INTERPOSER int epoll_pwait(int epfd, struct epoll_event* events, int maxevents, int timeout,
                                       const sigset_t* sigmask) {
-  const ProbedWait wait("epoll_pwait", [timeout] { return timeout != 0; });
+  flag_if("epoll_pwait", [timeout] { return timeout != 0; });
   return REAL(epoll_pwait)(epfd, events, maxevents, timeout, sigmask);
 }
 

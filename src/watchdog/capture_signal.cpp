@@ -31,8 +31,9 @@ void install_capture_handler(int signo) {
   struct sigaction action = {};
   action.sa_sigaction = &capture_signal_handler;
   // SA_RESTART: read/write/futex and friends resume after the capture.
-  // (nanosleep, poll, epoll_wait and select are never restarted by the kernel;
-  // they return EINTR, see README "Signals".)
+  // (The kernel never restarts nanosleep, poll, select or epoll_wait: a loop
+  // stalled in one is sampled without this signal, core/wait_interpose.cpp;
+  // the waits outside that set return EINTR, see README "Signals".)
   // SA_ONSTACK: use the loop thread's alternate stack when it has one, so a
   // capture never overflows a small fiber stack.
   action.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;

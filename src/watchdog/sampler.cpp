@@ -12,6 +12,7 @@
 #include "base/tracepoint.hpp"
 #include "watchdog/capture_signal.hpp"
 #include "watchdog/state.hpp"
+#include "watchdog/wait_capture.hpp"
 
 namespace stallwatch::watchdog {
 namespace {
@@ -149,19 +150,20 @@ void complete_sample(State& s, WatchedLoop& w, bool timed_out) {
   queue_sample(s, w, std::move(e));
 }
 
-// A stall in a sleep or poll whose stack was published as it began
-// (core::WaitStack): the sample takes that stack, and the thread gets no
+// A stall in a wait that the thread published as it began (sleep, poll,
+// select, epoll_wait…: core/wait_interpose.cpp): the sample unwinds from the
+// registers saved at the call, on this thread, and the loop thread gets no
 // signal, which would end its wait early with EINTR. False when the thread
 // is not in such a wait of the stalled slice.
 bool take_wait_stack(WatchedLoop& w, const SyscallState& sys, Event& e) {
   if (sys.where != SyscallState::Where::in_syscall) return false;
-  core::WaitSnapshot wait;
-  if (!w.record->wait.read(wait) || wait.slice_seq != w.stall.seq) return false;
+  PublishedWaitStack wait;
+  if (!unwind_published_wait(*w.record, w.stall.seq, wait)) return false;
   emit::StallSample& sample = e.sample;
   sample.fiber = {wait.fiber_id, wait.fiber_name};
-  e.stack.pcs.assign(wait.pcs, wait.pcs + wait.depth);
+  e.stack.pcs = std::move(wait.pcs);
   e.stack.all_return_addresses = true;
-  sample.stack_id = stack_hash(wait.pcs, wait.depth);
+  sample.stack_id = stack_hash(e.stack.pcs.data(), static_cast<int>(e.stack.pcs.size()));
   if (w.stall.fiber_name.empty()) w.stall.fiber_name = sample.fiber.name;
   set_capture(e, CaptureOutcome::captured, false);
   if (e.stack.pcs.empty()) e.stack.missing = "[stack not captured]";

@@ -11,6 +11,12 @@
 //   probes_blocking_demo usleep     one usleep on a loop fiber, then "after usleep"
 //   probes_blocking_demo repeat     usleep five times from one call site, once from another,
 //                                   then prints stallwatch_blocking_calls_total{function="usleep"}
+//   probes_blocking_demo long-sleep one usleep of 300 ms under a 50 ms threshold
+//   probes_blocking_demo stalled-waits
+//                                   each wait a signal would end early (sleep, usleep, nanosleep,
+//                                   clock_nanosleep, poll, ppoll, select, pselect, epoll_wait,
+//                                   epoll_pwait) on a fiber of its own, stalled past the 50 ms
+//                                   threshold; prints how long each took and what it returned
 //
 // Exit status 0 when the scenario ran, 2 when run() threw (the message goes
 // to stderr), 70 when strict mode ended it.
@@ -44,6 +50,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -586,6 +593,74 @@ int long_sleep() {
   });
 }
 
+// ---- stalled-waits ----
+
+// Every wait below asks for this long (sleep: one second), far past the
+// threshold, so the watchdog samples each at about 50, 100 and 200 ms.
+constexpr int wait_ms = 300;
+constexpr timespec wait_timespec{0, wait_ms * 1'000'000};
+
+// Runs `call` on a fiber named `name`, alone in its slice, and prints
+//   wait NAME line LINE took MS ms returned R errno E
+// LINE is the line of the call, which the stall report's frame #0 must name.
+void timed_wait(const char* name, int line, const std::function<long()>& call) {
+  stallwatch::spawn(
+      [&] {
+        errno = 0;
+        const auto start = std::chrono::steady_clock::now();
+        const long result = call();
+        const int error = errno;
+        const auto took =
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+        std::printf("wait %s line %d took %lld ms returned %ld errno %d\n", name, line,
+                    static_cast<long long>(took.count()), result, error);
+        std::fflush(stdout);
+      },
+      name)
+      .join();
+}
+
+// The call and __LINE__ on one line: the line the report names.
+#define STALLED_WAIT(name, call) timed_wait(name, __LINE__, [&]() -> long { return call; })
+
+int stalled_waits() {
+  stallwatch::Options o = options();
+  o.threshold = std::chrono::milliseconds(50);
+  return stallwatch::run(o, [] {
+    Pipe p;  // nothing is ever written: every wait on it times out
+    pollfd pfd{p.fds[0], POLLIN, 0};
+    fd_set set;
+    const int epfd = epoll_create1(EPOLL_CLOEXEC);
+    check(epfd >= 0, "epoll_create1");
+    epoll_event interest{};
+    interest.events = EPOLLIN;
+    check(epoll_ctl(epfd, EPOLL_CTL_ADD, p.fds[0], &interest) == 0, "epoll_ctl");
+    epoll_event events[4];
+    sigset_t no_signals;
+    sigemptyset(&no_signals);
+    const auto read_set = [&] {
+      FD_ZERO(&set);
+      FD_SET(p.fds[0], &set);
+      return &set;
+    };
+    timeval tv{};
+
+    STALLED_WAIT("sleep", sleep(1));
+    STALLED_WAIT("usleep", usleep(wait_ms * 1000));
+    STALLED_WAIT("nanosleep", nanosleep(&wait_timespec, nullptr));
+    STALLED_WAIT("clock_nanosleep", clock_nanosleep(CLOCK_MONOTONIC, 0, &wait_timespec, nullptr));
+    STALLED_WAIT("poll", poll(&pfd, 1, wait_ms));
+    STALLED_WAIT("ppoll", ppoll(&pfd, 1, &wait_timespec, nullptr));
+    tv = timeval{0, wait_ms * 1000};
+    STALLED_WAIT("select", select(p.fds[0] + 1, read_set(), nullptr, nullptr, &tv));
+    STALLED_WAIT("pselect", pselect(p.fds[0] + 1, read_set(), nullptr, nullptr, &wait_timespec, &no_signals));
+    STALLED_WAIT("epoll_wait", epoll_wait(epfd, events, 4, wait_ms));
+    STALLED_WAIT("epoll_pwait", epoll_pwait(epfd, events, 4, wait_ms, &no_signals));
+    close(epfd);
+    return 0;
+  });
+}
+
 int run_scenario(std::string_view scenario) {
   if (scenario == "each") {
     return stallwatch::run(options(), [] {
@@ -598,15 +673,16 @@ int run_scenario(std::string_view scenario) {
   if (scenario == "usleep") return one_usleep();
   if (scenario == "repeat") return repeat();
   if (scenario == "long-sleep") return long_sleep();
+  if (scenario == "stalled-waits") return stalled_waits();
   throw std::invalid_argument("probes_blocking_demo: unknown scenario " + std::string(scenario) +
-                              " (accepted: each, quiet, allow, usleep, repeat, long-sleep)");
+                              " (accepted: each, quiet, allow, usleep, repeat, long-sleep, stalled-waits)");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s each|quiet|allow|usleep|repeat|long-sleep\n", argv[0]);
+    std::fprintf(stderr, "usage: %s each|quiet|allow|usleep|repeat|long-sleep|stalled-waits\n", argv[0]);
     return 2;
   }
   int status = 2;
