@@ -472,7 +472,15 @@ TEST_CASE("past the guard budget, a fiber that recurses without end dies by SIGS
     });
   });
   INFO("stderr: " << child.err);
+#if defined(__SANITIZE_ADDRESS__)
+  // Under AddressSanitizer the recursion reaches the poisoned frames of the
+  // stack below before any unmapped memory, and the sanitizer stops it with
+  // its own report: not silent either.
+  CHECK(child.err.find("AddressSanitizer: stack-buffer-underflow") != std::string::npos);
+  CHECK_FALSE((WIFEXITED(child.status) && WEXITSTATUS(child.status) == 0));
+#else
   CHECK(died_by(child, SIGSEGV));
   CHECK(child.err.find("stallwatch: stack overflow in fiber 2 \"bottomless, unguarded\" (stack 32 KiB)") !=
         std::string::npos);
+#endif
 }

@@ -28,14 +28,21 @@ enum class WakeReason : std::uint8_t { none, notified, timeout, cancelled, aband
 struct Fiber {
   static constexpr std::size_t no_heap_index = ~std::size_t{0};
 
+  Fiber() = default;
+  Fiber(const Fiber&) = delete;  // stack_canary may point into the fiber itself
+  Fiber& operator=(const Fiber&) = delete;
+
   // What a yield touches comes first, in one cache line.
   boost::context::detail::fcontext_t context = nullptr;  // saved while not running
   Fiber* next_ready = nullptr;       // ready queue (FIFO, intrusive)
   std::uint64_t ready_since_ns = 0;  // woken by a timer or I/O: for loop lag; 0 otherwise
   bool started = true;  // false until a fresh fiber's entry runs; the scheduler is always started
   bool cancel_requested = false;
-  // Checked at every switch out of this fiber (stack/stack_canary.hpp).
-  const std::uint64_t* stack_canary = &stack::unwritten_canary;
+  // Checked at every switch out of this fiber (stack/stack_canary.hpp): the
+  // word below an unguarded stack, else never_written just after, so that
+  // a guarded switch reads no cache line beyond this one.
+  const std::uint64_t* stack_canary = &never_written;
+  const std::uint64_t never_written = stack::canary_value;
   base::FiberIdentity identity;  // id (0 for the scheduler), `name` below, stack bounds
 
   Loop* loop = nullptr;

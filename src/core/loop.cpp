@@ -130,7 +130,7 @@ void Loop::start(detail::TaskBase* task, std::string_view name) {
                                   reinterpret_cast<std::uintptr_t>(stack.lo) + stack.size};
   fiber->stack = stack;
   fiber->io.owner = fiber;
-  fiber->stack_canary = stack::canary_of(stack);
+  if (const std::uint64_t* below = stack::canary_below(stack)) fiber->stack_canary = below;
   fiber->sanitizer.stack_bottom = stack.lo;
   fiber->sanitizer.stack_size = stack.size;
   fiber->started = false;

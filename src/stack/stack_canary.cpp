@@ -5,12 +5,10 @@
 
 namespace stallwatch::stack {
 
-const std::uint64_t unwritten_canary = canary_value;
-
 char* canary_tripwire = nullptr;
 
-const std::uint64_t* canary_of(const Stack& stack) noexcept {
-  if (stack.guarded) return &unwritten_canary;
+const std::uint64_t* canary_below(const Stack& stack) noexcept {
+  if (stack.guarded) return nullptr;
   // The page below an unguarded stack belongs to its slot (stack_pool.cpp)
   // and is written by nothing but an overflow, which reaches this word
   // before any other stack's memory. A reused stack's word is still zero:

@@ -10,10 +10,11 @@
 // no memory: a magic value would have to be written, making that page
 // resident (4 KiB for each of up to a million unguarded stacks), while
 // reading a page nobody wrote maps the kernel's shared zero page. A stack
-// with a guard page (and the thread's own stack) checks a word that holds
-// zero and is never written, so the switch has no branch on which kind it has.
+// with a guard page (and the thread's own stack) checks a word of its fiber
+// that holds zero and is never written, so the switch has no branch on which
+// kind it has.
 //
-//   fiber->stack_canary = stack::canary_of(stack);               // at spawn
+//   if (auto* below = stack::canary_below(stack)) fiber->stack_canary = below;   // at spawn
 //   stack::check_canary(fiber->stack_canary);                    // at each switch out
 #pragma once
 
@@ -27,14 +28,12 @@ namespace stallwatch::stack {
 // What an intact canary holds: the zero of a page nobody wrote.
 inline constexpr std::uint64_t canary_value = 0;
 
-// Holds canary_value and is never written: what stacks with a guard page check.
-extern const std::uint64_t unwritten_canary;
-
-// The word a switch out of a fiber on `stack` checks: for a stack without a
-// guard page, the top word of the page below it (its slot's own page, see
-// stack_pool.cpp); otherwise unwritten_canary. Writes nothing. Loop thread,
-// at spawn.
-const std::uint64_t* canary_of(const Stack& stack) noexcept;
+// The word a switch out of a fiber on `stack` checks when the stack has no
+// guard page: the top word of the page below it (its slot's own page, see
+// stack_pool.cpp). Null for a guarded stack: its fiber checks a word of its
+// own that holds canary_value and is never written. Writes nothing. Loop
+// thread, at spawn.
+const std::uint64_t* canary_below(const Stack& stack) noexcept;
 
 // A page that is never accessible, mapped once per process when the first
 // loop installs the overflow handler (overflow_handler.cpp).
