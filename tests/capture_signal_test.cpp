@@ -24,37 +24,21 @@
 #include "stallwatch/loop.hpp"
 #include "watchdog/sigsafe/capture_slot.hpp"
 
+#include "child_process.hpp"
+
 namespace {
 
-struct ChildResult {
-  int status = 0;
-  std::string err;  // everything the child wrote to stderr, its log included
-};
+using stallwatch_test::ChildResult;
 
-// Runs body in a forked child with stderr captured; the child exits with
-// body's result. Stops the child after a minute.
+// Runs body in a forked child with stderr captured and the environment the
+// cases expect (no STALLWATCH_SIGNAL, no metrics endpoint); the child exits
+// with body's result.
 ChildResult run_in_child(const std::function<int()>& body) {
-  int fds[2];
-  REQUIRE(::pipe(fds) == 0);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::close(fds[0]);
-    ::dup2(fds[1], STDERR_FILENO);
-    ::close(fds[1]);
-    ::alarm(60);
+  return stallwatch_test::run_in_child([&body] {
     ::unsetenv("STALLWATCH_SIGNAL");
     ::setenv("STALLWATCH_METRICS_ADDR", "off", 1);
-    ::_exit(body());
-  }
-  ::close(fds[1]);
-  ChildResult result;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) result.err.append(buf, static_cast<std::size_t>(n));
-  ::close(fds[0]);
-  REQUIRE(::waitpid(pid, &result.status, 0) == pid);
-  return result;
+    return body();
+  });
 }
 
 int exit_code(const ChildResult& r) { return WIFEXITED(r.status) ? WEXITSTATUS(r.status) : -WTERMSIG(r.status); }

@@ -25,39 +25,22 @@
 #include "stack/stack_pool.hpp"
 #include "stallwatch/loop.hpp"
 
+#include "child_process.hpp"
+
 namespace {
 
 using stallwatch::stack::Stack;
 using stallwatch::stack::StackPool;
 
-struct ChildResult {
-  int status = 0;
-  std::string err;  // everything the child wrote to stderr
-};
+using stallwatch_test::ChildResult;
 
 // Runs body in a forked child with stderr captured; the child exits 0 if
 // body returns. Stops the child if it runs for more than a minute.
 ChildResult run_in_child(const std::function<void()>& body) {
-  int fds[2];
-  REQUIRE(::pipe(fds) == 0);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::close(fds[0]);
-    ::dup2(fds[1], STDERR_FILENO);
-    ::close(fds[1]);
-    ::alarm(60);
+  return stallwatch_test::run_in_child([&body] {
     body();
-    ::_exit(0);
-  }
-  ::close(fds[1]);
-  ChildResult result;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) result.err.append(buf, static_cast<std::size_t>(n));
-  ::close(fds[0]);
-  REQUIRE(::waitpid(pid, &result.status, 0) == pid);
-  return result;
+    return 0;
+  });
 }
 
 // doctest gives each test case an alternate signal stack of its own; a child
