@@ -21,11 +21,14 @@ def count(build_dir):
                 passed += 1  # a test that must fail (e.g. a strict-mode check) did
                 continue
             ok = test["result"] in ("OK", "SKIP")
-            m = DOCTEST.search(test.get("stdout", "") or "")
+            # The last summary is the executable's own: a forked child that
+            # dies in doctest's crash handler prints one of its own first.
+            summaries = DOCTEST.findall(test.get("stdout", "") or "")
+            m = summaries[-1] if summaries else None
             if m:
-                passed += int(m.group(2))
-                failed += int(m.group(3))
-                if not ok and int(m.group(3)) == 0:
+                passed += int(m[1])
+                failed += int(m[2])
+                if not ok and int(m[2]) == 0:
                     failed += 1  # crashed after its summary, or exit code non-zero
             elif test["result"] != "SKIP":
                 passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
