@@ -6,7 +6,6 @@
 
 #include <pthread.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <mutex>
@@ -68,12 +67,16 @@ RecordState& record_state() {
   return *s;
 }
 
+// Counts one call under its own name, or under "other" once the bounded
+// number of names is taken.
 void count_call(RecordState& s, std::string_view function) {
-  const std::string_view name =
-      s.counts.size() + 1 < max_counted_functions || std::any_of(s.counts.begin(), s.counts.end(),
-                                                                 [&](const CallCount& c) { return c.function == function; })
-          ? function
-          : other_function;
+  for (CallCount& c : s.counts) {
+    if (c.function == function) {
+      ++c.count;
+      return;
+    }
+  }
+  const std::string_view name = s.counts.size() + 1 < max_counted_functions ? function : other_function;
   for (CallCount& c : s.counts) {
     if (c.function == name) {
       ++c.count;
