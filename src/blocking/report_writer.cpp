@@ -42,7 +42,7 @@ class ReportWriter {
       lock.unlock();
       try {
         name_frames(report);
-        emit::write(report.call);
+        emit::write(std::move(report.call));
       } catch (...) {
         // Out of memory naming one report: drop it, keep the writer alive.
       }

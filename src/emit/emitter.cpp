@@ -293,16 +293,14 @@ void name_culprit_of(Report& report) {
 void name_culprit(StallSample& sample) { name_culprit_of(sample); }
 void name_culprit(BlockingCall& call) { name_culprit_of(call); }
 
-void write(const StallSample& sample) {
-  StallSample named = sample;
-  name_culprit(named);
-  write_event(named.loop, named);
+void write(StallSample sample) {
+  name_culprit(sample);
+  write_event(sample.loop, sample);
 }
 void write(const StallEnd& end) { write_event(end.loop, end); }
-void write(const BlockingCall& call) {
-  BlockingCall named = call;
-  name_culprit(named);
-  write_event(named.loop, named);
+void write(BlockingCall call) {
+  name_culprit(call);
+  write_event(call.loop, call);
 }
 void write(const Message& message) { write_event(message.loop, message); }
 

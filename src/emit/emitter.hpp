@@ -55,9 +55,9 @@ void name_culprit(BlockingCall& call);
 
 // Formats and writes one line to the sink of its loop; a report's culprit is
 // named first.
-void write(const StallSample& sample);
+void write(StallSample sample);
 void write(const StallEnd& end);
-void write(const BlockingCall& call);
+void write(BlockingCall call);
 void write(const Message& message);
 // Shorthand for write(Message{loop, event, text, fields}).
 void message(int loop, std::string event, std::string text, std::vector<Field> fields = {});

@@ -38,19 +38,21 @@ void deliver(State& s, Event& e, symbolize::Symbolizer& symbolizer) {
     return;
   }
   e.sample.frames = std::move(frames);
-  emit::name_culprit(e.sample);
   {
+    // The whole report, frames included even when the log shows a repeat.
     emit::StallSample full = e.sample;
     full.seen = 1;
+    emit::name_culprit(full);
     const std::string text = emit::format(full, log_format::text);
     std::lock_guard lock(s.last_report_mutex);
     s.last_report = text;
   }
   if (!e.write) return;
-  emit::write(e.sample);
+  const int loop = e.sample.loop;
+  const std::uint64_t wall_ns = e.sample.wall_ns;
+  emit::write(std::move(e.sample));
   if (e.strict) {
-    emit::end_process_strict(e.sample.loop, "a stall of " + emit::format_ms(e.sample.wall_ns) + " on loop " +
-                                                std::to_string(e.sample.loop));
+    emit::end_process_strict(loop, "a stall of " + emit::format_ms(wall_ns) + " on loop " + std::to_string(loop));
   }
 }
 
