@@ -316,13 +316,6 @@ void end_process_strict(int loop, const std::string& why) {
   _exit(strict_exit_status);
 }
 
-log_format format_of(int loop) {
-  State& s = state();
-  std::lock_guard lock(s.mutex);
-  const LoopOutput* out = find_loop(s, loop);
-  return out != nullptr ? out->format : s.process_format;
-}
-
 void set_report_window_for_testing(std::chrono::nanoseconds window) {
   State& s = state();
   std::lock_guard lock(s.mutex);

@@ -66,9 +66,6 @@ void message(int loop, std::string event, std::string text, std::vector<Field> f
 // status 70 after <why>" and ends the process with _exit(strict_exit_status).
 [[noreturn]] void end_process_strict(int loop, const std::string& why);
 
-// The format lines of `loop` are written in.
-log_format format_of(int loop);
-
 // Tests only: the rate-limit window of loops attached from now on (a minute
 // otherwise), so that a window's summary can be seen to come on its own.
 void set_report_window_for_testing(std::chrono::nanoseconds window);
