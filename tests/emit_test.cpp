@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -264,4 +265,74 @@ TEST_CASE("a sink that throws loses no line: it goes to stderr, and the caller c
   emit::attach_loop(44, config);
   CHECK_NOTHROW(emit::message(44, "note", "still written"));
   emit::detach_loop(44);
+}
+
+TEST_CASE("a hung sink holds its loop's lines up to a bound; the drop is counted and said once it returns") {
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool released = false;
+  bool entered = false;
+  std::vector<std::string> lines;
+  stallwatch::Config config;
+  config.log_sink = [&](std::string_view line) {
+    std::unique_lock lock(mutex);
+    if (!entered) {
+      entered = true;
+      changed.notify_all();
+      changed.wait(lock, [&] { return released; });  // the first line hangs until released
+    }
+    lines.emplace_back(line);
+  };
+  constexpr int loop = 45;
+  emit::attach_loop(loop, config);
+  emit::message(loop, "note", "first");
+  {
+    std::unique_lock lock(mutex);
+    REQUIRE(changed.wait_for(lock, 10s, [&] { return entered; }));
+  }
+  // The sink hangs: every write still returns at once.
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 1100; ++i) emit::message(loop, "note", "line " + std::to_string(i));
+  CHECK(std::chrono::steady_clock::now() - start < 2s);
+  {
+    std::lock_guard lock(mutex);
+    released = true;
+    changed.notify_all();
+  }
+  emit::detach_loop(loop);
+  std::lock_guard lock(mutex);
+  // "first", the dropped count, then the 1024 that waited.
+  REQUIRE(lines.size() == 1 + 1 + 1024);
+  CHECK(lines[0] == "stallwatch: first");
+  CHECK(lines[1] == "stallwatch: 76 lines of loop 45 were dropped while the sink was slow (at most 1024 wait for it)");
+  CHECK(lines[2] == "stallwatch: line 0");
+  CHECK(lines.back() == "stallwatch: line 1023");
+}
+
+TEST_CASE("the writer of a line never runs the sink: a hung sink holds up no other loop") {
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool released = false;
+  stallwatch::Config hung;
+  const std::thread::id writer = std::this_thread::get_id();
+  std::atomic<bool> sink_on_writer{false};
+  hung.log_sink = [&](std::string_view) {
+    if (std::this_thread::get_id() == writer) sink_on_writer = true;
+    std::unique_lock lock(mutex);
+    changed.wait(lock, [&] { return released; });
+  };
+  Collector other;
+  emit::attach_loop(46, hung);
+  emit::attach_loop(47, other.config(10));
+  emit::message(46, "note", "into the hung sink");
+  emit::message(47, "note", "for the other loop");
+  CHECK(other.wait_for("for the other loop", 5s));
+  CHECK_FALSE(sink_on_writer);
+  {
+    std::lock_guard lock(mutex);
+    released = true;
+    changed.notify_all();
+  }
+  emit::detach_loop(46);
+  emit::detach_loop(47);
 }

@@ -50,6 +50,7 @@ void capture_log() {
   (void)installed;
   // Reports an earlier test queued must not land in this test's lines.
   REQUIRE(stallwatch::blocking::flush_reports(std::chrono::seconds(30)));
+  REQUIRE(stallwatch::emit::flush(std::chrono::seconds(30)));
   std::lock_guard lock(log_mutex);
   logged.clear();
 }
@@ -57,6 +58,7 @@ void capture_log() {
 // The lines logged so far, once the report writer has written what is queued.
 std::vector<std::string> log_lines() {
   REQUIRE(stallwatch::blocking::flush_reports(std::chrono::seconds(30)));
+  REQUIRE(stallwatch::emit::flush(std::chrono::seconds(30)));
   std::lock_guard lock(log_mutex);
   return logged;
 }

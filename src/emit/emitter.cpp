@@ -8,10 +8,14 @@
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "base/coarse_clock.hpp"
 #include "emit/culprit.hpp"
@@ -32,16 +36,41 @@ struct LoopOutput {
   log_format format = log_format::text;
   std::vector<ReportLimiter> limiters;  // one per ReportKind
   std::shared_ptr<const CulpritRules> culprit_rules;
-  int writing = 0;                      // lines being handed to its sink now
+};
+
+// One loop's lines (or the process's), in order, on their way to a sink: a
+// thread of its own hands them over, so whoever writes a line never waits for
+// a sink, and a slow sink holds up only the lines queued here. At most
+// channel_bound lines wait; the rest are counted and the count is said as soon
+// as the sink returns.
+constexpr std::size_t channel_bound = 1024;
+
+struct Queued {
+  SharedSink sink;  // null: stderr
+  std::string line;
+};
+
+struct Channel {
+  int loop = process_wide;
+  log_format format = log_format::text;  // of the "dropped" line
+  std::deque<Queued> lines;
+  std::uint64_t dropped = 0;  // since the sink was last heard from
+  bool writing = false;       // a line is with the sink now
+  bool stop = false;          // the writer ends once lines is empty
+  std::thread* writer = nullptr;
+  std::condition_variable changed;  // a line came, or one was written
 };
 
 struct State {
   std::mutex mutex;
-  std::condition_variable changed;  // a write finished, or a summary may be due sooner
+  std::condition_variable changed;  // a summary may be due sooner
   SharedSink process_sink;
   log_format process_format = log_format::text;
   bool process_format_set = false;
   std::map<int, LoopOutput> loops;
+  // Each attached loop's, and process_wide's. Never erased while a writer
+  // runs on it; the process's lives as long as the process.
+  std::map<int, std::shared_ptr<Channel>> channels;
   std::uint64_t window_ns = static_cast<std::uint64_t>(default_window.count());
   bool summary_thread_started = false;
 };
@@ -95,28 +124,86 @@ LoopOutput* find_loop(State& s, int loop) {
   return it != s.loops.end() ? &it->second : nullptr;
 }
 
-// Where loop's lines go and in which format; counts the write in progress
-// (end_write) so detach_loop can wait for it. With s.mutex held.
+// Where loop's lines go: its channel, its sink and its format. A line of a
+// loop that is not attached goes to the process's. With s.mutex held.
 struct Route {
+  std::shared_ptr<Channel> channel;
   SharedSink sink;
-  log_format format;
-  int loop;
-  bool counted;
+  log_format format = log_format::text;
 };
 
-Route begin_write(State& s, int loop) {
-  if (LoopOutput* out = find_loop(s, loop)) {
-    ++out->writing;
-    return {out->sink ? out->sink : s.process_sink, out->format, loop, true};
-  }
-  return {s.process_sink, s.process_format, loop, false};
+Channel& process_channel(State& s) {
+  std::shared_ptr<Channel>& c = s.channels[process_wide];
+  if (!c) c = std::make_shared<Channel>();
+  c->format = s.process_format;
+  return *c;
 }
 
-void end_write(State& s, const Route& route) {
-  if (!route.counted) return;
-  std::lock_guard lock(s.mutex);
-  if (LoopOutput* out = find_loop(s, route.loop)) --out->writing;
-  s.changed.notify_all();
+Route route_of(State& s, int loop) {
+  if (LoopOutput* out = find_loop(s, loop)) {
+    return {s.channels.at(loop), out->sink ? out->sink : s.process_sink, out->format};
+  }
+  process_channel(s);
+  return {s.channels.at(process_wide), s.process_sink, s.process_format};
+}
+
+// Hands c's lines to their sinks, in order, until c stops. Without s.mutex
+// while a sink runs.
+void run_channel(const std::shared_ptr<Channel>& c) {
+  pthread_setname_np(pthread_self(), "stallwatch-out");
+  State& s = state();
+  std::unique_lock lock(s.mutex);
+  for (;;) {
+    c->changed.wait(lock, [&] { return c->stop || !c->lines.empty(); });
+    if (c->lines.empty()) return;  // stopped, and everything written
+    Queued q = std::move(c->lines.front());
+    c->lines.pop_front();
+    c->writing = true;
+    lock.unlock();
+    deliver(q.sink, q.line);
+    lock.lock();
+    if (const std::uint64_t dropped = std::exchange(c->dropped, 0); dropped > 0) {
+      const std::string text = std::to_string(dropped) + " lines" +
+                               (c->loop == process_wide ? std::string() : " of loop " + std::to_string(c->loop)) +
+                               " were dropped while the sink was slow (at most " +
+                               std::to_string(channel_bound) + " wait for it)";
+      const std::string line =
+          format(Message{c->loop, "lines_dropped", text, {{"dropped", static_cast<std::int64_t>(dropped)}}}, c->format);
+      lock.unlock();
+      deliver(q.sink, line);
+      lock.lock();
+    }
+    c->writing = false;
+    c->changed.notify_all();
+  }
+}
+
+// With s.mutex held. The thread blocks every signal, so process-directed
+// signals go to the service's own threads.
+std::thread* start_quiet_thread(std::function<void()> fn) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  auto* thread = new std::thread(std::move(fn));
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return thread;
+}
+
+// Queues one line for route's sink. With s.mutex held.
+void enqueue(const Route& route, std::string line) {
+  Channel& c = *route.channel;
+  if (c.lines.size() >= channel_bound) {
+    ++c.dropped;
+    return;
+  }
+  c.lines.push_back({route.sink, std::move(line)});
+  if (c.writer == nullptr) c.writer = start_quiet_thread([channel = route.channel] { run_channel(channel); });
+  c.changed.notify_all();
+}
+
+// Waits until c has nothing left to write, or until deadline. With s.mutex held.
+bool wait_written(std::unique_lock<std::mutex>& lock, Channel& c, std::chrono::steady_clock::time_point deadline) {
+  return c.changed.wait_until(lock, deadline, [&] { return c.lines.empty() && !c.writing; });
 }
 
 template <class Event>
@@ -125,14 +212,17 @@ void write_event(int loop, const Event& event) {
   Route route;
   {
     std::lock_guard lock(s.mutex);
-    route = begin_write(s, loop);
+    route = route_of(s, loop);
   }
   try {
-    deliver(route.sink, format(event, route.format));
+    std::string line = format(event, route.format);
+    std::lock_guard lock(s.mutex);
+    // The loop was detached meanwhile: its channel has stopped.
+    if (route.channel->stop) route = route_of(s, loop);
+    enqueue(route, std::move(line));
   } catch (...) {
-    // Out of memory formatting one line: it is lost, the write is still ended.
+    // Out of memory formatting one line, or no thread to write it: it is lost.
   }
-  end_write(s, route);
 }
 
 // The summaries due by now_ns (all of them when `all`) for out, formatted.
@@ -158,27 +248,16 @@ void run_summaries() {
   for (;;) {
     const std::uint64_t now = base::monotonic_ns();
     std::uint64_t next_due = 0;
-    struct Due {
-      Route route;
-      std::vector<std::string> lines;
-    };
-    std::vector<Due> due;
     for (auto& [index, out] : s.loops) {
       std::vector<std::string> lines = take_summaries(s, index, out, now, false);
-      if (!lines.empty()) due.push_back({begin_write(s, index), std::move(lines)});
+      if (!lines.empty()) {
+        const Route route = route_of(s, index);
+        for (std::string& line : lines) enqueue(route, std::move(line));
+      }
       for (const ReportLimiter& limiter : out.limiters) {
         const std::uint64_t at = limiter.summary_due_ns();
         if (at != 0 && (next_due == 0 || at < next_due)) next_due = at;
       }
-    }
-    if (!due.empty()) {
-      lock.unlock();
-      for (const Due& d : due) {
-        for (const std::string& line : d.lines) deliver(d.route.sink, line);
-        end_write(s, d.route);
-      }
-      lock.lock();
-      continue;
     }
     if (next_due == 0) {
       s.changed.wait(lock);
@@ -188,30 +267,38 @@ void run_summaries() {
   }
 }
 
-// With s.mutex held. The thread blocks every signal, so process-directed
-// signals go to the service's own threads.
+// With s.mutex held.
 void ensure_summary_thread(State& s) {
   if (s.summary_thread_started) return;
   s.summary_thread_started = true;
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  std::thread(run_summaries).detach();
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  start_quiet_thread(run_summaries)->detach();
 }
 
-// A fork child has only the forking thread: no summary thread, and the lock
-// must not be held by a thread that is gone.
+
+// A fork child has only the forking thread: no summary thread, no writers,
+// and the parent's queued lines are the parent's to write. The lock must not
+// be held by a thread that is gone.
 void prepare_fork() { state().mutex.lock(); }
 void parent_after_fork() { state().mutex.unlock(); }
 void child_after_fork() {
   State& s = state();
   s.summary_thread_started = false;
-  for (auto& [index, out] : s.loops) out.writing = 0;
+  for (auto& [index, c] : s.channels) {
+    c->writer = nullptr;  // leaked: it does not exist here
+    c->lines.clear();
+    c->writing = false;
+    c->dropped = 0;
+  }
   s.mutex.unlock();
 }
 
-__attribute__((constructor)) void watch_forks() { pthread_atfork(prepare_fork, parent_after_fork, child_after_fork); }
+// Lines still queued as the process exits reach their sinks (for a while).
+void flush_at_exit() { flush(std::chrono::seconds(2)); }
+
+__attribute__((constructor)) void watch_forks() {
+  pthread_atfork(prepare_fork, parent_after_fork, child_after_fork);
+  std::atexit(flush_at_exit);
+}
 
 }  // namespace
 
@@ -234,25 +321,34 @@ void attach_loop(int loop, const Config& config) {
   for (int kind = 0; kind < report_kind_count; ++kind) out.limiters.emplace_back(config.reports_per_minute, s.window_ns);
   out.culprit_rules = std::make_shared<const CulpritRules>(culprit_rules(config.not_app));
   s.loops.insert_or_assign(loop, std::move(out));
+  std::shared_ptr<Channel>& c = s.channels[loop];
+  if (!c) {
+    c = std::make_shared<Channel>();
+    c->loop = loop;
+  }
+  c->format = config.log_format;
 }
 
 void detach_loop(int loop) {
   State& s = state();
-  Route route;
-  std::vector<std::string> lines;
+  std::thread* writer = nullptr;
   {
-    std::unique_lock lock(s.mutex);
-    s.changed.wait(lock, [&] {
-      const LoopOutput* out = find_loop(s, loop);
-      return out == nullptr || out->writing == 0;
-    });
+    std::lock_guard lock(s.mutex);
     LoopOutput* out = find_loop(s, loop);
     if (out == nullptr) return;
-    lines = take_summaries(s, loop, *out, 0, true);
-    route = {out->sink ? out->sink : s.process_sink, out->format, loop, false};
+    const Route route = route_of(s, loop);
+    for (std::string& line : take_summaries(s, loop, *out, 0, true)) enqueue(route, std::move(line));
     s.loops.erase(loop);
+    s.channels.erase(loop);
+    route.channel->stop = true;
+    route.channel->changed.notify_all();
+    writer = std::exchange(route.channel->writer, nullptr);
   }
-  for (const std::string& line : lines) deliver(route.sink, line);
+  // It ends once every line it holds is written.
+  if (writer != nullptr) {
+    writer->join();
+    delete writer;
+  }
 }
 
 bool admit(int loop, ReportKind kind) {
@@ -312,8 +408,26 @@ void end_process_strict(int loop, const std::string& why) {
   message(loop, "strict_exit",
           "strict mode: ending the process with status " + std::to_string(strict_exit_status) + " after " + why,
           {{"exit_status", std::int64_t{strict_exit_status}}});
+  {
+    // This line and those before it reach the sink, unless it hangs.
+    State& s = state();
+    std::unique_lock lock(s.mutex);
+    const Route route = route_of(s, loop);
+    wait_written(lock, *route.channel, std::chrono::steady_clock::now() + std::chrono::seconds(5));
+  }
   std::fflush(nullptr);
   _exit(strict_exit_status);
+}
+
+bool flush(std::chrono::milliseconds timeout) {
+  State& s = state();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::unique_lock lock(s.mutex);
+  std::vector<std::shared_ptr<Channel>> channels;
+  for (const auto& [index, c] : s.channels) channels.push_back(c);
+  bool all = true;
+  for (const auto& c : channels) all = wait_written(lock, *c, deadline) && all;
+  return all;
 }
 
 void set_report_window_for_testing(std::chrono::nanoseconds window) {

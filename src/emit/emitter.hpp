@@ -7,9 +7,13 @@
 //   - the routing: a line goes to the sink of the loop it belongs to, a
 //     process-wide line to the process's sink (the first Options::log_sink
 //     any loop set, else stderr).
-// Sinks are called outside every lock the emitter holds, so a slow sink holds
-// up only the thread that writes to it. A sink that throws loses nothing: the
-// line goes to stderr instead.
+// Sinks are never called by the thread that writes a line: each loop's lines
+// (and the process's) queue in order for a thread of their own, so a loop
+// thread or the watchdog never waits for a sink, and a slow sink holds up
+// only its own loop's lines. At most 1024 wait; the lines dropped beyond are
+// counted and said once the sink returns. A sink that throws loses nothing:
+// the line goes to stderr instead. Lines still queued at exit() are written
+// (for up to 2 s).
 //
 //   emit::attach_loop(index, config);                  // the loop starts
 //   emit::message(index, "fiber_error", "fiber 3 ...", {{"fiber", 3}});
@@ -38,8 +42,9 @@ void configure_process(const Config& config);
 // kind per window. The loop thread, as its loop starts.
 void attach_loop(int loop, const Config& config);
 // Writes the summaries the loop's windows still hold, then forgets the loop:
-// its later lines go to the process's sink. Returns once nothing of this loop
-// is being written. The loop thread, as its loop ends.
+// its later lines go to the process's sink. Returns once every line of this
+// loop has reached its sink. The loop thread, as its loop ends, once nothing
+// watches it any more (this waits for the sink).
 void detach_loop(int loop);
 
 // Whether a report of `kind` on `loop` may be written now (its rate limit);
@@ -53,8 +58,8 @@ int note_stack(int loop, std::uint64_t stack_id);
 void name_culprit(StallSample& sample);
 void name_culprit(BlockingCall& call);
 
-// Formats and writes one line to the sink of its loop; a report's culprit is
-// named first.
+// Formats one line and queues it for the sink of its loop; a report's culprit
+// is named first. Returns without waiting for the sink.
 void write(StallSample sample);
 void write(const StallEnd& end);
 void write(BlockingCall call);
@@ -63,8 +68,14 @@ void write(const Message& message);
 void message(int loop, std::string event, std::string text, std::vector<Field> fields = {});
 
 // Strict mode's last word: writes "strict mode: ending the process with
-// status 70 after <why>" and ends the process with _exit(strict_exit_status).
+// status 70 after <why>", waits (up to 5 s) for the loop's lines to reach
+// its sink, and ends the process with _exit(strict_exit_status).
 [[noreturn]] void end_process_strict(int loop, const std::string& why);
+
+// Waits until every line queued so far, on every loop's channel and the
+// process's, has reached its sink; false when the timeout passed first.
+// Never on a loop thread (it waits for sinks).
+bool flush(std::chrono::milliseconds timeout);
 
 // Tests only: the rate-limit window of loops attached from now on (a minute
 // otherwise), so that a window's summary can be seen to come on its own.
