@@ -144,7 +144,9 @@ void record_blocking_call(std::string_view function, const CallStack& stack) {
   submit_report(std::move(r));
   if (decision == Decision::strict) {
     // Symbolizing needs more stack than a fiber has: the writer does it
-    // while this thread waits, then the process ends.
+    // while this thread waits, then the process ends. The wait is ours, not
+    // a stall of the application's.
+    const core::OwnWait own_wait;
     flush_reports(std::chrono::seconds(10));
     emit::end_process_strict(index, "a blocking call to " + std::string(function) + " on a loop fiber");
   }

@@ -26,6 +26,7 @@ struct alignas(64) SliceState {
   std::atomic<std::uint64_t> start_ns{0};  // coarse stamp of the running slice
   std::atomic<bool> idle{true};            // parked in the kernel waiting for work
   std::atomic<std::uint64_t> fiber_id{0};  // fiber of the running slice; 0 = the loop itself
+  std::atomic<bool> own_wait{false};       // stallwatch itself waits (OwnWait): not a stall
 };
 
 // Written by the loop thread only. (Slices begun = SliceState::seq.)
@@ -123,6 +124,24 @@ inline std::uint64_t stall_duration_buckets(const LoopRecord& r,
 inline LoopRecord* current_loop_record() {
   return static_cast<LoopRecord*>(const_cast<void*>(detail::tls_current_loop));
 }
+
+// While stallwatch itself waits on a loop thread (strict mode's last report
+// reaching its sink), the watchdog sees no stall: the wait is stallwatch's,
+// not the application's. On the loop thread; without a loop, does nothing.
+class OwnWait {
+ public:
+  OwnWait() : record_(current_loop_record()) {
+    if (record_ != nullptr) record_->slice.own_wait.store(true, std::memory_order_release);
+  }
+  ~OwnWait() {
+    if (record_ != nullptr) record_->slice.own_wait.store(false, std::memory_order_release);
+  }
+  OwnWait(const OwnWait&) = delete;
+  OwnWait& operator=(const OwnWait&) = delete;
+
+ private:
+  LoopRecord* record_;
+};
 
 // Claims the lowest free record for the calling thread's new loop. Any thread.
 LoopRecord& claim_loop_record();

@@ -32,10 +32,12 @@ class LoopWiring {
     }
   }
   ~LoopWiring() {
+    // The watchdog first: the waits below are stallwatch's, never a stall of
+    // the application's.
+    watchdog::loop_stopped(record_);
     // Blocking-call reports are symbolized on their own thread: let them
     // reach this loop's sink before run() returns.
     blocking::flush_reports(std::chrono::seconds(5));
-    watchdog::loop_stopped(record_);
     emit::detach_loop(record_.index);
   }
   LoopWiring(const LoopWiring&) = delete;

@@ -1,8 +1,11 @@
 // The watchdog's policy: which samples are written (each loop's rate limit,
 // kept by the emitter; every sample in strict mode, which then ends the
 // process), and their delivery: names from the shared symbolizer, the stall
-// profile, the emitter. Delivery runs outside State::mutex, so a slow sink or
-// a module's debug info being read never holds up a loop's start or stop.
+// profile, the emitter. Delivery runs on a thread of its own, outside
+// State::mutex, so a module's debug info being read never holds up a check of
+// the loops, nor a loop's start or stop (and the emitter never waits for a
+// sink).
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
@@ -56,22 +59,6 @@ void deliver(State& s, Event& e, symbolize::Symbolizer& symbolizer) {
   }
 }
 
-// Delivers batch without s.mutex (lock is released meanwhile, and the
-// symbolizer taken after it, never the other way round: a fork takes them in
-// that order).
-void deliver_batch(State& s, std::unique_lock<std::mutex>& lock, std::deque<Event> batch,
-                   std::unique_lock<std::mutex>& symbolizer_lock) {
-  s.delivering = true;
-  lock.unlock();
-  if (!symbolizer_lock.owns_lock()) symbolizer_lock.lock();
-  symbolize::Symbolizer& symbolizer = symbolize::shared_symbolizer().get();
-  for (Event& e : batch) deliver(s, e, symbolizer);
-  symbolizer_lock.unlock();
-  lock.lock();
-  s.delivering = false;
-  s.delivered.notify_all();
-}
-
 }  // namespace
 
 void queue_sample(State& s, WatchedLoop& w, Event&& e) {
@@ -89,41 +76,59 @@ void queue_sample(State& s, WatchedLoop& w, Event&& e) {
     w.record->stalls.reports_suppressed.add();
   }
   s.pending.push_back(std::move(e));
-  if (w.strict) s.strict_due = true;  // the report now, whatever it takes, then the exit
 }
 
-void deliver_pending(State& s, std::unique_lock<std::mutex>& lock, bool wait) {
-  s.delivered.wait(lock, [&s] { return !s.delivering; });
-  if (s.pending.empty()) return;
+namespace {
+
+int loop_of(const Event& e) {
+  switch (e.kind) {
+    case Event::Kind::end:
+      return e.end.loop;
+    case Event::Kind::message:
+      return e.message.loop;
+    case Event::Kind::sample:
+      break;
+  }
+  return e.sample.loop;
+}
+
+}  // namespace
+
+void run_delivery() {
+  State& s = state();
   symbolize::SharedSymbolizer& shared = symbolize::shared_symbolizer();
-  std::unique_lock symbolizer_lock(shared.mutex, std::defer_lock);
-  if (!wait && !symbolizer_lock.try_lock()) {
-    shared.reports_waiting.store(true);
-    return;
+  std::unique_lock lock(s.mutex);
+  for (;;) {
+    s.to_deliver.wait(lock, [&s] { return s.stop_delivery || !s.pending.empty(); });
+    if (s.pending.empty()) return;  // stopped, and everything delivered
+    std::deque<Event> batch = std::move(s.pending);
+    s.pending.clear();
+    s.delivering = true;
+    lock.unlock();
+    {
+      // The symbolizer after s.mutex, never the other way round: a fork takes
+      // them in that order. Reports first: the warm-up yields to them.
+      std::unique_lock symbolizer_lock(shared.mutex, std::try_to_lock);
+      if (!symbolizer_lock.owns_lock()) {
+        shared.reports_waiting.store(true);
+        symbolizer_lock.lock();
+        shared.reports_waiting.store(false);
+      }
+      for (Event& e : batch) deliver(s, e, shared.get());
+    }
+    lock.lock();
+    s.delivering = false;
+    s.delivered.notify_all();
   }
-  shared.reports_waiting.store(false);
-  std::deque<Event> batch = std::move(s.pending);
-  s.pending.clear();
-  deliver_batch(s, lock, std::move(batch), symbolizer_lock);
 }
 
-void deliver_loop_events(State& s, std::unique_lock<std::mutex>& lock, int loop) {
-  s.delivered.wait(lock, [&s] { return !s.delivering; });
-  std::deque<Event> mine;
-  for (auto it = s.pending.begin(); it != s.pending.end();) {
-    const int of = it->kind == Event::Kind::end       ? it->end.loop
-                   : it->kind == Event::Kind::message ? it->message.loop
-                                                      : it->sample.loop;
-    if (of == loop) {
-      mine.push_back(std::move(*it));
-      it = s.pending.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  if (mine.empty()) return;
-  std::unique_lock symbolizer_lock(symbolize::shared_symbolizer().mutex, std::defer_lock);
-  deliver_batch(s, lock, std::move(mine), symbolizer_lock);
+void wait_delivered(State& s, std::unique_lock<std::mutex>& lock, int loop) {
+  s.to_deliver.notify_all();
+  s.delivered.wait(lock, [&] {
+    return s.delivery == nullptr ||
+           (!s.delivering && std::none_of(s.pending.begin(), s.pending.end(),
+                                          [loop](const Event& e) { return loop_of(e) == loop; }));
+  });
 }
 
 }  // namespace stallwatch::watchdog

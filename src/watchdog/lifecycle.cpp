@@ -1,6 +1,8 @@
-// The watchdog thread's life: one per process, started by the first loop and
-// stopped with the last. Each tick publishes the coarse clock, checks every
-// loop (sampler.cpp) and delivers what it found (delivery.cpp). Also: fork
+// The watchdog's threads: one pair per process, started by the first loop and
+// stopped with the last. Each tick of the watchdog thread publishes the coarse
+// clock and checks every loop (sampler.cpp); what it found goes to the
+// delivery thread (delivery.cpp), so no symbolizer or sink ever delays a
+// check. Also: fork
 // and exit handling, and warming up the symbolizer so the first report is
 // quick.
 #include "watchdog/watchdog.hpp"
@@ -52,10 +54,15 @@ void run_watchdog() {
   while (!s.stop) {
     const std::uint64_t now = base::refresh_now();
     for (auto& w : s.loops) check_loop(s, *w, now);
-    deliver_pending(s, lock, std::exchange(s.strict_due, false));
+    if (!s.pending.empty()) s.to_deliver.notify_all();
     s.wake.wait_for(lock, std::chrono::nanoseconds(tick_ns(s)), [&s] { return s.stop; });
   }
-  deliver_pending(s, lock, true);
+}
+
+void run_delivery_thread() {
+  on_watchdog_thread = true;
+  pthread_setname_np(pthread_self(), "stallwatch-rep");
+  run_delivery();
 }
 
 // Runs fn on a new thread with every signal blocked, so process-directed
@@ -73,7 +80,29 @@ std::thread* start_quiet_thread(void (*fn)()) {
 void start_thread(State& s) {
   if (s.exiting) return;
   s.stop = false;
+  s.stop_delivery = false;
   s.thread = start_quiet_thread(run_watchdog);
+  s.delivery = start_quiet_thread(run_delivery_thread);
+}
+
+// Stops both threads; the delivery thread delivers what is pending first.
+// With s.mutex held by lock, released while joining. Not on either thread.
+void stop_threads(State& s, std::unique_lock<std::mutex>& lock) {
+  std::thread* watchdog_thread = std::exchange(s.thread, nullptr);
+  std::thread* delivery_thread = std::exchange(s.delivery, nullptr);
+  if (watchdog_thread == nullptr && delivery_thread == nullptr) return;
+  s.stop = true;
+  s.stop_delivery = true;
+  lock.unlock();
+  s.wake.notify_all();
+  s.to_deliver.notify_all();
+  for (std::thread* t : {watchdog_thread, delivery_thread}) {
+    if (t == nullptr) continue;
+    t->join();
+    delete t;
+  }
+  lock.lock();
+  s.delivered.notify_all();
 }
 
 // One module at a time, so a report waits for one module's debug info at
@@ -100,20 +129,14 @@ void warm_up_symbolizer() {
 // exit(): stop the watchdog and the warm-up before the libraries they use
 // (libdw, the sinks' loggers) are torn down by later exit handlers.
 void stop_threads_at_exit() {
-  // exit() from a sink, on the watchdog thread itself: it cannot join itself.
+  // exit() on one of the watchdog's threads: it cannot join itself.
   if (on_watchdog_thread) return;
   State& s = state();
-  std::thread* watchdog_thread = nullptr;
   {
-    std::lock_guard lock(s.mutex);
+    std::unique_lock lock(s.mutex);
     s.exiting = true;
-    if (s.thread != nullptr) {
-      s.stop = true;
-      watchdog_thread = std::exchange(s.thread, nullptr);
-    }
+    stop_threads(s, lock);
   }
-  s.wake.notify_all();
-  if (watchdog_thread != nullptr) watchdog_thread->join();
   symbolize::SharedSymbolizer& shared = symbolize::shared_symbolizer();
   shared.cancel_warm_up.store(true);
   if (shared.warmer != nullptr && shared.warmer->joinable()) shared.warmer->join();
@@ -145,10 +168,10 @@ void child_after_fork() {
   // warm-up thread does not exist here.
   symbolize::shared_symbolizer().warmer = nullptr;
   symbolize::shared_symbolizer().mutex.unlock();
-  s.thread = nullptr;  // the parent's thread does not exist here
+  s.thread = nullptr;  // the parent's threads do not exist here
+  s.delivery = nullptr;
   s.stop = false;
   s.delivering = false;
-  s.strict_due = false;
   s.pending.clear();  // the parent writes its own reports
   CaptureSlot* mine = fork_without_loops ? nullptr : tls_capture_slot;
   std::erase_if(s.loops, [mine](const auto& w) { return w->slot.get() != mine; });
@@ -233,26 +256,15 @@ void loop_stopped(core::LoopRecord& record) {
     s.loops.erase(it);
   }
   {
-    // Everything of this loop is written before its sink may go away: by this
-    // thread, outside the lifecycle lock, so that however slow the sink is,
-    // other loops start and stop meanwhile.
+    // Everything of this loop reaches the emitter before its sink may go
+    // away: outside the lifecycle lock, so that however slow the symbolizer
+    // is, other loops start and stop meanwhile.
     std::unique_lock lock(s.mutex);
-    deliver_loop_events(s, lock, record.index);
+    wait_delivered(s, lock, record.index);
   }
   std::lock_guard life(s.lifecycle);
-  std::thread* to_join = nullptr;
-  {
-    std::lock_guard lock(s.mutex);
-    if (s.loops.empty() && s.thread != nullptr) {
-      s.stop = true;
-      to_join = std::exchange(s.thread, nullptr);
-    }
-  }
-  if (to_join != nullptr) {
-    s.wake.notify_all();
-    to_join->join();
-    delete to_join;
-  }
+  std::unique_lock lock(s.mutex);
+  if (s.loops.empty()) stop_threads(s, lock);
 }
 
 }  // namespace stallwatch::watchdog

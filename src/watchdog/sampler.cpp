@@ -241,7 +241,8 @@ void check_loop(State& s, WatchedLoop& w, std::uint64_t now) {
   core::SliceState& slice = w.record->slice;
   const std::uint64_t seq = slice.seq.load(std::memory_order_acquire);
   const std::uint64_t start = slice.start_ns.load(std::memory_order_relaxed);
-  const bool idle = slice.idle.load(std::memory_order_acquire);
+  // stallwatch's own wait (core::OwnWait) is no stall: the loop counts as idle.
+  const bool idle = slice.idle.load(std::memory_order_acquire) || slice.own_wait.load(std::memory_order_acquire);
   if (slice.seq.load(std::memory_order_acquire) != seq) return;  // a switch raced with us: next tick
 
   const bool still_waiting = poll_capture(s, w, now);

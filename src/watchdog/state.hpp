@@ -4,8 +4,9 @@
 //                 (classification, a stack from the capture signal or from a
 //                 published wait);
 //   delivery.cpp  the policy: rate limit and strict mode, then names, the
-//                 profile and the emitter, outside the lock loops need;
-//   lifecycle.cpp the thread: started by the first loop, stopped with the
+//                 profile and the emitter, on a thread of its own
+//                 (stallwatch-rep), so checking never waits for them;
+//   lifecycle.cpp the threads: started by the first loop, stopped with the
 //                 last, fork and exit handling, the symbolizer's warm-up.
 // Watchdog thread and loop threads (under State::mutex). NOT async-signal-safe.
 #pragma once
@@ -98,13 +99,15 @@ struct State {
   std::mutex lifecycle;  // loop_started / loop_stopped / fork, whole operations
   std::mutex mutex;      // the fields below
   std::condition_variable wake;       // the watchdog thread: stop, or a tick
-  std::condition_variable delivered;  // a batch of events was delivered
+  std::condition_variable to_deliver;  // the delivery thread: events, or stop
+  std::condition_variable delivered;   // a batch of events was delivered
   std::vector<std::unique_ptr<WatchedLoop>> loops;
   std::deque<Event> pending;
-  bool delivering = false;     // a batch is being delivered, outside the lock
-  bool strict_due = false;     // a strict-mode sample waits: deliver at once
-  std::thread* thread = nullptr;  // leaked on purpose in a forked child
+  bool delivering = false;          // a batch is being delivered, outside the lock
+  std::thread* thread = nullptr;    // checks; leaked on purpose in a forked child
+  std::thread* delivery = nullptr;  // delivers; likewise
   bool stop = false;
+  bool stop_delivery = false;  // the delivery thread ends once nothing is pending
   bool exiting = false;  // exit() began: no new watchdog thread
 
   std::atomic<std::uint64_t> stall_count{0};
@@ -122,13 +125,11 @@ void retire_loop(State& s, WatchedLoop& w);
 // delivery.cpp.
 // Admits a finished sample under its loop's rate limit and queues it. With s.mutex held.
 void queue_sample(State& s, WatchedLoop& w, Event&& e);
-// Delivers the pending events: lock is s.mutex, held on entry and on return,
-// released while events are symbolized and written. wait: block until the
-// symbolizer is free; otherwise, while it loads debug info, the events wait
-// for a later tick.
-void deliver_pending(State& s, std::unique_lock<std::mutex>& lock, bool wait);
-// Delivers the events of `loop` still pending, after any batch in flight: the
-// loop ends, its sink may go away. lock as above.
-void deliver_loop_events(State& s, std::unique_lock<std::mutex>& lock, int loop);
+// The delivery thread's body: takes the pending events in batches, names and
+// writes them, until s.stop_delivery and nothing is pending.
+void run_delivery();
+// Waits until the events of `loop` queued so far are delivered (the loop
+// ends: its sink may go away). lock is s.mutex, held.
+void wait_delivered(State& s, std::unique_lock<std::mutex>& lock, int loop);
 
 }  // namespace stallwatch::watchdog
