@@ -430,3 +430,95 @@ TEST_CASE("a slow sink holds up only its own loop: another loop starts at once")
   MESSAGE("loop B started " << started_ms << " ms after it was asked to, while loop A's sink slept 1 s");
   CHECK(started_ms < 500);
 }
+
+TEST_CASE("a slow sink blinds no other loop: loop B's stall is reported while loop A's sink takes 1 s a line") {
+  std::atomic<bool> in_slow_sink{false};
+  sw::Options slow;
+  slow.threshold = 40ms;
+  slow.log_sink = [&](std::string_view line) {
+    if (line.find("stallwatch: stall loop=") == std::string::npos) return;
+    in_slow_sink = true;
+    std::this_thread::sleep_for(1s);
+  };
+  std::thread a([&] { sw::run(slow, [] { cpu_burn(150, nullptr); }); });
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  while (!in_slow_sink && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
+  REQUIRE(in_slow_sink);
+
+  // Loop A's sink sleeps (a second for each of its reports); loop B stalls
+  // for 400 ms meanwhile and is named while it still stalls.
+  Lines lines;
+  bool seen = false;
+  sw::run(lines.options(100), [&] { seen = cpu_burn(400, &lines); });
+  a.join();
+  INFO(lines.all());
+  CHECK(seen);
+}
+
+TEST_CASE("sinks never run on a loop thread") {
+  std::mutex mutex;
+  std::vector<pthread_t> sink_threads;
+  sw::Options o;
+  o.threshold = 40ms;
+  o.log_sink = [&](std::string_view) {
+    std::lock_guard lock(mutex);
+    sink_threads.push_back(pthread_self());
+  };
+  pthread_t loop_thread{};
+  sw::run(o, [&] {
+    loop_thread = pthread_self();
+    cpu_burn(100, nullptr);  // a stall: samples and its end
+    // A fiber's lost exception: a line written by the loop itself.
+    (void)sw::spawn([] { throw std::runtime_error("lost"); });  // dropped: detached
+    sw::yield();
+  });
+  std::lock_guard lock(mutex);
+  CHECK(sink_threads.size() >= 3);
+  for (const pthread_t t : sink_threads) CHECK_FALSE(pthread_equal(t, loop_thread));
+}
+
+namespace {
+
+// Parks its fiber in its destructor, so while an exception unwinds through it.
+struct ParksWhileUnwinding {
+  int* uncaught_here;
+  ~ParksWhileUnwinding() {
+    *uncaught_here = std::uncaught_exceptions();
+    sw::sleep_for(600ms);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("each fiber has its own exception state: a fiber parked while unwinding hides no other's stack") {
+  Lines lines;
+  int a_unwinding = -1, a_caught = -1, b_running = -1;
+  sw::run(lines.options(50), [&] {
+    auto a = sw::spawn(
+        [&] {
+          try {
+            const ParksWhileUnwinding parks{&a_unwinding};
+            throw std::runtime_error("unwinding");
+          } catch (const std::runtime_error&) {
+            a_caught = std::uncaught_exceptions();
+          }
+        },
+        "unwinder");
+    auto b = sw::spawn(
+        [&] {
+          sw::sleep_for(50ms);  // a is parked in its destructor by now
+          b_running = std::uncaught_exceptions();
+          cpu_burn(300, nullptr);
+        },
+        "burner");
+    a.join();
+    b.join();
+  });
+  CHECK(a_unwinding == 1);
+  CHECK(a_caught == 0);
+  CHECK(b_running == 0);
+  INFO(lines.all());
+  CHECK(lines.count_containing("stallwatch: stall loop=") >= 1);
+  CHECK(lines.count_containing("cpu_burn(int,") >= 1);
+  CHECK(lines.count_containing("exception was unwinding") == 0);
+}

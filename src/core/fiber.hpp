@@ -10,6 +10,7 @@
 #include <string>
 
 #include "base/thread_state.hpp"
+#include "core/exception_state.hpp"
 #include "core/sanitizer_hooks.hpp"
 #include "reactor/epoll_reactor.hpp"
 #include "stack/stack_canary.hpp"
@@ -50,6 +51,7 @@ struct Fiber {
   std::string name;
   stack::Stack stack;
   SanitizerFiberState sanitizer;
+  ExceptionState exceptions;  // saved while not running (core/exception_state.hpp)
 
   // Parking.
   WakeReason wake = WakeReason::none;

@@ -255,6 +255,10 @@ bctx::transfer_t Loop::release_dead_fiber(bctx::transfer_t from) noexcept {
   stack::check_canary(from->stack_canary);
   base::tls_thread_state.in_switch = 1;
   begin_slice(to, now);
+  // Each fiber's own exceptions in flight and being handled.
+  ExceptionState& thread_exceptions = *exceptions_;
+  from->exceptions = thread_exceptions;
+  thread_exceptions = to->exceptions;
   sanitizer_start_switch(from->sanitizer, to->sanitizer, from_finished);
   running_ = to;
 }

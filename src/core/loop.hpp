@@ -126,6 +126,7 @@ class Loop {
 
   Fiber scheduler_;
   Fiber* running_ = &scheduler_;
+  ExceptionState* exceptions_ = thread_exception_state();  // this thread's, where libstdc++ keeps it
   std::uint64_t next_fiber_id_ = 1;
   std::int64_t alive_ = 0;
   Fiber* all_fibers_ = nullptr;
