@@ -219,6 +219,9 @@ TEST_CASE("a handler installed over stallwatch's is reported plainly, gets no ca
                             "stallwatch another with STALLWATCH_SIGNAL\n") == 1);
   CHECK(child.err.find("sample 1\n  (stack not captured: " + replaced) != std::string::npos);
   CHECK(child.err.find("did not answer the capture signal in time") == std::string::npos);
+  // No capture, and still the fiber's name (read from the loop, not the handler).
+  CHECK(child.err.find("stallwatch: stall loop=0 fiber=1 \"main\" ") != std::string::npos);
+  CHECK(child.err.find("fiber=1 \"\"") == std::string::npos);
 }
 
 TEST_CASE("a capture left unanswered because the handler was replaced meanwhile says so, not only timeout") {
@@ -244,4 +247,6 @@ TEST_CASE("a capture left unanswered because the handler was replaced meanwhile 
   CHECK(exit_code(child) == 0);
   CHECK(child.err.find("sample 1\n  (stack not captured: the capture signal's handler was replaced: " + name_of(9)) !=
         std::string::npos);
+  CHECK(child.err.find("stallwatch: stall loop=0 fiber=1 \"main\" ") != std::string::npos);
+  CHECK(child.err.find("fiber=1 \"\"") == std::string::npos);
 }

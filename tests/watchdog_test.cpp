@@ -23,6 +23,8 @@
 #include <vector>
 
 #include "core/loop_record.hpp"
+#include "emit/emitter.hpp"
+#include "watchdog/watchdog.hpp"
 #include "stallwatch/loop.hpp"
 #include "stallwatch/testing.hpp"
 #include "stallwatch/watchdog.hpp"
@@ -521,4 +523,28 @@ TEST_CASE("each fiber has its own exception state: a fiber parked while unwindin
   CHECK(lines.count_containing("stallwatch: stall loop=") >= 1);
   CHECK(lines.count_containing("cpu_burn(int,") >= 1);
   CHECK(lines.count_containing("exception was unwinding") == 0);
+}
+
+TEST_CASE("time before a loop is watched is never a stall: an old stamp on its record, stallwatch's own start-up") {
+  Lines lines;
+  const stallwatch::Config config = sw::resolve_config(lines.options(200));
+  stallwatch::core::LoopRecord& record = stallwatch::core::claim_loop_record();
+  stallwatch::emit::attach_loop(record.index, config);
+  // The record says a slice has run for 2 s: what a loop's start-up (or the
+  // record's last loop) left there before the watchdog was handed the loop.
+  const auto two_s_ago = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>((std::chrono::steady_clock::now() - 2s).time_since_epoch())
+          .count());
+  record.slice.start_ns.store(two_s_ago);
+  record.slice.seq.fetch_add(1);
+  record.slice.idle.store(false);
+  stallwatch::watchdog::loop_started(record, config);
+  std::this_thread::sleep_for(20ms);  // the loop's first slice: far below 200 ms
+  record.slice.idle.store(true);
+  std::this_thread::sleep_for(300ms);
+  stallwatch::watchdog::loop_stopped(record);
+  stallwatch::emit::detach_loop(record.index);
+  stallwatch::core::release_loop_record(record);
+  INFO(lines.all());
+  CHECK(lines.count_containing("stallwatch: stall loop=") == 0);
 }

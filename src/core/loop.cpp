@@ -239,6 +239,7 @@ bctx::transfer_t Loop::release_dead_fiber(bctx::transfer_t from) noexcept {
   // counted as finished-slices minus the other buckets, so nothing is written.
   if (now != slice_start_ns_) [[unlikely]] end_slice(now);
   record.slice.fiber_id.store(next->identity.id, std::memory_order_relaxed);
+  record.slice.fiber.store(&next->identity, std::memory_order_relaxed);
   record.slice.seq.store(++slice_seq_, std::memory_order_release);
   if (next->ready_since_ns != 0) record_lag(next, now);
   base::tls_thread_state.fiber = &next->identity;

@@ -15,6 +15,7 @@
 #include <functional>
 
 #include "base/log_histogram.hpp"
+#include "base/thread_state.hpp"
 #include "core/wait_context.hpp"
 #include "stallwatch/detail/loop_owner.hpp"
 
@@ -26,6 +27,9 @@ struct alignas(64) SliceState {
   std::atomic<std::uint64_t> start_ns{0};  // coarse stamp of the running slice
   std::atomic<bool> idle{true};            // parked in the kernel waiting for work
   std::atomic<std::uint64_t> fiber_id{0};  // fiber of the running slice; 0 = the loop itself
+  // The running slice's fiber, for its name: valid only while seq still
+  // reads the same (a fiber cannot end without a switch, which moves seq).
+  std::atomic<const base::FiberIdentity*> fiber{nullptr};
   std::atomic<bool> own_wait{false};       // stallwatch itself waits (OwnWait): not a stall
 };
 

@@ -180,6 +180,7 @@ void child_after_fork() {
   recount_capture_signal_users(signals_in_use);
   for (auto& w : s.loops) {
     w->tid = current_tid();
+    w->watched_since_ns = base::monotonic_ns();
     w->record->tid.store(w->tid, std::memory_order_relaxed);
     w->status = ThreadStatus(w->tid);
     w->slot->requested.store(0, std::memory_order_relaxed);
@@ -231,6 +232,7 @@ void loop_started(core::LoopRecord& record, const Config& config) {
     tls_capture_slot = w->slot.get();
 
     std::lock_guard lock(s.mutex);
+    w->watched_since_ns = base::monotonic_ns();
     s.loops.push_back(std::move(w));
     if (s.thread == nullptr) start_thread(s);
   }

@@ -154,9 +154,11 @@ void complete_sample(State& s, WatchedLoop& w, bool timed_out) {
 // select, epoll_wait…: core/wait_interpose.cpp): the sample unwinds from the
 // registers saved at the call, on this thread, and the loop thread gets no
 // signal, which would end its wait early with EINTR. False when the thread
-// is not in such a wait of the stalled slice.
-bool take_wait_stack(WatchedLoop& w, const SyscallState& sys, Event& e) {
-  if (sys.where != SyscallState::Where::in_syscall) return false;
+// is not in such a wait of the stalled slice. /proc is not asked: a thread
+// whose wait just timed out but that has not run since reads as "running",
+// and a signal then still ends the wait with EINTR; the published wait holds
+// until the thread leaves the interposer.
+bool take_wait_stack(WatchedLoop& w, Event& e) {
   PublishedWaitStack wait;
   if (!unwind_published_wait(*w.record, w.stall.seq, wait)) return false;
   emit::StallSample& sample = e.sample;
@@ -168,6 +170,20 @@ bool take_wait_stack(WatchedLoop& w, const SyscallState& sys, Event& e) {
   set_capture(e, CaptureOutcome::captured, false);
   if (e.stack.pcs.empty()) e.stack.missing = "[stack not captured]";
   return true;
+}
+
+// The name of the fiber whose slice `seq` is, read from the loop's record
+// while that slice lasts: a sample has it whether or not the capture signal
+// answers (a replaced handler, a timeout). Empty if the slice ended meanwhile.
+std::string running_fiber_name(const core::SliceState& slice, std::uint64_t seq) {
+  if (slice.seq.load(std::memory_order_acquire) != seq) return {};
+  const base::FiberIdentity* fiber = slice.fiber.load(std::memory_order_relaxed);
+  if (fiber == nullptr || fiber->name == nullptr) return {};
+  std::string name(fiber->name, std::min(fiber->name_len, CaptureSlot::max_name));
+  // The copy, then the check that the fiber (and so its name) was there throughout.
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (slice.seq.load(std::memory_order_relaxed) != seq) return {};
+  return name;
 }
 
 // Starts one sample of w's stall: classify the thread now, then take its
@@ -190,6 +206,7 @@ void begin_sample(State& s, WatchedLoop& w, std::uint64_t now, std::uint64_t age
   sample.kind = kind_name(kind.kind);
   sample.syscall = kind.syscall;
   sample.sample = st.samples + 1;
+  if (st.fiber_name.empty()) st.fiber_name = running_fiber_name(w.record->slice, st.seq);
   sample.fiber = {w.record->slice.fiber_id.load(std::memory_order_relaxed), st.fiber_name};
 
   if (st.samples == 0) {
@@ -202,7 +219,7 @@ void begin_sample(State& s, WatchedLoop& w, std::uint64_t now, std::uint64_t age
   e.profile_ns = age - st.last_sample_age_ns;
   st.last_sample_age_ns = age;
 
-  if (take_wait_stack(w, sys, e) || note_handler_replaced(s, w, e)) {
+  if (take_wait_stack(w, e) || note_handler_replaced(s, w, e)) {
     // A published wait needs no signal; a handler that is not ours gets none.
     queue_sample(s, w, std::move(e));
     return;
@@ -240,7 +257,9 @@ bool poll_capture(State& s, WatchedLoop& w, std::uint64_t now) {
 void check_loop(State& s, WatchedLoop& w, std::uint64_t now) {
   core::SliceState& slice = w.record->slice;
   const std::uint64_t seq = slice.seq.load(std::memory_order_acquire);
-  const std::uint64_t start = slice.start_ns.load(std::memory_order_relaxed);
+  // Time before the loop was handed to the watchdog (its own start-up, or a
+  // stamp left by the record's last loop) is never part of a stall.
+  const std::uint64_t start = std::max(slice.start_ns.load(std::memory_order_relaxed), w.watched_since_ns);
   // stallwatch's own wait (core::OwnWait) is no stall: the loop counts as idle.
   const bool idle = slice.idle.load(std::memory_order_acquire) || slice.own_wait.load(std::memory_order_acquire);
   if (slice.seq.load(std::memory_order_acquire) != seq) return;  // a switch raced with us: next tick

@@ -81,6 +81,7 @@ struct WatchedLoop {
   int signo = 0;
   std::uint64_t threshold_ns = 0;
   bool strict = false;
+  std::uint64_t watched_since_ns = 0;  // monotonic: when loop_started handed the loop over
   std::unique_ptr<CaptureSlot> slot;
   ThreadStatus status;
 

@@ -55,6 +55,12 @@ Classification classify(const SyscallState& now, const ThreadTimes& start, const
     c.syscall = syscall_name(now.nr);
   } else if (delay > cpu) {
     c.kind = core::StallKind::preempted;
+  } else if (cpu < wall_ns / 2) {
+    // Neither on a CPU nor waiting for one: asleep in the kernel, though not
+    // in a system call as /proc was read (a wait that returned between the
+    // two reads, a page fault, a stopped thread). Never "on-cpu" at 0 ms.
+    c.kind = core::StallKind::blocked;
+    c.syscall = unknown_wait;
   } else {
     c.kind = core::StallKind::cpu;
   }

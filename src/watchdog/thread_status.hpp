@@ -33,12 +33,18 @@ struct Classification {
   std::string describe() const;
 };
 
+// What a blocked stall says for its call when the thread was off the CPU but
+// not in a system call as it was sampled.
+inline constexpr const char* unknown_wait = "the kernel (no system call as sampled)";
+
 // Classifies a stall from the thread's state now and its times at the
 // slice's start and now (wall_ns apart):
 // - blocked: it sits in a system call and used less than half the wall time on
 //   a CPU;
 // - preempted: it waited for a CPU longer than it ran;
-// - on-cpu: otherwise (the thread's CPU time advanced).
+// - blocked (in unknown_wait): it neither ran nor waited for a CPU for half
+//   the wall time, outside a system call;
+// - on-cpu: otherwise (it ran for at least half the wall time).
 Classification classify(const SyscallState& now, const ThreadTimes& start, const ThreadTimes& end,
                         std::uint64_t wall_ns);
 
