@@ -77,6 +77,46 @@ TEST_CASE("every loop-bound primitive, used from a fiber of another loop, throws
   });
 }
 
+TEST_CASE("a Task joined or cancelled from another loop or a plain thread throws wrong_loop") {
+  // Before: a join from another loop returned (task done) or parked its fiber
+  // on the other loop's queue, to be woken from the wrong thread or never.
+  std::promise<void> tasks_made;
+  auto tasks_ready = tasks_made.get_future().share();
+  std::promise<void> checked;
+  auto checked_future = checked.get_future().share();
+  sw::Task<int> finished;
+  sw::Task<void> running;
+  int owner_index = -1;
+  sw::run_loops(2, [&](std::size_t i) {
+    if (i == 0) {
+      owner_index = sw::this_loop_index();
+      sw::Event release;
+      finished = sw::spawn([] { return 7; }, "finished");
+      running = sw::spawn([&] { release.wait(); }, "running");
+      sw::yield();
+      REQUIRE(finished.done());
+      tasks_made.set_value();
+      while (checked_future.wait_for(0s) != std::future_status::ready) sw::sleep_for(1ms);
+      release.set();
+      CHECK(finished.join() == 7);  // its own loop still joins both
+      running.join();
+      return;
+    }
+    tasks_ready.wait();
+    const std::string suffix = "this task runs on loop " + std::to_string(owner_index) +
+                               " and was used from loop " + std::to_string(sw::this_loop_index());
+    CHECK_THROWS_WITH_AS(finished.join(), doctest::Contains(("Task::join: " + suffix).c_str()), sw::wrong_loop);
+    CHECK_THROWS_WITH_AS(running.join(sw::deadline_after(200ms)), doctest::Contains("Task::join"), sw::wrong_loop);
+    CHECK_THROWS_WITH_AS(running.cancel(), doctest::Contains(("Task::cancel: " + suffix).c_str()), sw::wrong_loop);
+    std::thread([&] {
+      CHECK_THROWS_WITH_AS(finished.join(), doctest::Contains("used from a thread that runs no loop"),
+                           sw::wrong_loop);
+    }).join();
+    CHECK(finished.valid());
+    checked.set_value();
+  });
+}
+
 TEST_CASE("a primitive made off any loop belongs to the first loop that uses it") {
   sw::Channel<int> ch(4);
   CHECK_THROWS_WITH_AS(ch.size(), doctest::Contains("belongs to no loop yet"), sw::wrong_loop);

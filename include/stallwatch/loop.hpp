@@ -96,7 +96,9 @@ class Task {
 
   // Parks the calling fiber until the task ends, then returns its value or
   // rethrows its exception. Once per task. Throws deadline_exceeded past the
-  // deadline (the task keeps running) and cancelled if the caller is cancelled.
+  // deadline (the task keeps running), cancelled if the caller is cancelled,
+  // and wrong_loop from a fiber of another loop or a plain thread (a Future
+  // from LoopHandle::submit crosses loops).
   T join(Deadline deadline = {}) {
     if (impl_ == nullptr) throw std::logic_error("stallwatch: Task::join on an empty or joined task");
     detail::join_task(impl_, deadline);
@@ -111,7 +113,8 @@ class Task {
   }
 
   // Asks the fiber to stop: the park it is in, or its next one, throws
-  // stallwatch::cancelled inside it. join() then rethrows that.
+  // stallwatch::cancelled inside it. join() then rethrows that. Throws
+  // wrong_loop off the task's own loop.
   void cancel() {
     if (impl_ != nullptr) detail::cancel_task(impl_);
   }
