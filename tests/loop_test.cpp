@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <time.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <stdexcept>
@@ -9,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "stallwatch/io.hpp"
 #include "stallwatch/loop.hpp"
 #include "stallwatch/sync.hpp"
 
@@ -114,6 +116,41 @@ TEST_CASE("cancel wakes a parked fiber with cancelled, and yield is a cancellati
     spinner.cancel();
     CHECK_THROWS_AS(sleeper.join(), sw::cancelled);
     CHECK_THROWS_AS(spinner.join(), sw::cancelled);
+  });
+}
+
+TEST_CASE("huge durations saturate: the sleep or wait lasts until cancelled or woken, never ends at once") {
+  // Before: now() + seconds::max() wrapped into the past, so such a sleep
+  // returned at once and such a wait threw deadline_exceeded after 0 ms.
+  CHECK(sw::deadline_after(std::chrono::hours::max()).at == sw::Clock::time_point::max());
+  CHECK(sw::deadline_after(std::chrono::nanoseconds::max()).at == sw::Clock::time_point::max());
+  CHECK(sw::deadline_after(std::chrono::years(400)).at == sw::Clock::time_point::max());
+  CHECK(sw::deadline_after(std::chrono::duration<double>(1e300)).at == sw::Clock::time_point::max());
+  CHECK(sw::deadline_after(std::chrono::hours::min()).at < sw::Clock::now());
+  const auto before = sw::Clock::now();
+  const auto in_an_hour = sw::deadline_after(1h).at;
+  CHECK(in_an_hour >= before + 1h);
+  CHECK(in_an_hour <= sw::Clock::now() + 1h);
+  sw::run([] {
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    sw::Event never;
+    std::vector<sw::Task<void>> waits;
+    waits.push_back(sw::spawn([] { sw::sleep_for(std::chrono::seconds::max()); }));
+    waits.push_back(sw::spawn([] { sw::sleep_for(std::chrono::years(400)); }));
+    waits.push_back(sw::spawn([] { sw::sleep_for(std::chrono::nanoseconds::max()); }));
+    waits.push_back(sw::spawn([&] { never.wait(sw::deadline_after(std::chrono::hours::max())); }));
+    waits.push_back(sw::spawn([&] { sw::wait_readable(fds[0], sw::deadline_after(std::chrono::years(400))); }));
+    auto sleeper = sw::spawn([] { sw::sleep_for(std::chrono::hours::max()); });
+    waits.push_back(sw::spawn([&] { sleeper.join(sw::deadline_after(std::chrono::seconds::max())); }));
+    sw::sleep_for(100ms);
+    for (auto& w : waits) CHECK_FALSE(w.done());
+    for (auto& w : waits) w.cancel();
+    for (auto& w : waits) CHECK_THROWS_AS(w.join(), sw::cancelled);
+    sleeper.cancel();
+    CHECK_THROWS_AS(sleeper.join(), sw::cancelled);
+    close(fds[0]);
+    close(fds[1]);
   });
 }
 

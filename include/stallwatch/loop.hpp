@@ -169,10 +169,11 @@ auto run(F&& fn) -> detail::task_result_t<F> {
 STALLWATCH_EXPORT void yield();
 
 // Parks the calling fiber; the loop runs others meanwhile. Cancellation points.
+// A duration too long for the clock (seconds::max()) sleeps until cancelled.
 STALLWATCH_EXPORT void sleep_until(Clock::time_point t);
 template <class Rep, class Period>
 void sleep_for(std::chrono::duration<Rep, Period> d) {
-  sleep_until(Clock::now() + std::chrono::duration_cast<Clock::duration>(d));
+  sleep_until(detail::saturating_add(Clock::now(), d));
 }
 
 // The running fiber's id (0 off a loop) and name.
