@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "stallwatch/io.hpp"
 #include "stallwatch/loop.hpp"
 #include "stallwatch/loop_handle.hpp"
 #include "stallwatch/sync.hpp"
@@ -205,5 +206,81 @@ TEST_CASE("destroying a loop-bound primitive on another thread while fibers wait
   CHECK(WTERMSIG(status) == SIGABRT);
   CHECK(err.find("stallwatch: a Event was destroyed on another thread while fibers of its loop waited on it") !=
         std::string::npos);
+}
+#endif
+
+#if !defined(__SANITIZE_THREAD__)
+TEST_CASE("a raw fork() on a fiber: every stallwatch call in the child throws, pointing to in_process and run_process") {
+  // Before: the child ran the parent's fibers on its copy of the loop and
+  // took the parent's epoll events (the parent's reader then timed out).
+  int data_pipe[2];
+  int report_pipe[2];
+  int err_pipe[2];
+  REQUIRE(pipe(data_pipe) == 0);
+  REQUIRE(pipe(report_pipe) == 0);
+  REQUIRE(pipe(err_pipe) == 0);
+  sw::Options options;
+  options.watchdog = false;
+  std::string report;
+  std::string err;
+  int status = 0;
+  sw::run(options, [&] {
+    auto reader = sw::spawn([&] {
+      sw::wait_readable(data_pipe[0], sw::deadline_after(10s));
+      char c = '?';
+      return read(data_pipe[0], &c, 1) == 1 ? c : '?';
+    });
+    auto finished = sw::spawn([] { return 1; });
+    sw::Event event;
+    sw::yield();  // the reader is parked on the loop's epoll
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      dup2(err_pipe[1], STDERR_FILENO);
+      std::string lines;
+      const auto attempt = [&](auto&& call) {
+        try {
+          call();
+          lines += "no error\n";
+        } catch (const std::exception& e) {
+          lines += e.what();
+          lines += '\n';
+        }
+      };
+      attempt([] { sw::sleep_for(1ms); });
+      attempt([] { sw::yield(); });
+      attempt([] { sw::spawn([] {}); });
+      attempt([&] { event.set(); });
+      attempt([&] { finished.join(); });
+      attempt([] { sw::this_loop(); });
+      attempt([&] { sw::wait_readable(data_pipe[0]); });
+      attempt([] { sw::run([] {}); });
+      (void)!write(report_pipe[1], lines.data(), lines.size());
+      return;  // the fiber's copy ends: so does the child, saying why
+    }
+    close(report_pipe[1]);
+    close(err_pipe[1]);
+    sw::sleep_for(100ms);  // the child has had its chance to take the event
+    REQUIRE(write(data_pipe[1], "x", 1) == 1);
+    CHECK(reader.join() == 'x');
+    CHECK(finished.join() == 1);
+    char buf[4096];
+    for (ssize_t n; (n = read(report_pipe[0], buf, sizeof buf)) > 0;) report.append(buf, static_cast<std::size_t>(n));
+    for (ssize_t n; (n = read(err_pipe[0], buf, sizeof buf)) > 0;) err.append(buf, static_cast<std::size_t>(n));
+    REQUIRE(waitpid(child, &status, 0) == child);
+  });
+  for (int fd : {data_pipe[0], data_pipe[1], report_pipe[0], err_pipe[0]}) close(fd);
+  const std::string advice =
+      "this process is a child made by fork() on a fiber of loop 0, and the child's copy of that loop cannot run "
+      "(it shares the parent's epoll and descriptors); run work in a child process with stallwatch::in_process, or "
+      "a program with stallwatch::run_process";
+  CHECK(report == "stallwatch: sleep: " + advice + "\nstallwatch: yield: " + advice + "\nstallwatch: spawn: " + advice +
+                      "\nstallwatch: Event::set: " + advice + "\nstallwatch: Task::join: " + advice +
+                      "\nstallwatch: this_loop: " + advice + "\nstallwatch: wait_readable: " + advice +
+                      "\nstallwatch: run: " + advice + "\n");
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 70);
+  CHECK(err.find("stallwatch: fiber 1 \"main\" returned in the child it forked; " + advice +
+                 ". The child ends here with status 70.") != std::string::npos);
 }
 #endif

@@ -30,6 +30,7 @@ std::string describe_loop(const void* identity) {
 // its loop has ended).
 void require_task_loop(const detail::TaskBase* task, const char* what) {
   if (task->loop == nullptr || task->loop == detail::tls_current_loop) [[likely]] return;
+  if (core::Loop::forked_copy() != nullptr) core::Loop::throw_in_forked_child(what);
   throw wrong_loop(std::string("stallwatch: ") + what + ": this task runs on " + describe_loop(task->loop) +
                    " and was used from " + describe_loop(detail::tls_current_loop) +
                    "; a Task works only on fibers of its own loop (LoopHandle::submit returns a Future, which "
