@@ -5,13 +5,20 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "stallwatch/collect.hpp"
+#include "stallwatch/file.hpp"
+#include "stallwatch/in_thread.hpp"
 #include "stallwatch/io.hpp"
 #include "stallwatch/loop.hpp"
+#include "stallwatch/net.hpp"
+#include "stallwatch/process.hpp"
 #include "stallwatch/sync.hpp"
 
 using namespace std::chrono_literals;
@@ -37,6 +44,24 @@ TEST_CASE("calls outside a loop throw not_on_loop") {
   CHECK_THROWS_AS(sw::yield(), sw::not_on_loop);
   CHECK_THROWS_AS(sw::sleep_for(1ms), sw::not_on_loop);
   CHECK_THROWS_AS(sw::spawn([] {}), sw::not_on_loop);
+}
+
+TEST_CASE("each call off a loop names itself, not the call it is built on") {
+  // Before: run_process and collect said "spawn called outside a fiber",
+  // resolve "in_thread", connect "wait_writable".
+  const auto off_loop = [](const char* call) {
+    return std::string("stallwatch: ") + call + " called outside a fiber of a running loop";
+  };
+  CHECK_THROWS_WITH_AS(sw::run_process({"true"}), off_loop("run_process").c_str(), sw::not_on_loop);
+  CHECK_THROWS_WITH_AS(sw::collect([] { return 1; }, [] { return 2; }), off_loop("collect").c_str(), sw::not_on_loop);
+  std::vector<std::function<int()>> jobs{[] { return 1; }};
+  CHECK_THROWS_WITH_AS(sw::collect(jobs, 2), off_loop("collect").c_str(), sw::not_on_loop);
+  CHECK_THROWS_WITH_AS(sw::resolve(jobs, 2), off_loop("resolve").c_str(), sw::not_on_loop);
+  CHECK_THROWS_WITH_AS(sw::resolve(std::string_view("localhost"), std::uint16_t{80}), off_loop("resolve").c_str(),
+                       sw::not_on_loop);
+  CHECK_THROWS_WITH_AS(sw::TcpStream::connect("127.0.0.1", 9), off_loop("connect").c_str(), sw::not_on_loop);
+  CHECK_THROWS_WITH_AS(sw::read_file("/etc/hostname"), off_loop("read_file").c_str(), sw::not_on_loop);
+  CHECK_THROWS_WITH_AS(sw::in_thread([] { return 1; }), off_loop("in_thread").c_str(), sw::not_on_loop);
 }
 
 TEST_CASE("run inside a loop is refused") {

@@ -53,6 +53,8 @@ void TaskBase::operator delete(void* block, std::size_t size) noexcept {
   else ::operator delete(block);
 }
 
+void require_loop(const char* what) { core::Loop::require(what); }
+
 void start_task(TaskBase* task, std::string_view name) {
   core::Loop::require("spawn").start(task, name);
   task->loop = tls_current_loop;

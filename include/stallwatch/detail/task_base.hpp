@@ -53,6 +53,9 @@ class STALLWATCH_EXPORT TaskBase {
   int refs_ = 1;
 };
 
+// Throws not_on_loop naming `what` ("collect") unless called from a fiber of
+// a running loop: a template built on spawn names itself, not spawn.
+STALLWATCH_EXPORT void require_loop(const char* what);
 // Starts task as a fiber on the current loop; the fiber holds one reference.
 // Throws not_on_loop off a loop. Loop thread.
 STALLWATCH_EXPORT void start_task(TaskBase* task, std::string_view name);
