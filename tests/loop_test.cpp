@@ -4,6 +4,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -142,6 +143,29 @@ TEST_CASE("cancel wakes a parked fiber with cancelled, and yield is a cancellati
     CHECK_THROWS_AS(sleeper.join(), sw::cancelled);
     CHECK_THROWS_AS(spinner.join(), sw::cancelled);
   });
+}
+
+TEST_CASE("a fiber name is cut to 64 bytes, on a character boundary, in every line that shows it") {
+  // Before: a 1 MB name gave a 1 MB exception line (stall lines cut it to 64 bytes).
+  std::vector<std::string> lines;
+  sw::Options options;
+  options.watchdog = false;
+  options.log_sink = [&](std::string_view line) { lines.emplace_back(line); };
+  const std::string huge(1 << 20, 'n');
+  const std::string accented = std::string(63, 'a') + "\xc3\xa9";  // é spans bytes 63 and 64
+  sw::run(options, [&] {
+    auto named = sw::spawn([] { return std::string(sw::this_fiber_name()); }, huge);
+    CHECK(named.join() == std::string(64, 'n'));
+    auto cut_before_e = sw::spawn([] { return std::string(sw::this_fiber_name()); }, accented);
+    CHECK(cut_before_e.join() == std::string(63, 'a'));
+    sw::spawn([] { throw std::runtime_error("dropped"); }, huge);  // detached: its error is logged
+    sw::yield();
+  });
+  const auto logged = std::find_if(lines.begin(), lines.end(),
+                                   [](const std::string& line) { return line.find("dropped") != std::string::npos; });
+  REQUIRE(logged != lines.end());
+  CHECK(logged->find("\"" + std::string(64, 'n') + "\"") != std::string::npos);
+  CHECK(logged->size() < 300);
 }
 
 TEST_CASE("huge durations saturate: the sleep or wait lasts until cancelled or woken, never ends at once") {

@@ -134,7 +134,9 @@ class Task {
 };
 
 // Starts fn as a new fiber on the current loop and returns its handle. The
-// name appears in stall reports. Loop thread; allocates once.
+// name appears in stall reports and every other line about the fiber; its
+// first 64 bytes are kept (cut on a character boundary). Loop thread;
+// allocates once.
 template <class F>
 auto spawn(F&& fn, std::string_view name = {}) -> Task<detail::task_result_t<F>> {
   using T = detail::task_result_t<F>;

@@ -169,7 +169,7 @@ void Loop::start(detail::TaskBase* task, std::string_view name) {
   Fiber* fiber = new (reinterpret_cast<void*>(block)) Fiber();
   fiber->loop = this;
   fiber->task = task;
-  fiber->name.assign(name.empty() ? "fiber" : name);
+  fiber->name.assign(name.empty() ? "fiber" : base::cut_fiber_name(name));
   fiber->identity = base::FiberIdentity{next_fiber_id_++, fiber->name.data(), fiber->name.size(),
                                   reinterpret_cast<std::uintptr_t>(stack.lo),
                                   reinterpret_cast<std::uintptr_t>(stack.lo) + stack.size};
