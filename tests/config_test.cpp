@@ -173,6 +173,9 @@ TEST_CASE("STALLWATCH_METRICS_ADDR: what validation accepts is what the endpoint
       {"my host:80", "the host must be an IPv4 address or a host name"},
       {"bad/host:80", "the host must be an IPv4 address or a host name"},
       {"OFF", "the port is missing"},
+      // Before: "IPv6 addresses are not served (and need brackets)".
+      {"http://127.0.0.1:9464", "a URL scheme (http://) is not accepted: give host:port alone"},
+      {"https://metrics.example:443", "a URL scheme (http://) is not accepted"},
   };
   for (const auto& [value, why] : bad) {
     CAPTURE(value);

@@ -15,6 +15,9 @@ find "$root" -path '*include/stallwatch/stallwatch.hpp' | grep -q . || { echo "h
 export PKG_CONFIG_PATH=$(dirname "$pc")
 export PKG_CONFIG_SYSROOT_DIR=$root
 flags=$(pkg-config --cflags --libs stallwatch)
+# A consumer's large frames probe every page, so a fiber's guard page stops them (docs/STACKS.md).
+grep -qw -- -fstack-clash-protection <<<"$(pkg-config --cflags stallwatch)" ||
+  { echo "stallwatch.pc's Cflags lack -fstack-clash-protection" >&2; exit 1; }
 g++ -std=c++20 "$source_dir/examples/cooperate.cpp" $flags -o "$root/consumer"
 libdir=$(dirname "$(find "$root" -name 'libstallwatch.so' | head -1)")
 output=$(STALLWATCH_METRICS_ADDR=off LD_LIBRARY_PATH=$libdir "$root/consumer")

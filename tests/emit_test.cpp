@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/text.hpp"
 #include "emit/emitter.hpp"
 #include "emit/format.hpp"
 #include "emit/report_limiter.hpp"
@@ -183,6 +184,14 @@ TEST_CASE("a fiber name cannot break a line, in either format, in any event") {
     check_json_line(json);
     CHECK(json.find("x\\\"\\u000astallwatch: stall ended loop=9") != std::string::npos);
   }
+}
+
+TEST_CASE("JSON shows a byte that is not UTF-8 as U+FFFD, never as a real character") {
+  // Before: \xff became \u00ff, which reads as a real "ÿ".
+  std::string json;
+  stallwatch::base::append_json_string(json, "caf\xc3\xa9 \xff\xc3 \xc3\xbf");
+  CHECK(json == "\"caf\xc3\xa9 \\ufffd\\ufffd \xc3\xbf\"");  // é kept, two bad bytes, a real ÿ kept
+  CHECK(stallwatch::base::one_line("\xff") == "\\xff");  // text lines keep \xNN
 }
 
 TEST_CASE("the rate limiter admits N per window, counts the rest, deduplicates stacks") {

@@ -50,6 +50,13 @@ int killed() {
 int exits(int code) { std::exit(code); }
 int read_global() { return seen_by_children; }
 int my_pid() { return getpid(); }
+int never_returns() {
+  for (;;) pause();
+}
+int never_returns_ignoring_sigterm() {
+  signal(SIGTERM, SIG_IGN);
+  for (;;) pause();
+}
 int sleeps(int ms) {
   usleep(static_cast<useconds_t>(ms) * 1000);
   return ms;
@@ -232,5 +239,31 @@ TEST_CASE("a cancelled call says in_process: cancelled") {
     sw::sleep_for(50ms);
     call.cancel();
     CHECK_THROWS_WITH_AS(call.join(), "stallwatch: in_process: cancelled", sw::cancelled);
+  });
+}
+
+TEST_CASE("a cancelled call's child that never returns is ended (SIGTERM, then SIGKILL) and reaped") {
+  // Before: the child ran forever, reparented to init once the server went.
+  sw::run([] {
+    const std::vector<int> ours = children_of(getpid());
+    REQUIRE(ours.size() == 1);  // the fork server
+    const int server = ours[0];
+    auto plain = sw::spawn([] { return sw::in_process(never_returns); }, "never returns");
+    auto stubborn = sw::spawn([] { return sw::in_process(never_returns_ignoring_sigterm); }, "ignores SIGTERM");
+    for (int i = 0; i < 500 && children_of(server).size() < 2; ++i) sw::sleep_for(10ms);
+    REQUIRE(children_of(server).size() == 2);
+    sw::sleep_for(50ms);  // the second child has set SIGTERM aside
+    const auto cancelled_at = std::chrono::steady_clock::now();
+    plain.cancel();
+    stubborn.cancel();
+    CHECK_THROWS_WITH_AS(plain.join(), "stallwatch: in_process: cancelled", sw::cancelled);
+    CHECK_THROWS_WITH_AS(stubborn.join(), "stallwatch: in_process: cancelled", sw::cancelled);
+    // SIGTERM ends the first at once; the second outlasts it until SIGKILL, a second later.
+    for (int i = 0; i < 300 && children_of(server).size() > 1; ++i) sw::sleep_for(10ms);
+    CHECK(children_of(server).size() <= 1);
+    for (int i = 0; i < 1000 && !children_of(server).empty(); ++i) sw::sleep_for(10ms);
+    CHECK(children_of(server).empty());  // both killed and reaped: no zombie either
+    CHECK(std::chrono::steady_clock::now() - cancelled_at >= 900ms);
+    CHECK(sw::in_process(add, 1, 2) == 3);  // the server serves on
   });
 }

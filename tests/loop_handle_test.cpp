@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -257,9 +258,69 @@ TEST_CASE("run_loops runs F(i) on n named threads, each its own loop, and return
     while (at_barrier.load() < 3) sw::sleep_for(1ms);  // all three run at once
   });
   CHECK(names == std::vector<std::string>{"stallwatch-0", "stallwatch-1", "stallwatch-2"});
-  std::sort(index.begin(), index.end());
-  CHECK(std::unique(index.begin(), index.end()) == index.end());
-  CHECK(index.front() >= 0);
+  CHECK(index == std::vector<int>{0, 1, 2});  // F(i) runs on loop i, thread stallwatch-i
+}
+
+TEST_CASE("run_loops: F(i) runs on loop i, the n loops consecutive and in order, named after their index") {
+  // Before: each thread claimed the lowest free record as it happened to
+  // start, so thread stallwatch-3 could report as loop=4.
+  constexpr std::size_t n = 6;
+  for (int round = 0; round < 5; ++round) {
+    std::vector<int> index(n, -2);
+    std::vector<std::string> names(n);
+    sw::run_loops(n, [&](std::size_t i) {
+      index[i] = sw::this_loop_index();
+      names[i] = thread_name();
+    });
+    for (std::size_t i = 0; i < n; ++i) {
+      CHECK(index[i] == static_cast<int>(i));
+      CHECK(names[i] == "stallwatch-" + std::to_string(i));
+    }
+  }
+  // With loop 0 taken by run() on this thread, the n loops start at 1.
+  sw::run([&] {
+    std::vector<int> index(3, -2);
+    std::vector<std::string> names(3);
+    std::thread([&] {
+      sw::run_loops(3, [&](std::size_t i) {
+        index[i] = sw::this_loop_index();
+        names[i] = thread_name();
+      });
+    }).join();
+    CHECK(sw::this_loop_index() == 0);
+    CHECK(index == std::vector<int>{1, 2, 3});
+    CHECK(names == std::vector<std::string>{"stallwatch-1", "stallwatch-2", "stallwatch-3"});
+  });
+}
+
+TEST_CASE("run_loops: the first error is rethrown and every later one is logged on its loop's sink") {
+  std::mutex lines_mutex;
+  std::vector<std::string> lines;
+  sw::Options options;
+  options.watchdog = false;
+  options.log_sink = [&](std::string_view line) {
+    std::lock_guard<std::mutex> lock(lines_mutex);
+    lines.emplace_back(line);
+  };
+  std::atomic<bool> first_thrown{false};
+  CHECK_THROWS_WITH_AS(sw::run_loops(options, 3,
+                                     [&](std::size_t i) {
+                                       if (i == 0) return;
+                                       if (i == 1) {
+                                         first_thrown = true;
+                                       } else {
+                                         while (!first_thrown) sw::sleep_for(1ms);
+                                         sw::sleep_for(100ms);
+                                       }
+                                       throw std::runtime_error("loop " + std::to_string(i) + " failed");
+                                     }),
+                       "loop 1 failed", std::runtime_error);
+  std::lock_guard<std::mutex> lock(lines_mutex);
+  const auto logged = std::count_if(lines.begin(), lines.end(), [](const std::string& line) {
+    return line == "stallwatch: run_loops: loop 2 ended with an exception after another loop's, which run_loops "
+                   "rethrows: loop 2 failed";
+  });
+  CHECK(logged == 1);
 }
 
 TEST_CASE("run_loops: loops reach each other by submit; the first error is rethrown after all end") {

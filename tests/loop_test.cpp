@@ -2,14 +2,24 @@
 #include <doctest/doctest.h>
 
 #include <time.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "stallwatch/collect.hpp"
+#include "stallwatch/file.hpp"
+#include "stallwatch/in_thread.hpp"
+#include "stallwatch/io.hpp"
 #include "stallwatch/loop.hpp"
+#include "stallwatch/net.hpp"
+#include "stallwatch/process.hpp"
 #include "stallwatch/sync.hpp"
 
 using namespace std::chrono_literals;
@@ -35,6 +45,24 @@ TEST_CASE("calls outside a loop throw not_on_loop") {
   CHECK_THROWS_AS(sw::yield(), sw::not_on_loop);
   CHECK_THROWS_AS(sw::sleep_for(1ms), sw::not_on_loop);
   CHECK_THROWS_AS(sw::spawn([] {}), sw::not_on_loop);
+}
+
+TEST_CASE("each call off a loop names itself, not the call it is built on") {
+  // Before: run_process and collect said "spawn called outside a fiber",
+  // resolve "in_thread", connect "wait_writable".
+  const auto off_loop = [](const char* call) {
+    return std::string("stallwatch: ") + call + " called outside a fiber of a running loop";
+  };
+  CHECK_THROWS_WITH_AS(sw::run_process({"true"}), off_loop("run_process").c_str(), sw::not_on_loop);
+  CHECK_THROWS_WITH_AS(sw::collect([] { return 1; }, [] { return 2; }), off_loop("collect").c_str(), sw::not_on_loop);
+  std::vector<std::function<int()>> jobs{[] { return 1; }};
+  CHECK_THROWS_WITH_AS(sw::collect(jobs, 2), off_loop("collect").c_str(), sw::not_on_loop);
+  CHECK_THROWS_WITH_AS(sw::resolve(jobs, 2), off_loop("resolve").c_str(), sw::not_on_loop);
+  CHECK_THROWS_WITH_AS(sw::resolve(std::string_view("localhost"), std::uint16_t{80}), off_loop("resolve").c_str(),
+                       sw::not_on_loop);
+  CHECK_THROWS_WITH_AS(sw::TcpStream::connect("127.0.0.1", 9), off_loop("connect").c_str(), sw::not_on_loop);
+  CHECK_THROWS_WITH_AS(sw::read_file("/etc/hostname"), off_loop("read_file").c_str(), sw::not_on_loop);
+  CHECK_THROWS_WITH_AS(sw::in_thread([] { return 1; }), off_loop("in_thread").c_str(), sw::not_on_loop);
 }
 
 TEST_CASE("run inside a loop is refused") {
@@ -114,6 +142,64 @@ TEST_CASE("cancel wakes a parked fiber with cancelled, and yield is a cancellati
     spinner.cancel();
     CHECK_THROWS_AS(sleeper.join(), sw::cancelled);
     CHECK_THROWS_AS(spinner.join(), sw::cancelled);
+  });
+}
+
+TEST_CASE("a fiber name is cut to 64 bytes, on a character boundary, in every line that shows it") {
+  // Before: a 1 MB name gave a 1 MB exception line (stall lines cut it to 64 bytes).
+  std::vector<std::string> lines;
+  sw::Options options;
+  options.watchdog = false;
+  options.log_sink = [&](std::string_view line) { lines.emplace_back(line); };
+  const std::string huge(1 << 20, 'n');
+  const std::string accented = std::string(63, 'a') + "\xc3\xa9";  // é spans bytes 63 and 64
+  sw::run(options, [&] {
+    auto named = sw::spawn([] { return std::string(sw::this_fiber_name()); }, huge);
+    CHECK(named.join() == std::string(64, 'n'));
+    auto cut_before_e = sw::spawn([] { return std::string(sw::this_fiber_name()); }, accented);
+    CHECK(cut_before_e.join() == std::string(63, 'a'));
+    sw::spawn([] { throw std::runtime_error("dropped"); }, huge);  // detached: its error is logged
+    sw::yield();
+  });
+  const auto logged = std::find_if(lines.begin(), lines.end(),
+                                   [](const std::string& line) { return line.find("dropped") != std::string::npos; });
+  REQUIRE(logged != lines.end());
+  CHECK(logged->find("\"" + std::string(64, 'n') + "\"") != std::string::npos);
+  CHECK(logged->size() < 300);
+}
+
+TEST_CASE("huge durations saturate: the sleep or wait lasts until cancelled or woken, never ends at once") {
+  // Before: now() + seconds::max() wrapped into the past, so such a sleep
+  // returned at once and such a wait threw deadline_exceeded after 0 ms.
+  CHECK(sw::deadline_after(std::chrono::hours::max()).at == sw::Clock::time_point::max());
+  CHECK(sw::deadline_after(std::chrono::nanoseconds::max()).at == sw::Clock::time_point::max());
+  CHECK(sw::deadline_after(std::chrono::years(400)).at == sw::Clock::time_point::max());
+  CHECK(sw::deadline_after(std::chrono::duration<double>(1e300)).at == sw::Clock::time_point::max());
+  CHECK(sw::deadline_after(std::chrono::hours::min()).at < sw::Clock::now());
+  const auto before = sw::Clock::now();
+  const auto in_an_hour = sw::deadline_after(1h).at;
+  CHECK(in_an_hour >= before + 1h);
+  CHECK(in_an_hour <= sw::Clock::now() + 1h);
+  sw::run([] {
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    sw::Event never;
+    std::vector<sw::Task<void>> waits;
+    waits.push_back(sw::spawn([] { sw::sleep_for(std::chrono::seconds::max()); }));
+    waits.push_back(sw::spawn([] { sw::sleep_for(std::chrono::years(400)); }));
+    waits.push_back(sw::spawn([] { sw::sleep_for(std::chrono::nanoseconds::max()); }));
+    waits.push_back(sw::spawn([&] { never.wait(sw::deadline_after(std::chrono::hours::max())); }));
+    waits.push_back(sw::spawn([&] { sw::wait_readable(fds[0], sw::deadline_after(std::chrono::years(400))); }));
+    auto sleeper = sw::spawn([] { sw::sleep_for(std::chrono::hours::max()); });
+    waits.push_back(sw::spawn([&] { sleeper.join(sw::deadline_after(std::chrono::seconds::max())); }));
+    sw::sleep_for(100ms);
+    for (auto& w : waits) CHECK_FALSE(w.done());
+    for (auto& w : waits) w.cancel();
+    for (auto& w : waits) CHECK_THROWS_AS(w.join(), sw::cancelled);
+    sleeper.cancel();
+    CHECK_THROWS_AS(sleeper.join(), sw::cancelled);
+    close(fds[0]);
+    close(fds[1]);
   });
 }
 

@@ -246,6 +246,27 @@ TEST_CASE("accept and read honour their deadlines") {
   });
 }
 
+TEST_CASE("a timed-out or cancelled read_exact, read_some or write_all names itself, not the wait inside") {
+  // Before: "stallwatch: wait_readable: deadline exceeded".
+  sw::run([] {
+    auto listener = local_listener();
+    sw::TcpStream client = sw::TcpStream::connect("127.0.0.1", port_of(listener));
+    char buf[4];
+    CHECK_THROWS_WITH_AS(client.read_exact(buf, sizeof buf, sw::deadline_after(30ms)),
+                         "stallwatch: read_exact: deadline exceeded", sw::deadline_exceeded);
+    CHECK_THROWS_WITH_AS(client.read_some(buf, sizeof buf, sw::deadline_after(30ms)),
+                         "stallwatch: read_some: deadline exceeded", sw::deadline_exceeded);
+    auto reader = sw::spawn([&] { client.read_exact(buf, sizeof buf); });
+    sw::yield();
+    reader.cancel();
+    CHECK_THROWS_WITH_AS(reader.join(), "stallwatch: read_exact: fiber cancelled", sw::cancelled);
+    sw::TcpStream server = listener.accept(sw::deadline_after(5s));
+    const std::string big(64 << 20, 'x');  // more than the socket buffers hold: the writer parks
+    CHECK_THROWS_WITH_AS(client.write_all(big, sw::deadline_after(50ms)), "stallwatch: write_all: deadline exceeded",
+                         sw::deadline_exceeded);
+  });
+}
+
 TEST_CASE("after a short read, the next read parks without trying and wakes for the next bytes") {
   sw::run([] {
     StreamPair pair = drained_pair("GET");

@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "stallwatch/io.hpp"
 #include "stallwatch/loop.hpp"
 #include "stallwatch/loop_handle.hpp"
 #include "stallwatch/sync.hpp"
@@ -74,6 +75,46 @@ TEST_CASE("every loop-bound primitive, used from a fiber of another loop, throws
     // The owner still uses them normally.
     CHECK(owner.submit([&] { return sem->try_acquire() && mutex->try_lock(); }).get());
     done.set_value();
+  });
+}
+
+TEST_CASE("a Task joined or cancelled from another loop or a plain thread throws wrong_loop") {
+  // Before: a join from another loop returned (task done) or parked its fiber
+  // on the other loop's queue, to be woken from the wrong thread or never.
+  std::promise<void> tasks_made;
+  auto tasks_ready = tasks_made.get_future().share();
+  std::promise<void> checked;
+  auto checked_future = checked.get_future().share();
+  sw::Task<int> finished;
+  sw::Task<void> running;
+  int owner_index = -1;
+  sw::run_loops(2, [&](std::size_t i) {
+    if (i == 0) {
+      owner_index = sw::this_loop_index();
+      sw::Event release;
+      finished = sw::spawn([] { return 7; }, "finished");
+      running = sw::spawn([&] { release.wait(); }, "running");
+      sw::yield();
+      REQUIRE(finished.done());
+      tasks_made.set_value();
+      while (checked_future.wait_for(0s) != std::future_status::ready) sw::sleep_for(1ms);
+      release.set();
+      CHECK(finished.join() == 7);  // its own loop still joins both
+      running.join();
+      return;
+    }
+    tasks_ready.wait();
+    const std::string suffix = "this task runs on loop " + std::to_string(owner_index) +
+                               " and was used from loop " + std::to_string(sw::this_loop_index());
+    CHECK_THROWS_WITH_AS(finished.join(), doctest::Contains(("Task::join: " + suffix).c_str()), sw::wrong_loop);
+    CHECK_THROWS_WITH_AS(running.join(sw::deadline_after(200ms)), doctest::Contains("Task::join"), sw::wrong_loop);
+    CHECK_THROWS_WITH_AS(running.cancel(), doctest::Contains(("Task::cancel: " + suffix).c_str()), sw::wrong_loop);
+    std::thread([&] {
+      CHECK_THROWS_WITH_AS(finished.join(), doctest::Contains("used from a thread that runs no loop"),
+                           sw::wrong_loop);
+    }).join();
+    CHECK(finished.valid());
+    checked.set_value();
   });
 }
 
@@ -165,5 +206,81 @@ TEST_CASE("destroying a loop-bound primitive on another thread while fibers wait
   CHECK(WTERMSIG(status) == SIGABRT);
   CHECK(err.find("stallwatch: a Event was destroyed on another thread while fibers of its loop waited on it") !=
         std::string::npos);
+}
+#endif
+
+#if !defined(__SANITIZE_THREAD__)
+TEST_CASE("a raw fork() on a fiber: every stallwatch call in the child throws, pointing to in_process and run_process") {
+  // Before: the child ran the parent's fibers on its copy of the loop and
+  // took the parent's epoll events (the parent's reader then timed out).
+  int data_pipe[2];
+  int report_pipe[2];
+  int err_pipe[2];
+  REQUIRE(pipe(data_pipe) == 0);
+  REQUIRE(pipe(report_pipe) == 0);
+  REQUIRE(pipe(err_pipe) == 0);
+  sw::Options options;
+  options.watchdog = false;
+  std::string report;
+  std::string err;
+  int status = 0;
+  sw::run(options, [&] {
+    auto reader = sw::spawn([&] {
+      sw::wait_readable(data_pipe[0], sw::deadline_after(10s));
+      char c = '?';
+      return read(data_pipe[0], &c, 1) == 1 ? c : '?';
+    });
+    auto finished = sw::spawn([] { return 1; });
+    sw::Event event;
+    sw::yield();  // the reader is parked on the loop's epoll
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      dup2(err_pipe[1], STDERR_FILENO);
+      std::string lines;
+      const auto attempt = [&](auto&& call) {
+        try {
+          call();
+          lines += "no error\n";
+        } catch (const std::exception& e) {
+          lines += e.what();
+          lines += '\n';
+        }
+      };
+      attempt([] { sw::sleep_for(1ms); });
+      attempt([] { sw::yield(); });
+      attempt([] { sw::spawn([] {}); });
+      attempt([&] { event.set(); });
+      attempt([&] { finished.join(); });
+      attempt([] { sw::this_loop(); });
+      attempt([&] { sw::wait_readable(data_pipe[0]); });
+      attempt([] { sw::run([] {}); });
+      (void)!write(report_pipe[1], lines.data(), lines.size());
+      return;  // the fiber's copy ends: so does the child, saying why
+    }
+    close(report_pipe[1]);
+    close(err_pipe[1]);
+    sw::sleep_for(100ms);  // the child has had its chance to take the event
+    REQUIRE(write(data_pipe[1], "x", 1) == 1);
+    CHECK(reader.join() == 'x');
+    CHECK(finished.join() == 1);
+    char buf[4096];
+    for (ssize_t n; (n = read(report_pipe[0], buf, sizeof buf)) > 0;) report.append(buf, static_cast<std::size_t>(n));
+    for (ssize_t n; (n = read(err_pipe[0], buf, sizeof buf)) > 0;) err.append(buf, static_cast<std::size_t>(n));
+    REQUIRE(waitpid(child, &status, 0) == child);
+  });
+  for (int fd : {data_pipe[0], data_pipe[1], report_pipe[0], err_pipe[0]}) close(fd);
+  const std::string advice =
+      "this process is a child made by fork() on a fiber of loop 0, and the child's copy of that loop cannot run "
+      "(it shares the parent's epoll and descriptors); run work in a child process with stallwatch::in_process, or "
+      "a program with stallwatch::run_process";
+  CHECK(report == "stallwatch: sleep: " + advice + "\nstallwatch: yield: " + advice + "\nstallwatch: spawn: " + advice +
+                      "\nstallwatch: Event::set: " + advice + "\nstallwatch: Task::join: " + advice +
+                      "\nstallwatch: this_loop: " + advice + "\nstallwatch: wait_readable: " + advice +
+                      "\nstallwatch: run: " + advice + "\n");
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 70);
+  CHECK(err.find("stallwatch: fiber 1 \"main\" returned in the child it forked; " + advice +
+                 ". The child ends here with status 70.") != std::string::npos);
 }
 #endif

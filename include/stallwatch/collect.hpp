@@ -66,6 +66,7 @@ using range_fn_t = std::remove_cvref_t<decltype(*std::begin(std::declval<Range&>
 
 template <class... F>
 auto collect(F&&... fns) -> std::tuple<detail::collected_t<detail::task_result_t<F>>...> {
+  detail::require_loop("collect");
   auto tasks = std::make_tuple(spawn([&fns] { return detail::run_to_outcome(fns); }, "collect")...);
   auto outcomes = std::apply([](auto&... task) { return std::make_tuple(task.join()...); }, tasks);
   std::apply(
@@ -82,6 +83,7 @@ template <class Range>
 auto collect(Range& fns, std::size_t workers)
     -> std::vector<detail::collected_t<detail::task_result_t<detail::range_fn_t<Range>>>> {
   using T = detail::task_result_t<detail::range_fn_t<Range>>;
+  detail::require_loop("collect");
   std::vector<detail::Outcome<T>> outcomes(static_cast<std::size_t>(std::distance(std::begin(fns), std::end(fns))));
   auto next = std::begin(fns);
   std::size_t next_index = 0;
@@ -150,6 +152,7 @@ class Resolver {
 template <class Range>
 auto resolve(Range& fns, std::size_t workers) {
   using T = detail::task_result_t<detail::range_fn_t<Range>>;
+  detail::require_loop("resolve");
   const auto total = static_cast<std::size_t>(std::distance(std::begin(fns), std::end(fns)));
   auto resolver = std::make_unique<Resolver<T>>(total);
   struct Cursor {

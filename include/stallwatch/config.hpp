@@ -46,7 +46,8 @@ struct Options {
   // STALLWATCH_NOT_APP: more code that is not the application's, for the
   // culprit a report names: comma-separated module names ("libcurl",
   // "libsqlite3.so.0") and source path prefixes ("/opt/vendor/include/").
-  // Adds to the defaults (the C/C++ runtimes, stallwatch, /usr/include/ …).
+  // Adds to the defaults (the C/C++ runtimes, the shared libraries under
+  // /lib, /usr/lib …, stallwatch, /usr/include/ …).
   std::optional<std::string> not_app;
 
   // Receives every line of this loop (stall and blocking-call reports,

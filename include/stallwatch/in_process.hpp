@@ -35,7 +35,11 @@
 //  - f must not use stallwatch's loop (the child has none).
 //  - the server and the children ignore SIGINT, so a Ctrl-C to the process
 //    group lets the parent drain its calls; the server exits when the
-//    parent has gone. A cancelled call's child runs to its end unobserved.
+//    parent has gone.
+//  - a call given up (cancelled, or its fiber unwound by another error)
+//    ends its child: SIGTERM, then SIGKILL one second later if f is still
+//    running (it never returns, or ignores SIGTERM), and the server reaps
+//    it. So does every call in flight when the parent ends.
 // Needs Linux 5.3 or later for pidfd_open; on older kernels the server
 // still works but runs one call at a time.
 // If the server was not started before the first call, that call starts it;

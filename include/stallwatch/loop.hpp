@@ -96,7 +96,9 @@ class Task {
 
   // Parks the calling fiber until the task ends, then returns its value or
   // rethrows its exception. Once per task. Throws deadline_exceeded past the
-  // deadline (the task keeps running) and cancelled if the caller is cancelled.
+  // deadline (the task keeps running), cancelled if the caller is cancelled,
+  // and wrong_loop from a fiber of another loop or a plain thread (a Future
+  // from LoopHandle::submit crosses loops).
   T join(Deadline deadline = {}) {
     if (impl_ == nullptr) throw std::logic_error("stallwatch: Task::join on an empty or joined task");
     detail::join_task(impl_, deadline);
@@ -111,7 +113,8 @@ class Task {
   }
 
   // Asks the fiber to stop: the park it is in, or its next one, throws
-  // stallwatch::cancelled inside it. join() then rethrows that.
+  // stallwatch::cancelled inside it. join() then rethrows that. Throws
+  // wrong_loop off the task's own loop.
   void cancel() {
     if (impl_ != nullptr) detail::cancel_task(impl_);
   }
@@ -131,7 +134,9 @@ class Task {
 };
 
 // Starts fn as a new fiber on the current loop and returns its handle. The
-// name appears in stall reports. Loop thread; allocates once.
+// name appears in stall reports and every other line about the fiber; its
+// first 64 bytes are kept (cut on a character boundary). Loop thread;
+// allocates once.
 template <class F>
 auto spawn(F&& fn, std::string_view name = {}) -> Task<detail::task_result_t<F>> {
   using T = detail::task_result_t<F>;
@@ -166,10 +171,11 @@ auto run(F&& fn) -> detail::task_result_t<F> {
 STALLWATCH_EXPORT void yield();
 
 // Parks the calling fiber; the loop runs others meanwhile. Cancellation points.
+// A duration too long for the clock (seconds::max()) sleeps until cancelled.
 STALLWATCH_EXPORT void sleep_until(Clock::time_point t);
 template <class Rep, class Period>
 void sleep_for(std::chrono::duration<Rep, Period> d) {
-  sleep_until(Clock::now() + std::chrono::duration_cast<Clock::duration>(d));
+  sleep_until(detail::saturating_add(Clock::now(), d));
 }
 
 // The running fiber's id (0 off a loop) and name.

@@ -145,10 +145,14 @@ class LoopHandle {
 // The calling fiber's loop. Throws not_on_loop off a loop.
 STALLWATCH_EXPORT LoopHandle this_loop();
 
-// Starts n loops (1–1024) on n threads named "stallwatch-<i>", runs fn(i) as
-// the main fiber of loop i, and returns once every loop has ended. Rethrows
-// the first exception a main fiber ended with (the other loops still run to
-// their end). Each loop is watched and labelled as one started by run().
+// Starts n loops (1–1024) on n threads, runs fn(i) as the main fiber of the
+// i-th, and returns once every loop has ended. The n loops take n consecutive
+// indices in order, the first free run: in a process with no other loop,
+// fn(i) runs on loop i (this_loop_index(), the `loop` label of logs and
+// metrics) on thread "stallwatch-<i>"; the thread is always named after its
+// loop's index. Rethrows the first exception a main fiber ended with (the
+// other loops still run to their end); each later one is logged on its
+// loop's sink. Each loop is watched and labelled as one started by run().
 // Throws std::invalid_argument for n out of range, config_error for bad options.
 template <class F>
 void run_loops(const Options& options, std::size_t n, F&& fn) {

@@ -31,10 +31,11 @@ void append_escaped_byte(std::string& out, unsigned char c, const char* format) 
   out += buf;
 }
 
-// Appends s[0, limit) with control characters and invalid UTF-8 as
-// `byte_format`; `specials` (if any) get a backslash before them.
+// Appends s[0, limit) with control characters as `byte_format`, and each
+// byte that is not valid UTF-8 as `invalid` (else as `byte_format` too);
+// `specials` (if any) get a backslash before them.
 void append_escaped(std::string& out, std::string_view s, std::size_t limit, const char* byte_format,
-                    std::string_view specials) {
+                    const char* invalid, std::string_view specials) {
   for (std::size_t i = 0; i < s.size() && i < limit;) {
     const auto c = static_cast<unsigned char>(s[i]);
     if (specials.find(static_cast<char>(c)) != std::string_view::npos) {
@@ -51,7 +52,8 @@ void append_escaped(std::string& out, std::string_view s, std::size_t limit, con
       out.append(s.substr(i, n));
       i += n;
     } else {
-      append_escaped_byte(out, c, byte_format);
+      if (invalid != nullptr) out += invalid;
+      else append_escaped_byte(out, c, byte_format);
       ++i;
     }
   }
@@ -61,13 +63,14 @@ void append_escaped(std::string& out, std::string_view s, std::size_t limit, con
 
 void append_json_string(std::string& out, std::string_view s) {
   out.push_back('"');
-  append_escaped(out, s, s.size(), "\\u%04x", "\"\\");
+  // An invalid byte becomes U+REPLACEMENT CHARACTER: \u00ff would read as a real "ÿ".
+  append_escaped(out, s, s.size(), "\\u%04x", "\\ufffd", "\"\\");
   out.push_back('"');
 }
 
 void append_quoted(std::string& out, std::string_view s, std::size_t max_shown) {
   out.push_back('"');
-  append_escaped(out, s, max_shown, "\\x%02x", "\"\\");
+  append_escaped(out, s, max_shown, "\\x%02x", nullptr, "\"\\");
   if (s.size() > max_shown) out += "...";
   out.push_back('"');
 }
@@ -78,10 +81,18 @@ std::string quoted(std::string_view s, std::size_t max_shown) {
   return out;
 }
 
+std::string_view cut_fiber_name(std::string_view name) {
+  if (name.size() <= max_fiber_name_bytes) return name;
+  std::size_t end = max_fiber_name_bytes;
+  // Not inside a character: back up over its continuation bytes and its lead byte.
+  while (end > 0 && (static_cast<unsigned char>(name[end]) & 0xc0) == 0x80) --end;
+  return name.substr(0, end);
+}
+
 std::string one_line(std::string_view s) {
   std::string out;
   out.reserve(s.size());
-  append_escaped(out, s, s.size(), "\\x%02x", {});
+  append_escaped(out, s, s.size(), "\\x%02x", nullptr, {});
   return out;
 }
 

@@ -13,6 +13,11 @@ bool is_host_name_char(char c) {
 }  // namespace
 
 std::optional<HostPort> parse_host_port(std::string_view text, std::string& why) {
+  if (text.find("://") != std::string_view::npos) {
+    // "http://host:port" would otherwise be read as an IPv6 address.
+    why = "a URL scheme (http://) is not accepted: give host:port alone, such as 127.0.0.1:9464";
+    return std::nullopt;
+  }
   if (!text.empty() && text.front() == '[') {
     why = "IPv6 addresses are not served: the HTTP server of this build (civetweb) has no IPv6; use an IPv4 "
           "address such as 127.0.0.1";

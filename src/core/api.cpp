@@ -6,8 +6,10 @@
 
 #include "core/fiber.hpp"
 #include "core/loop.hpp"
+#include "core/loop_record.hpp"
 #include "core/parking.hpp"
 #include "emit/emitter.hpp"
+#include "stallwatch/detail/loop_owner.hpp"
 #include "stallwatch/errors.hpp"
 #include "stallwatch/loop.hpp"
 
@@ -17,6 +19,23 @@ inline namespace v1 {
 namespace {
 
 core::Fiber* fiber_of(void* node) { return static_cast<core::Fiber*>(node); }
+
+std::string describe_loop(const void* identity) {
+  if (identity == nullptr) return "a thread that runs no loop";
+  return "loop " + std::to_string(static_cast<const core::LoopRecord*>(identity)->index);
+}
+
+// A task is its loop's alone: its joiners queue and its fiber are touched
+// without locks. The main task of run() has no owner (run() joins it after
+// its loop has ended).
+void require_task_loop(const detail::TaskBase* task, const char* what) {
+  if (task->loop == nullptr || task->loop == detail::tls_current_loop) [[likely]] return;
+  if (core::Loop::forked_copy() != nullptr) core::Loop::throw_in_forked_child(what);
+  throw wrong_loop(std::string("stallwatch: ") + what + ": this task runs on " + describe_loop(task->loop) +
+                   " and was used from " + describe_loop(detail::tls_current_loop) +
+                   "; a Task works only on fibers of its own loop (LoopHandle::submit returns a Future, which "
+                   "crosses loops)");
+}
 
 }  // namespace
 
@@ -34,14 +53,21 @@ void TaskBase::operator delete(void* block, std::size_t size) noexcept {
   else ::operator delete(block);
 }
 
-void start_task(TaskBase* task, std::string_view name) { core::Loop::require("spawn").start(task, name); }
+void require_loop(const char* what) { core::Loop::require(what); }
+
+void start_task(TaskBase* task, std::string_view name) {
+  core::Loop::require("spawn").start(task, name);
+  task->loop = tls_current_loop;
+}
 
 void join_task(TaskBase* task, Deadline deadline) {
+  require_task_loop(task, "Task::join");
   if (task->done) return;
   park_on(task->joiners, deadline, "Task::join");
 }
 
 void cancel_task(TaskBase* task) {
+  require_task_loop(task, "Task::cancel");
   if (task->done || task->fiber == nullptr) return;
   auto* fiber = static_cast<core::Fiber*>(task->fiber);
   fiber->loop->cancel(fiber);

@@ -26,6 +26,7 @@ namespace bctx = boost::context::detail;
 
 
 constinit thread_local Loop* Loop::tls_loop __attribute__((tls_model("initial-exec"))) = nullptr;
+constinit thread_local Loop* Loop::tls_forked_loop __attribute__((tls_model("initial-exec"))) = nullptr;
 
 }  // namespace stallwatch::core
 
@@ -84,6 +85,8 @@ Loop::Loop(const Config& config)
   record_.slice.seq.store(++slice_seq_, std::memory_order_release);
   record_.slice.idle.store(false, std::memory_order_release);
   stack::install_overflow_handler_for_thread();
+  static const bool fork_guarded = ::pthread_atfork(nullptr, nullptr, &Loop::forget_in_forked_child) == 0;
+  (void)fork_guarded;
 }
 
 Loop::~Loop() {
@@ -108,8 +111,50 @@ void Loop::report_lost_exception(const Fiber& fiber, const std::string& what) no
   }
 }
 
+// ---- a raw fork() on a fiber ----
+// The child is a copy of the whole loop: the parent's fibers, its epoll set
+// (shared with the parent: the child would take the parent's I/O events) and
+// its eventfd. Nothing of it may run there.
+
+void Loop::forget_in_forked_child() noexcept {
+  if (tls_loop == nullptr) return;
+  tls_forked_loop = tls_loop;
+  tls_loop = nullptr;
+  detail::tls_current_loop = nullptr;
+  base::tls_thread_state = base::ThreadState{};
+}
+
+namespace {
+
+std::string forked_child_advice(int loop_index) {
+  return "this process is a child made by fork() on a fiber of loop " + std::to_string(loop_index) +
+         ", and the child's copy of that loop cannot run (it shares the parent's epoll and descriptors); run "
+         "work in a child process with stallwatch::in_process, or a program with stallwatch::run_process";
+}
+
+}  // namespace
+
+void Loop::throw_in_forked_child(const char* what) {
+  throw not_on_loop(std::string("stallwatch: ") + what + ": " + forked_child_advice(tls_forked_loop->record_.index));
+}
+
+void Loop::end_forked_child(const Fiber& fiber) noexcept {
+  // No emitter here: after fork() only this thread exists, and another
+  // thread of the parent may have held the emitter's lock.
+  std::string line = "stallwatch: fiber " + std::to_string(fiber.identity.id) + " " + base::quoted(fiber.name, 64) +
+                     " returned in the child it forked; " + forked_child_advice(record_.index) +
+                     ". The child ends here with status 70.\n";
+  for (std::size_t done = 0; done < line.size();) {
+    const ssize_t n = ::write(STDERR_FILENO, line.data() + done, line.size() - done);
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  ::_exit(70);
+}
+
 // Out of line so the hot path of require() needs no stack frame.
 void Loop::throw_not_on_loop(const char* what) {
+  if (tls_forked_loop != nullptr) throw_in_forked_child(what);
   throw not_on_loop(std::string("stallwatch: ") + what + " called outside a fiber of a running loop");
 }
 
@@ -124,7 +169,7 @@ void Loop::start(detail::TaskBase* task, std::string_view name) {
   Fiber* fiber = new (reinterpret_cast<void*>(block)) Fiber();
   fiber->loop = this;
   fiber->task = task;
-  fiber->name.assign(name.empty() ? "fiber" : name);
+  fiber->name.assign(name.empty() ? "fiber" : base::cut_fiber_name(name));
   fiber->identity = base::FiberIdentity{next_fiber_id_++, fiber->name.data(), fiber->name.size(),
                                   reinterpret_cast<std::uintptr_t>(stack.lo),
                                   reinterpret_cast<std::uintptr_t>(stack.lo) + stack.size};
@@ -166,6 +211,7 @@ void Loop::fiber_entry(bctx::transfer_t from) noexcept {
 }
 
 void Loop::finish_fiber(Fiber* self) noexcept {
+  if (tls_loop != this) [[unlikely]] end_forked_child(*self);  // only in a child forked by a fiber
   detail::TaskBase* task = self->task;
   task->done = true;
   task->fiber = nullptr;

@@ -42,6 +42,13 @@ class Loop {
     return *loop;
   }
 
+  // In a process forked by a fiber (a raw fork()), on the forking thread:
+  // the loop the child inherited and must not run, else null. Every
+  // stallwatch call there throws (throw_in_forked_child).
+  static Loop* forked_copy() noexcept { return tls_forked_loop; }
+  // Throws not_on_loop naming `what`, fork(), in_process and run_process.
+  [[noreturn, gnu::cold]] static void throw_in_forked_child(const char* what);
+
   Fiber* running() const noexcept { return running_; }
   const Config& config() const noexcept { return config_; }
   LoopRecord& record() noexcept { return record_; }
@@ -89,6 +96,12 @@ class Loop {
   };
 
   static constinit thread_local Loop* tls_loop __attribute__((tls_model("initial-exec")));
+  static constinit thread_local Loop* tls_forked_loop __attribute__((tls_model("initial-exec")));
+  // pthread_atfork's child handler: unbinds the forking thread's loop.
+  static void forget_in_forked_child() noexcept;
+  // A fiber's copy in a forked child ended: the child cannot go on to run
+  // the parent's other fibers, so it ends here, saying why.
+  [[noreturn, gnu::cold]] void end_forked_child(const Fiber& fiber) noexcept;
   [[noreturn, gnu::cold, gnu::noinline]] static void throw_not_on_loop(const char* what);
 
   static void fiber_entry(boost::context::detail::transfer_t from) noexcept;

@@ -147,8 +147,19 @@ class OwnWait {
   LoopRecord* record_;
 };
 
-// Claims the lowest free record for the calling thread's new loop. Any thread.
+// Claims the lowest free record for the calling thread's new loop, or the
+// record reserved for this thread by claim_reserved_next. Any thread.
 LoopRecord& claim_loop_record();
+// Reserves the first run of n consecutive free records (run_loops' n loops)
+// and returns the index of its first; claim_loop_record passes them over
+// until claimed through claim_reserved_next. Any thread.
+int reserve_loop_records(int n);
+// The calling thread's next claim_loop_record takes the reserved record of
+// this index. Any thread.
+void claim_reserved_next(int index);
+// Ends the reservation of index: frees the record if its loop never claimed
+// it, and clears this thread's claim_reserved_next. Idempotent. Any thread.
+void end_reservation(int index);
 // Marks the record free again. Called by the loop thread as its loop ends.
 void release_loop_record(LoopRecord& record);
 // Visits every record ever claimed (active or not), in index order, under the

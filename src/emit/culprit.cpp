@@ -10,6 +10,10 @@ CulpritRules default_culprit_rules() {
       .modules = {"libc", "libm", "libstdc++", "libgcc_s", "ld-linux-x86-64", "ld-linux-aarch64", "libpthread",
                   "libunwind", "linux-vdso", "libstallwatch", "libstallwatch-probes"},
       .path_prefixes = {"/usr/include/", "/usr/local/include/", "/usr/lib/gcc/"},
+      // libcurl, libsqlite3, libpq …: the system's libraries, multiarch directories included.
+      .module_dirs = {"/lib/", "/usr/lib/", "/lib64/", "/usr/lib64/"},
+      // stallwatch's own templates, wherever its headers are installed.
+      .path_parts = {"/include/stallwatch/"},
   };
 }
 
@@ -23,12 +27,22 @@ CulpritRules culprit_rules(const std::vector<std::string>& not_app) {
 
 namespace {
 
+// The vDSO as libdw names it, "[vdso: 22234]" (as a file, linux-vdso.so.1).
+bool is_vdso(const std::string& module) { return module.starts_with("[vdso"); }
+
 bool belongs_to_application(const Frame& f, const CulpritRules& rules) {
+  if (is_vdso(f.module)) return false;
   for (const std::string& name : rules.modules) {
     if (config::module_matches(f.module, name)) return false;
   }
+  for (const std::string& dir : rules.module_dirs) {
+    if (f.module_path.starts_with(dir)) return false;
+  }
   for (const std::string& prefix : rules.path_prefixes) {
     if (f.file.starts_with(prefix)) return false;
+  }
+  for (const std::string& part : rules.path_parts) {
+    if (f.file.find(part) != std::string::npos) return false;
   }
   // No module at all: an address no mapping covers (a JIT, a corrupt stack).
   return !f.module.empty();

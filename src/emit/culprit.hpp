@@ -1,8 +1,10 @@
 // The culprit of a report: the first frame, innermost first, that belongs to
 // the application. Not the application: the C and C++ runtimes (libc,
-// libstdc++, libgcc_s, the dynamic loader, the vDSO), stallwatch itself, and code from
-// a system include directory (a standard-library template inlined into, or
-// instantiated in, the application's own module). A service names more
+// libstdc++, libgcc_s, the dynamic loader, the vDSO), the system's shared
+// libraries (libcurl, libsqlite3 … under /usr/lib), stallwatch itself (its
+// library and its installed headers), and code from a system include
+// directory (a standard-library template inlined into, or instantiated in,
+// the application's own module). A service names more
 // through Options::not_app / STALLWATCH_NOT_APP. Pure functions: any
 // thread; NOT async-signal-safe.
 //
@@ -27,10 +29,20 @@ struct CulpritRules {
   // Source path prefixes ("/usr/include/"): a frame whose file starts with
   // one is library code, whichever module holds it.
   std::vector<std::string> path_prefixes;
+  // Directories whose shared objects are the system's, not the application's
+  // (a frame's Frame::module_path starts with one).
+  std::vector<std::string> module_dirs;
+  // Source path parts ("/include/stallwatch/"): a frame whose file contains
+  // one is library code, wherever the library is installed.
+  std::vector<std::string> path_parts;
 };
 
-// The defaults: the runtimes' and stallwatch's modules, and the system
-// include directories (/usr/include/, /usr/local/include/, /usr/lib/gcc/).
+// The defaults: the runtimes' and stallwatch's modules, the vDSO, every
+// shared object under the system library directories (/lib/, /usr/lib/,
+// /lib64/, /usr/lib64/ and the multiarch directories inside them), the
+// system include directories (/usr/include/, /usr/local/include/,
+// /usr/lib/gcc/), and stallwatch's headers wherever they are installed
+// (…/include/stallwatch/).
 CulpritRules default_culprit_rules();
 
 // The defaults extended by not_app entries (Config::not_app, validated):

@@ -23,6 +23,7 @@
 #include "core/loop.hpp"
 #include "core/parking.hpp"
 #include "emit/emitter.hpp"
+#include "io/wait.hpp"
 #include "stallwatch/errors.hpp"
 #include "stallwatch/in_thread.hpp"
 #include "stallwatch/io.hpp"
@@ -152,6 +153,7 @@ std::uint16_t SocketAddress::port() const {
 }
 
 std::vector<SocketAddress> resolve(std::string_view host, std::uint16_t port) {
+  core::Loop::require("resolve");
   SocketAddress numeric;
   if (parse_numeric(host, port, numeric)) return {numeric};
   return in_thread(getaddrinfo_blocking, std::string(host), port);
@@ -184,6 +186,7 @@ TcpStream::~TcpStream() { close(); }
 void TcpStream::close() noexcept { close_fd(std::exchange(fd_, -1)); }
 
 TcpStream TcpStream::connect(const SocketAddress& address, Deadline deadline) {
+  core::Loop::require("connect");
   const int fd = ::socket(address.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) base::throw_errno(errno, "socket");
   TcpStream stream;
@@ -191,7 +194,7 @@ TcpStream TcpStream::connect(const SocketAddress& address, Deadline deadline) {
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&address.storage), address.length) == 0) return stream;
   if (errno != EINPROGRESS) base::throw_errno(errno, "connect " + address.to_string());
   core::as_operation([&] { return "connect to " + address.to_string(); }, deadline,
-                     [&] { wait_writable(fd, deadline); });
+                     [&] { io::wait_for(fd, true, deadline, "connect"); });
   int err = 0;
   socklen_t len = sizeof err;
   if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
@@ -200,6 +203,7 @@ TcpStream TcpStream::connect(const SocketAddress& address, Deadline deadline) {
 }
 
 TcpStream TcpStream::connect(std::string_view host, std::uint16_t port, Deadline deadline) {
+  core::Loop::require("connect");
   const std::vector<SocketAddress> addresses = resolve(host, port);
   std::exception_ptr last;
   for (const SocketAddress& address : addresses) {
@@ -214,31 +218,40 @@ TcpStream TcpStream::connect(std::string_view host, std::uint16_t port, Deadline
                           "stallwatch: connect: no address for '" + std::string(host) + "'");
 }
 
-std::size_t TcpStream::read_some(void* buffer, std::size_t size, Deadline deadline) {
-  if (fd_ < 0) base::throw_errno(EBADF, "read on a closed stream");
+namespace {
+
+// read_some's work; its waits' errors name `what`, the call the user made.
+std::size_t read_some_of(int fd, void* buffer, std::size_t size, Deadline deadline, const char* what) {
+  if (fd < 0) base::throw_errno(EBADF, "read on a closed stream");
   reactor::Reactor* reactor = reactor_of_this_thread();
   // The last read emptied the queue and no byte came since: a recv now
   // would only return EAGAIN (on a keep-alive connection, one per request).
-  if (reactor != nullptr && reactor->read_drained(fd_)) wait_readable(fd_, deadline);
+  if (reactor != nullptr && reactor->read_drained(fd)) io::wait_for(fd, false, deadline, what);
   for (;;) {
-    const ssize_t n = ::recv(fd_, buffer, size, 0);
+    const ssize_t n = ::recv(fd, buffer, size, 0);
     if (n >= 0) {
       // Short of the buffer: the queue is empty now (0 is end of stream).
-      if (n > 0 && static_cast<std::size_t>(n) < size && reactor != nullptr) reactor->note_read_drained(fd_);
+      if (n > 0 && static_cast<std::size_t>(n) < size && reactor != nullptr) reactor->note_read_drained(fd);
       return static_cast<std::size_t>(n);
     }
     if (errno == EINTR) continue;
     if (errno != EAGAIN) base::throw_errno(errno, "read");
-    if (reactor != nullptr) reactor->note_read_drained(fd_);
-    wait_readable(fd_, deadline);
+    if (reactor != nullptr) reactor->note_read_drained(fd);
+    io::wait_for(fd, false, deadline, what);
   }
+}
+
+}  // namespace
+
+std::size_t TcpStream::read_some(void* buffer, std::size_t size, Deadline deadline) {
+  return read_some_of(fd_, buffer, size, deadline, "read_some");
 }
 
 void TcpStream::read_exact(void* buffer, std::size_t size, Deadline deadline) {
   auto* p = static_cast<char*>(buffer);
   std::size_t got = 0;
   while (got < size) {
-    const std::size_t n = read_some(p + got, size - got, deadline);
+    const std::size_t n = read_some_of(fd_, p + got, size - got, deadline, "read_exact");
     if (n == 0) {
       throw end_of_stream("stallwatch: read_exact: peer closed after " + std::to_string(got) + " of " +
                           std::to_string(size) + " bytes");
@@ -259,7 +272,7 @@ void TcpStream::write_all(const void* data, std::size_t size, Deadline deadline)
     }
     if (errno == EINTR) continue;
     if (errno != EAGAIN) base::throw_errno(errno, "write");
-    wait_writable(fd_, deadline);
+    io::wait_for(fd_, true, deadline, "write_all");
   }
 }
 

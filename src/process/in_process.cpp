@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -100,11 +101,48 @@ bool send_full(int fd, const void* data, std::size_t size) {
   ::_exit(0);
 }
 
+// A child whose caller went away (cancelled, or the parent ended) gets
+// SIGTERM, and SIGKILL this long after if it is still there.
+constexpr std::int64_t kill_grace_ms = 1000;
+
 struct Child {
   pid_t pid;
   int pidfd;
   int channel;
+  std::int64_t kill_at_ms;  // once sent SIGTERM: when SIGKILL follows; -1 before, 0 once sent
 };
+
+std::int64_t monotonic_ms() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+// The caller's end of the channel closed before the child ended: nobody
+// wants its result, and a function that never returns would otherwise run
+// forever. SIGTERM now, SIGKILL after the grace period (end_abandoned).
+void abandon_child(Child& child) {
+  ::kill(child.pid, SIGTERM);
+  child.kill_at_ms = monotonic_ms() + kill_grace_ms;
+}
+
+// SIGKILL for the abandoned children past their grace period; returns the
+// poll timeout until the next one is due (-1: none).
+int end_abandoned(Child* children, int count) {
+  const std::int64_t now = monotonic_ms();
+  std::int64_t next = -1;
+  for (int i = 0; i < count; ++i) {
+    Child& child = children[i];
+    if (child.kill_at_ms <= 0) continue;
+    if (child.kill_at_ms <= now) {
+      ::kill(child.pid, SIGKILL);
+      child.kill_at_ms = 0;
+    } else if (next < 0 || child.kill_at_ms - now < next) {
+      next = child.kill_at_ms - now;
+    }
+  }
+  return static_cast<int>(next);
+}
 
 // Reaps a child and tells its caller how it ended.
 void finish_child(Child& child) {
@@ -152,7 +190,7 @@ bool accept_request(int control, Child* children, int& count) {
     return true;
   }
   const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  Child child{pid, pidfd, channel};
+  Child child{pid, pidfd, channel, -1};
   if (pidfd < 0) {
     // No pidfd (Linux < 5.3): wait for this child now. Correct, but calls
     // then run one at a time.
@@ -173,24 +211,36 @@ bool accept_request(int control, Child* children, int& count) {
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
 
+  // Per child: its pidfd (it ended) and its channel (its caller went away).
   static Child children[max_children];
-  static pollfd fds[max_children + 1];
+  static pollfd fds[1 + 2 * max_children];
   int count = 0;
+  bool parent_gone = false;
   for (;;) {
-    fds[0] = pollfd{control, static_cast<short>(count < max_children ? POLLIN : 0), 0};
-    for (int i = 0; i < count; ++i) fds[i + 1] = pollfd{children[i].pidfd, POLLIN, 0};
-    if (::poll(fds, static_cast<nfds_t>(count + 1), -1) < 0) {
+    const int timeout_ms = end_abandoned(children, count);
+    fds[0] = pollfd{parent_gone ? -1 : control, static_cast<short>(count < max_children ? POLLIN : 0), 0};
+    for (int i = 0; i < count; ++i) {
+      fds[1 + 2 * i] = pollfd{children[i].pidfd, POLLIN, 0};
+      fds[2 + 2 * i] = pollfd{children[i].kill_at_ms < 0 ? children[i].channel : -1, POLLRDHUP, 0};
+    }
+    if (::poll(fds, static_cast<nfds_t>(1 + 2 * count), timeout_ms) < 0) {
       if (errno == EINTR) continue;
       ::_exit(1);
     }
     for (int i = count - 1; i >= 0; --i) {
-      if (fds[i + 1].revents == 0) continue;
-      finish_child(children[i]);
-      children[i] = children[--count];
+      if (fds[1 + 2 * i].revents != 0) {
+        finish_child(children[i]);
+        children[i] = children[--count];
+      } else if (fds[2 + 2 * i].revents != 0) {
+        abandon_child(children[i]);
+      }
     }
     if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      if (!accept_request(control, children, count)) ::_exit(0);
+      // The parent has gone: its channels closed with it, so its children
+      // are being ended; the server leaves once they are reaped.
+      if (!accept_request(control, children, count)) parent_gone = true;
     }
+    if (parent_gone && count == 0) ::_exit(0);
   }
 }
 

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "base/thread_state.hpp"
+#include "core/loop.hpp"
 #include "core/parking.hpp"
 #include "stallwatch/errors.hpp"
 #include "stallwatch/io.hpp"
@@ -281,6 +282,7 @@ ProcessResult spawn_and_collect(const std::vector<std::string>& argv, const Proc
 }  // namespace
 
 ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOptions& options) {
+  core::Loop::require("run_process");  // before the child is spawned
   if (argv.empty()) throw std::invalid_argument("stallwatch: run_process: argv is empty");
   // A deadline or a cancel in any of its waits (output, input, exit) is
   // reported as this call's: "run_process sleep: deadline exceeded after …".

@@ -90,6 +90,7 @@ void thread_wait(std::unique_lock<CrossMutex>& lock, CrossWaitList& list, Deadli
 
 void cross_wait(std::unique_lock<CrossMutex>& lock, CrossWaitList& list, Deadline deadline, const char* what) {
   if (core::Loop::current() != nullptr) fiber_wait(core::Loop::require(what), lock, list, deadline, what);
+  else if (core::Loop::forked_copy() != nullptr) core::Loop::throw_in_forked_child(what);  // nobody would wake it
   else thread_wait(lock, list, deadline, what);
 }
 

@@ -28,6 +28,7 @@ std::string primitive_of(const std::string& call) { return call.substr(0, call.f
 }  // namespace
 
 void LoopOwner::adopt_or_throw(const char* what) const {
+  if (core::Loop::forked_copy() != nullptr) core::Loop::throw_in_forked_child(what);
   const void* here = tls_current_loop;
   if (loop_ == &unowned_primitive && here != nullptr) {
     loop_ = here;  // made off any loop: the first loop to use it owns it

@@ -28,6 +28,10 @@ void post_task(RemoteInbox* inbox, PostedTask* task) {
     task->release();
     throw std::logic_error("stallwatch: post or submit on an empty LoopHandle (take one with this_loop())");
   }
+  if (core::Loop::forked_copy() != nullptr) [[unlikely]] {
+    task->release();
+    core::Loop::throw_in_forked_child("LoopHandle::post");  // the parent's loop would never see it
+  }
   if (inbox->push_post(&task->node)) return;
   task->release();
   throw loop_stopped("stallwatch: post to loop " + std::to_string(inbox->loop_index()) +

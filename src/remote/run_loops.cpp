@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/loop_record.hpp"
+#include "emit/emitter.hpp"
 #include "stallwatch/loop_handle.hpp"
 
 namespace stallwatch {
@@ -18,6 +20,27 @@ namespace {
 
 constexpr std::size_t max_loops = 1024;
 
+// A loop's error after another loop's, which run_loops rethrows: logged, on
+// the loop's sink while it runs (else the process's), never dropped.
+void report_other_error(std::exception_ptr error) noexcept {
+  std::string what = "a non-standard exception";
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  try {
+    const int loop = this_loop_index();
+    emit::message(loop >= 0 ? loop : emit::process_wide, "run_loops_error",
+                  "run_loops: " + (loop >= 0 ? "loop " + std::to_string(loop) : std::string("a loop")) +
+                      " ended with an exception after another loop's, which run_loops rethrows: " + what,
+                  {{"what", what}});
+  } catch (...) {
+    // Out of memory while reporting: nothing more can be said.
+  }
+}
+
 }  // namespace
 
 void run_loops_with(const Options& options, std::size_t n, const std::function<void(std::size_t)>& body) {
@@ -26,23 +49,39 @@ void run_loops_with(const Options& options, std::size_t n, const std::function<v
                                 std::to_string(max_loops));
   }
   (void)resolve_config(options);  // a bad option throws here, on the caller's thread, before any loop starts
+  // The n loops take n consecutive indices, in order: thread stallwatch-k runs loop k.
+  const int first_index = core::reserve_loop_records(static_cast<int>(n));
   std::mutex first_error_mutex;
   std::exception_ptr first_error;
-  std::vector<std::thread> threads;
-  threads.reserve(n);
   auto run_one = [&](std::size_t i) {
-    const std::string name = "stallwatch-" + std::to_string(i);  // 15 characters at most for i < 10000
+    const int index = first_index + static_cast<int>(i);
+    const std::string name = "stallwatch-" + std::to_string(index);  // 15 characters at most for index < 10000
     pthread_setname_np(pthread_self(), name.c_str());
+    core::claim_reserved_next(index);
     try {
-      run(options, [&body, i] { body(i); });
+      run(options, [&body, &first_error_mutex, &first_error, i] {
+        try {
+          body(i);
+        } catch (...) {
+          // Said on the loop's own sink while it still runs: only the first error can be rethrown.
+          std::lock_guard<std::mutex> lock(first_error_mutex);
+          if (first_error) report_other_error(std::current_exception());
+          else first_error = std::current_exception();
+        }
+      });
     } catch (...) {
       std::lock_guard<std::mutex> lock(first_error_mutex);
-      if (!first_error) first_error = std::current_exception();
+      if (first_error) report_other_error(std::current_exception());
+      else first_error = std::current_exception();
     }
+    core::end_reservation(index);
   };
+  std::vector<std::thread> threads;
+  threads.reserve(n);
   try {
     for (std::size_t i = 0; i < n; ++i) threads.emplace_back(run_one, i);
   } catch (...) {
+    for (std::size_t i = threads.size(); i < n; ++i) core::end_reservation(first_index + static_cast<int>(i));
     for (std::thread& t : threads) t.join();  // those started run to their end
     throw;
   }

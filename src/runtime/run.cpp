@@ -53,6 +53,7 @@ namespace detail {
 
 void run_main(const Options& options, TaskBase* main) {
   if (core::Loop::current() != nullptr) throw std::logic_error("stallwatch::run: this thread already runs a loop");
+  if (core::Loop::forked_copy() != nullptr) core::Loop::throw_in_forked_child("run");
   const Config config = resolve_config(options);
   emit::configure_process(config);
   blocking::configure(config);  // STALLWATCH_ALLOW; strict-mode probes canary

@@ -230,7 +230,8 @@ std::vector<Frame> Symbolizer::resolve(std::uintptr_t pc, std::uintptr_t lookup)
   Dwarf_Addr start = 0;
   const char* main_file = nullptr;
   const char* name = dwfl_module_info(module, nullptr, &start, nullptr, nullptr, nullptr, &main_file, nullptr);
-  frame.module = base_name(main_file != nullptr ? main_file : name);
+  frame.module_path = main_file != nullptr ? main_file : (name != nullptr ? name : "");
+  frame.module = base_name(frame.module_path.c_str());
   frame.module_offset = pc - static_cast<std::uintptr_t>(start);
 
   // Loads the ELF file: the build-id is unknown until then.

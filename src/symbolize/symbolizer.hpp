@@ -20,6 +20,7 @@ struct Frame {
   std::string file;              // source file, empty without debug info
   int line = 0;                  // 0 without debug info
   std::string module;            // file name of the mapped object, e.g. "libc.so.6"
+  std::string module_path;       // its path as mapped, e.g. "/usr/lib/x86_64-linux-gnu/libc.so.6"
   std::uintptr_t module_offset = 0;
   std::string build_id;          // hex, empty when the object has none
   bool inlined = false;          // an inlined call inside the next frame (same pc)

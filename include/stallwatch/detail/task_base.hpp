@@ -46,19 +46,25 @@ class STALLWATCH_EXPORT TaskBase {
   std::exception_ptr error;
   WaitQueue joiners;
   void* fiber = nullptr;  // the running core fiber; null once done
+  const void* loop = nullptr;  // the identity of the loop it runs on (see loop_owner.hpp)
   std::uint64_t id = 0;
 
  private:
   int refs_ = 1;
 };
 
+// Throws not_on_loop naming `what` ("collect") unless called from a fiber of
+// a running loop: a template built on spawn names itself, not spawn.
+STALLWATCH_EXPORT void require_loop(const char* what);
 // Starts task as a fiber on the current loop; the fiber holds one reference.
 // Throws not_on_loop off a loop. Loop thread.
 STALLWATCH_EXPORT void start_task(TaskBase* task, std::string_view name);
 // Parks until task is done. Throws deadline_exceeded or cancelled (the caller's
-// own cancellation); does not rethrow the task's error. Loop thread.
+// own cancellation), wrong_loop from any thread but the task's loop's; does
+// not rethrow the task's error. Loop thread.
 STALLWATCH_EXPORT void join_task(TaskBase* task, Deadline deadline);
-// Asks task's fiber to stop: its current or next park throws cancelled. Loop thread.
+// Asks task's fiber to stop: its current or next park throws cancelled.
+// Throws wrong_loop from any thread but the task's loop's. Loop thread.
 STALLWATCH_EXPORT void cancel_task(TaskBase* task);
 // Logs an error that nobody will ever observe (a dropped Task that failed).
 STALLWATCH_EXPORT void report_unobserved_error(TaskBase* task) noexcept;
