@@ -1,0 +1,204 @@
+// The HTTP client (stallwatch/http.hpp): an easy handle per request, taken
+// from a per-thread free list, configured from the Request and performed by
+// curl::perform on the loop's multi handle.
+#include <strings.h>
+
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "stallwatch/curl.hpp"
+#include "stallwatch/file.hpp"
+#include "stallwatch/http.hpp"
+
+namespace stallwatch {
+inline namespace v1 {
+namespace http {
+namespace {
+
+// Reset easy handles kept for the next request of the thread: a handle
+// carries buffers worth reusing, while connections live in the loop's multi.
+class EasyPool {
+ public:
+  ~EasyPool() {
+    for (CURL* easy : free_) curl_easy_cleanup(easy);
+  }
+  CURL* take() {
+    if (free_.empty()) return curl_easy_init();
+    CURL* easy = free_.back();
+    free_.pop_back();
+    return easy;
+  }
+  void give(CURL* easy) {
+    if (free_.size() >= max_kept) {
+      curl_easy_cleanup(easy);
+      return;
+    }
+    curl_easy_reset(easy);
+    free_.push_back(easy);
+  }
+
+ private:
+  static constexpr std::size_t max_kept = 256;
+  std::vector<CURL*> free_;
+};
+
+thread_local EasyPool easy_pool;
+
+struct EasyLease {
+  CURL* easy = easy_pool.take();
+  ~EasyLease() {
+    if (easy != nullptr) easy_pool.give(easy);
+  }
+};
+
+// What curl's callbacks fill, and the first exception one of them caught
+// (callbacks run inside libcurl, which must not be unwound through).
+struct Exchange {
+  const Request* request = nullptr;
+  Response response;
+  std::exception_ptr failure;
+  std::string ca_text;
+};
+
+std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user) noexcept {
+  auto* x = static_cast<Exchange*>(user);
+  const std::size_t n = size * count;
+  try {
+    std::string_view line(data, n);
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+    if (line.size() >= 5 && line.substr(0, 5) == "HTTP/") {
+      x->response.headers.clear();  // a new response (after a redirect or a 100 Continue)
+      return n;
+    }
+    const std::size_t colon = line.find(':');
+    if (colon == std::string_view::npos) return n;
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    x->response.headers.emplace_back(std::string(line.substr(0, colon)), std::string(value));
+  } catch (...) {
+    x->failure = std::current_exception();
+    return 0;
+  }
+  return n;
+}
+
+std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user) noexcept {
+  auto* x = static_cast<Exchange*>(user);
+  const std::size_t n = size * count;
+  try {
+    if (x->request->on_body) x->request->on_body(std::string_view(data, n));
+    else x->response.body.append(data, n);
+  } catch (...) {
+    x->failure = std::current_exception();
+    return 0;
+  }
+  return n;
+}
+
+void configure(CURL* easy, const Request& request, Exchange& exchange, curl_slist*& headers, char* error_text) {
+  curl_easy_setopt(easy, CURLOPT_URL, request.url.c_str());
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, error_text);
+  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &on_header);
+  curl_easy_setopt(easy, CURLOPT_HEADERDATA, &exchange);
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &on_body);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, &exchange);
+  if (request.method == "GET") {
+    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+  } else if (request.method == "HEAD") {
+    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+  } else {
+    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+  }
+  if (!request.body.empty() || request.method == "POST" || request.method == "PUT" || request.method == "PATCH") {
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, request.body.data());
+  }
+  for (const auto& [name, value] : request.headers) {
+    const std::string line = value.empty() ? name + ";" : name + ": " + value;
+    curl_slist* more = curl_slist_append(headers, line.c_str());
+    if (more == nullptr) throw std::bad_alloc();
+    headers = more;
+  }
+  // No "Expect: 100-continue" round trip before a large body.
+  if (!request.body.empty()) {
+    curl_slist* more = curl_slist_append(headers, "Expect:");
+    if (more == nullptr) throw std::bad_alloc();
+    headers = more;
+  }
+  if (headers != nullptr) curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+  if (request.max_redirects > 0) {
+    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(easy, CURLOPT_MAXREDIRS, request.max_redirects);
+  }
+  // The system store is curl's CA bundle file, which curl loads once per
+  // loop (its multi handle caches the parsed store, CURLOPT_CA_CACHE_TIMEOUT);
+  // no CA directory, whose files OpenSSL would open on the loop at each
+  // handshake. A request's own CA file is read off the loop and handed over
+  // as a blob (a test's file may change between requests).
+  curl_easy_setopt(easy, CURLOPT_CAPATH, nullptr);
+  if (!request.ca_file.empty()) {
+    exchange.ca_text = read_file(request.ca_file);
+    curl_blob blob{exchange.ca_text.data(), exchange.ca_text.size(), CURL_BLOB_COPY};
+    curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &blob);
+  }
+}
+
+struct SlistFree {
+  curl_slist* list = nullptr;
+  ~SlistFree() { curl_slist_free_all(list); }
+};
+
+}  // namespace
+
+std::optional<std::string> Response::header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (key.size() == name.size() && strncasecmp(key.data(), name.data(), name.size()) == 0) return value;
+  }
+  return std::nullopt;
+}
+
+Response fetch(const Request& request) {
+  EasyLease lease;
+  if (lease.easy == nullptr) throw error("stallwatch: http " + request.method + " " + curl::redact_url(request.url) +
+                                             ": curl_easy_init failed", CURLE_OUT_OF_MEMORY);
+  Exchange exchange;
+  exchange.request = &request;
+  SlistFree headers;
+  char error_text[CURL_ERROR_SIZE] = {};
+  configure(lease.easy, request, exchange, headers.list, error_text);
+  const CURLcode rc = curl::perform(lease.easy, request.deadline);
+  if (exchange.failure) std::rethrow_exception(exchange.failure);
+  if (rc != CURLE_OK) {
+    std::string what = "stallwatch: http " + request.method + " " + curl::redact_url(request.url) + ": " +
+                       curl_easy_strerror(rc);
+    if (error_text[0] != '\0') what += std::string(" (") + error_text + ")";
+    throw error(what, rc);
+  }
+  curl_easy_getinfo(lease.easy, CURLINFO_RESPONSE_CODE, &exchange.response.status);
+  return std::move(exchange.response);
+}
+
+Response get(const std::string& url, Deadline deadline) {
+  Request request;
+  request.url = url;
+  request.deadline = deadline;
+  return fetch(request);
+}
+
+Response post(const std::string& url, std::string body, const std::string& content_type, Deadline deadline) {
+  Request request;
+  request.method = "POST";
+  request.url = url;
+  request.body = std::move(body);
+  request.headers.emplace_back("Content-Type", content_type);
+  request.deadline = deadline;
+  return fetch(request);
+}
+
+}  // namespace http
+}  // namespace v1
+}  // namespace stallwatch
