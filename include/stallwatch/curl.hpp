@@ -8,6 +8,11 @@
 // connection cache, DNS cache and HTTP/2 multiplexing. Name resolution runs on
 // libcurl's threaded resolver, off the loop.
 //
+// Call curl_global_init(CURL_GLOBAL_DEFAULT) before run(), as libcurl asks
+// of every program, before the first curl_easy_init: it reads OpenSSL's
+// configuration file, and curl_easy_init would otherwise do it on the loop.
+// (http::fetch sees to it itself, off the loop.)
+//
 // Loop thread, from a fiber. Built only when stallwatch is built with libcurl
 // (meson option `curl`); then the umbrella header includes this one.
 //

@@ -51,8 +51,8 @@ std::uint64_t tag(curl_socket_t fd) {
 // moving; more wait for the next round.
 constexpr int events_per_round = 64;
 
-// curl_global_init reads OpenSSL's configuration file, so it runs once, on
-// the offload pool, before the first multi handle of the process.
+}  // namespace
+
 void init_curl_once() {
   static std::atomic<bool> done{false};
   if (done.load(std::memory_order_acquire)) return;
@@ -67,8 +67,6 @@ void init_curl_once() {
   });
   done.store(true, std::memory_order_release);
 }
-
-}  // namespace
 
 curl_socket_t open_socket(void*, curlsocktype, struct curl_sockaddr* address) noexcept {
   const int fd = ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);

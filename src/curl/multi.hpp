@@ -86,6 +86,11 @@ class Multi : public std::enable_shared_from_this<Multi> {
   Task<void> driver_task_;
 };
 
+// curl_global_init, once per process, on the offload pool: it reads
+// OpenSSL's configuration file. Before the first multi or easy handle a loop
+// makes (curl_easy_init would run it on the loop otherwise). Loop thread.
+void init_curl_once();
+
 // The socket callbacks perform() installs on every easy handle: a socket
 // curl opens or closes gets a new generation. Any thread.
 curl_socket_t open_socket(void* clientp, curlsocktype purpose, struct curl_sockaddr* address) noexcept;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "curl/multi.hpp"
 #include "stallwatch/curl.hpp"
 #include "stallwatch/file.hpp"
 #include "stallwatch/http.hpp"
@@ -162,6 +163,7 @@ std::optional<std::string> Response::header(std::string_view name) const {
 }
 
 Response fetch(const Request& request) {
+  curl_adapter::init_curl_once();
   EasyLease lease;
   if (lease.easy == nullptr) throw error("stallwatch: http " + request.method + " " + curl::redact_url(request.url) +
                                              ": curl_easy_init failed", CURLE_OUT_OF_MEMORY);
