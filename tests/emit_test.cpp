@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "emit/advice.hpp"
 #include "emit/emitter.hpp"
 #include "emit/format.hpp"
 #include "emit/report_limiter.hpp"
@@ -264,4 +265,32 @@ TEST_CASE("a sink that throws loses no line: it goes to stderr, and the caller c
   emit::attach_loop(44, config);
   CHECK_NOTHROW(emit::message(44, "note", "still written"));
   emit::detach_loop(44);
+}
+
+TEST_CASE("a blocking-call report advises the cooperative call from one table") {
+  using stallwatch::emit::advice_for;
+  CHECK(advice_for("curl_easy_perform").find("stallwatch::curl::perform or stallwatch::http") != std::string_view::npos);
+  CHECK(advice_for("getaddrinfo").find("stallwatch::resolve") != std::string_view::npos);
+  CHECK(advice_for("gethostbyname") == advice_for("getaddrinfo"));
+  for (const char* f : {"sleep", "usleep", "nanosleep", "clock_nanosleep"}) {
+    CHECK(advice_for(f).find("stallwatch::sleep_for") != std::string_view::npos);
+  }
+  CHECK(advice_for("system").find("stallwatch::run_process") != std::string_view::npos);
+  CHECK(advice_for("popen") == advice_for("system"));
+  for (const char* f : {"futex", "pthread_cond_wait", "pthread_cond_timedwait", "pthread_cond_clockwait"}) {
+    CHECK(advice_for(f).find("stallwatch::Future") != std::string_view::npos);
+  }
+  for (const char* f : {"PQexec", "PQexecParams", "PQprepare", "PQexecPrepared", "PQconnectdb", "PQgetResult",
+                        "PQcancel"}) {
+    CHECK(advice_for(f).find("stallwatch::pg") != std::string_view::npos);
+  }
+  CHECK(advice_for("fsync").find("stallwatch::in_thread") != std::string_view::npos);
+  CHECK(advice_for("").find("stallwatch::in_thread") != std::string_view::npos);
+
+  stallwatch::emit::BlockingCall call;
+  call.function = "curl_easy_perform";
+  const std::string text = stallwatch::emit::format(call, stallwatch::log_format::text);
+  CHECK(text.find("\n  advice: use stallwatch::curl::perform or stallwatch::http") != std::string::npos);
+  const std::string json = stallwatch::emit::format(call, stallwatch::log_format::json);
+  CHECK(json.find(",\"advice\":\"use stallwatch::curl::perform or stallwatch::http") != std::string::npos);
 }
