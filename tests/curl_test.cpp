@@ -6,6 +6,7 @@
 // a transfer made on the loop would end it.
 #include <doctest/doctest.h>
 
+#include <netdb.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -378,4 +379,35 @@ TEST_CASE("client requests are counted per loop, method and status class") {
   bool has_duration = false;
   for (const auto& f : families) has_duration |= f.name == "stallwatch_http_client_request_duration_seconds";
   CHECK(has_duration);
+}
+
+TEST_CASE("a host name is resolved off the loop (libcurl's threaded resolver)") {
+  // The machine's own name, when /etc/hosts maps it to a loopback address
+  // (127.0.0.1 here, 127.0.1.1 on a stock Debian): looked up by getaddrinfo,
+  // which libcurl must run on its resolver thread, never on the loop (the
+  // strict run would end at once).
+  char name[256] = {};
+  ::gethostname(name, sizeof name - 1);
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(name, nullptr, &hints, &found) != 0 || found == nullptr) {
+    MESSAGE("skipped: the host name " << name << " does not resolve");
+    return;
+  }
+  const in_addr_t address = reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr.s_addr;
+  ::freeaddrinfo(found);
+  if ((ntohl(address) >> 24) != 127) {
+    MESSAGE("skipped: the host name " << name << " is not a loopback address");
+    return;
+  }
+  const curl_version_info_data* info = curl_version_info(CURLVERSION_NOW);
+  REQUIRE((info->features & CURL_VERSION_ASYNCHDNS) != 0);
+  HttpServer server(address);
+  stallwatch::run([&] {
+    const http::Response r =
+        http::get("http://" + std::string(name) + ":" + std::to_string(server.port()) + "/small",
+                  stallwatch::deadline_after(10s));
+    CHECK(r.body == "hello");
+  });
 }

@@ -17,6 +17,7 @@
 #include "core/fiber.hpp"
 #include "core/loop.hpp"
 #include "curl/client_stats.hpp"
+#include "emit/emitter.hpp"
 #include "stallwatch/in_thread.hpp"
 #include "stallwatch/io.hpp"
 
@@ -62,6 +63,16 @@ void init_curl_once() {
       const CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
       if (rc != CURLE_OK) {
         throw std::runtime_error(std::string("stallwatch: curl_global_init: ") + curl_easy_strerror(rc));
+      }
+      // Debian's libcurl resolves names on a thread of its own; a build
+      // without an asynchronous resolver would call getaddrinfo on the loop.
+      const curl_version_info_data* info = curl_version_info(CURLVERSION_NOW);
+      if ((info->features & CURL_VERSION_ASYNCHDNS) == 0) {
+        emit::message(emit::process_wide, "curl_sync_resolver",
+                      std::string("libcurl ") + info->version +
+                          " has no asynchronous resolver: a host name in a curl::perform URL is resolved on the "
+                          "loop (blocking it); use addresses, or CURLOPT_RESOLVE with stallwatch::resolve",
+                      {{"curl_version", std::string(info->version)}});
       }
     });
   });

@@ -45,13 +45,14 @@ inline char pattern_byte(std::uint64_t i) { return static_cast<char>('a' + (i % 
 
 class HttpServer {
  public:
-  HttpServer() {
+  // address: a loopback address, 127.0.0.1 unless told.
+  explicit HttpServer(in_addr_t address = htonl(INADDR_LOOPBACK)) {
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_addr.s_addr = address;
     if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(listen_fd_, 1024) != 0) {
       throw std::runtime_error("test server: bind/listen failed");
     }
