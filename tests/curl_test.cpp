@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -311,6 +313,51 @@ TEST_CASE("HTTPS through nginx with the test's CA file, HTTP/2 multiplexed on on
         });
     for (int s : statuses) CHECK(s == 200);
   });
+}
+
+TEST_CASE("raw HTTPS handles share one HTTP/2 connection on a loop") {
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  Nginx nginx;
+  std::string ca;  // read here, off the loop
+  {
+    std::ifstream in(nginx.ca_file());
+    ca.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  struct Seen {
+    long version = 0;
+    long connects = 0;
+    long status = 0;
+  };
+  std::vector<Seen> seen;
+  stallwatch::run([&] {
+    seen = each(20, [&](int) {
+      CURL* easy = curl_easy_init();
+      std::string body;
+      const std::string url = nginx.https_url("/");
+      curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
+      curl_blob blob{ca.data(), ca.size(), CURL_BLOB_COPY};
+      curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &blob);
+      curl_easy_setopt(easy, CURLOPT_CAPATH, nullptr);
+      curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+      curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &append_to_string);
+      curl_easy_setopt(easy, CURLOPT_WRITEDATA, &body);
+      Seen s;
+      if (stallwatch::curl::perform(easy, stallwatch::deadline_after(30s)) == CURLE_OK && body == "hello") {
+        curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &s.version);
+        curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &s.connects);
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &s.status);
+      }
+      curl_easy_cleanup(easy);
+      return s;
+    });
+  });
+  long connects = 0;
+  for (const Seen& s : seen) {
+    CHECK(s.status == 200);
+    CHECK(s.version == CURL_HTTP_VERSION_2_0);
+    connects += s.connects;
+  }
+  CHECK(connects == 1);  // multiplexed: one connection for all twenty
 }
 
 TEST_CASE("redirects are off by default, followed up to a limit when asked") {

@@ -141,6 +141,12 @@ void configure(CURL* easy, const Request& request, Exchange& exchange, curl_slis
   // handshake. A request's own CA file is read off the loop and handed over
   // as a blob (a test's file may change between requests).
   curl_easy_setopt(easy, CURLOPT_CAPATH, nullptr);
+  // A request that finds a TLS connection to its host still being set up
+  // waits to learn whether it speaks HTTP/2, and then shares it, rather than
+  // opening one more (HTTPS only: plain http:// never multiplexes).
+  if (request.url.size() >= 8 && strncasecmp(request.url.c_str(), "https://", 8) == 0) {
+    curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+  }
   if (!request.ca_file.empty()) {
     exchange.ca_text = read_file(request.ca_file);
     curl_blob blob{exchange.ca_text.data(), exchange.ca_text.size(), CURL_BLOB_COPY};
