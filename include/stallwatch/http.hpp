@@ -18,6 +18,11 @@
 // keeps for a day. Redirects are not followed unless a request sets
 // max_redirects.
 //
+// Host names are looked up by stallwatch's DNS (getaddrinfo on the in_thread
+// pool, cached for a minute per thread) and handed to curl, so no lookup
+// touches the loop; a redirect to another host is looked up by libcurl's
+// threaded resolver.
+//
 // Loop thread, from a fiber.
 //
 //   auto r = stallwatch::http::get("http://127.0.0.1:8080/health", stallwatch::deadline_after(2s));

@@ -1,6 +1,8 @@
 // The HTTP client (stallwatch/http.hpp): an easy handle per request, taken
 // from a per-thread free list, configured from the Request and performed by
-// curl::perform on the loop's multi handle.
+// curl::perform on the loop's multi handle; host names resolved by
+// stallwatch's DNS.
+#include <arpa/inet.h>
 #include <strings.h>
 
 #include <exception>
@@ -8,12 +10,15 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <system_error>
+#include <unordered_map>
 #include <vector>
 
 #include "curl/multi.hpp"
 #include "stallwatch/curl.hpp"
 #include "stallwatch/file.hpp"
 #include "stallwatch/http.hpp"
+#include "stallwatch/net.hpp"
 
 namespace stallwatch {
 inline namespace v1 {
@@ -55,6 +60,71 @@ struct EasyLease {
     if (easy != nullptr) easy_pool.give(easy);
   }
 };
+
+// Host names go through stallwatch's DNS (getaddrinfo on the in_thread pool)
+// and reach curl as CURLOPT_RESOLVE entries: libcurl's threaded resolver,
+// though off the loop, makes the loop wait on its thread's mutex at the end
+// of a lookup. Cached per thread for a minute, as curl caches its own.
+class HostCache {
+ public:
+  // "host:port:address,address…" for url's host, or "" when curl needs no
+  // lookup (an address, localhost) or cannot parse the URL (it then says why).
+  std::string entry_for(const std::string& url) {
+    std::string host;
+    long port = 0;
+    if (!host_and_port(url, host, port) || !needs_lookup(host)) return "";
+    const std::string key = host + ":" + std::to_string(port);
+    const auto now = std::chrono::steady_clock::now();
+    if (auto it = entries_.find(key); it != entries_.end() && it->second.expires > now) return it->second.entry;
+    std::string entry = key + ":";
+    bool first = true;
+    for (const SocketAddress& a : resolve(host, static_cast<std::uint16_t>(port))) {
+      std::string text = a.to_string();
+      text.erase(text.rfind(':'));
+      if (!first) entry += ',';
+      entry += text;
+      first = false;
+    }
+    if (entries_.size() >= max_entries) entries_.clear();
+    entries_[key] = Entry{entry, now + std::chrono::seconds(60)};
+    return entry;
+  }
+
+ private:
+  struct Entry {
+    std::string entry;
+    std::chrono::steady_clock::time_point expires;
+  };
+  static constexpr std::size_t max_entries = 1024;
+
+  static bool host_and_port(const std::string& url, std::string& host, long& port) {
+    CURLU* parsed = curl_url();
+    if (parsed == nullptr) return false;
+    char* h = nullptr;
+    char* p = nullptr;
+    const bool ok = curl_url_set(parsed, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK &&
+                    curl_url_get(parsed, CURLUPART_HOST, &h, 0) == CURLUE_OK &&
+                    curl_url_get(parsed, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) == CURLUE_OK;
+    if (ok) {
+      host = h;
+      port = std::strtol(p, nullptr, 10);
+    }
+    curl_free(h);
+    curl_free(p);
+    curl_url_cleanup(parsed);
+    return ok && port > 0 && port < 65536;
+  }
+
+  static bool needs_lookup(const std::string& host) {
+    in_addr v4;
+    if (host.empty() || host.front() == '[' || inet_pton(AF_INET, host.c_str(), &v4) == 1) return false;
+    return strcasecmp(host.c_str(), "localhost") != 0;  // curl answers localhost itself
+  }
+
+  std::unordered_map<std::string, Entry> entries_;
+};
+
+thread_local HostCache host_cache;
 
 // What curl's callbacks fill, and the first exception one of them caught
 // (callbacks run inside libcurl, which must not be unwound through).
@@ -178,6 +248,20 @@ Response fetch(const Request& request) {
   SlistFree headers;
   char error_text[CURL_ERROR_SIZE] = {};
   configure(lease.easy, request, exchange, headers.list, error_text);
+  SlistFree resolved;
+  std::string entry;
+  try {
+    entry = host_cache.entry_for(request.url);
+  } catch (const std::system_error& e) {
+    throw error("stallwatch: http " + request.method + " " + curl::redact_url(request.url) + ": " +
+                    curl_easy_strerror(CURLE_COULDNT_RESOLVE_HOST) + " (" + e.what() + ")",
+                CURLE_COULDNT_RESOLVE_HOST);
+  }
+  if (!entry.empty()) {
+    resolved.list = curl_slist_append(nullptr, entry.c_str());
+    if (resolved.list == nullptr) throw std::bad_alloc();
+    curl_easy_setopt(lease.easy, CURLOPT_RESOLVE, resolved.list);
+  }
   const CURLcode rc = curl::perform(lease.easy, request.deadline);
   if (exchange.failure) std::rethrow_exception(exchange.failure);
   if (rc != CURLE_OK) {
