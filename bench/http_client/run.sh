@@ -57,7 +57,7 @@ url=http://127.0.0.1:$port/
 run() {
   local line
   case "$1" in
-    stallwatch) line=$(STALLWATCH_METRICS_ADDR=off taskset -c "$client_cpu" "$bin/stallwatch-bench-http-client" "$url" "$2" "$3") ;;
+    stallwatch) line=$(STALLWATCH_METRICS_ADDR=off taskset -c "$client_cpu" "$bin/stallwatch-bench-http-client" "$url" "$2" "$3" 2>>"$out/stallwatch-stderr.log") ;;
     curl-multi) line=$(taskset -c "$client_cpu" "$bin/stallwatch-bench-http-curl-multi" "$url" "$2" "$3") ;;
     go) line=$(GOMAXPROCS=1 taskset -c "$client_cpu" "$bin/stallwatch-bench-http-go" "$url" "$2" "$3") ;;
     wrk)
