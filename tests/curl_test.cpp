@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -456,5 +457,28 @@ TEST_CASE("a host name is resolved off the loop (libcurl's threaded resolver)") 
         http::get("http://" + std::string(name) + ":" + std::to_string(server.port()) + "/small",
                   stallwatch::deadline_after(10s));
     CHECK(r.body == "hello");
+  });
+}
+
+TEST_CASE("the demo server: 200 keep-alive GETs from 20 fibers") {
+  const char* demo = std::getenv("STALLWATCH_DEMO");
+  if (demo == nullptr || *demo == '\0') {
+    MESSAGE("skipped: STALLWATCH_DEMO names no stallwatch-demo");
+    return;
+  }
+  test_servers::Demo server(demo);
+  stallwatch::run([&] {
+    const std::vector<int> ok = each(20, [&](int) {
+      int good = 0;
+      for (int k = 0; k < 10; ++k) {
+        const http::Response r = http::get(server.url("/"), stallwatch::deadline_after(30s));
+        good += r.status == 200 && r.body == "hello";
+      }
+      return good;
+    });
+    int total = 0;
+    for (int n : ok) total += n;
+    CHECK(total == 200);
+    CHECK(http::get(server.url("/no-such-endpoint"), stallwatch::deadline_after(30s)).status == 404);
   });
 }

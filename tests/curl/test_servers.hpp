@@ -308,4 +308,43 @@ class Nginx {
   pid_t pid_ = -1;
 };
 
+// stallwatch-demo (examples/demo) on a free loopback port, without the
+// probes or strict mode the test itself may run under; stopped with SIGTERM.
+class Demo {
+ public:
+  explicit Demo(const std::string& program) : port_(free_port()) {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::unsetenv("LD_PRELOAD");
+      ::unsetenv("STALLWATCH_STRICT");
+      ::setenv("STALLWATCH_METRICS_ADDR", "off", 1);
+      const std::string port = std::to_string(port_);
+      ::execl(program.c_str(), program.c_str(), "--port", port.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    for (int i = 0; i < 1000; ++i) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(static_cast<std::uint16_t>(port_));
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      const bool up = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+      ::close(fd);
+      if (up) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    throw std::runtime_error("stallwatch-demo did not start listening");
+  }
+  ~Demo() {
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+  std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+
+ private:
+  int port_;
+  pid_t pid_ = -1;
+};
+
 }  // namespace test_servers
