@@ -2,7 +2,8 @@
 // few hundred milliseconds one fiber computes for 120 ms (an on-cpu stall)
 // and another sleeps in usleep() on the loop (a blocked stall, and a probed
 // blocking call), while a ticker and an in_thread user keep the loop-lag and
-// offload-pool metrics moving. Built as `stallwatch-metrics-example`; the
+// offload-pool metrics moving, and (built with libcurl) a client fetches the
+// metrics endpoint itself through stallwatch::http. Built as `stallwatch-metrics-example`; the
 // Prometheus integration test (tests/prometheus_integration.py) scrapes it.
 //
 //   STALLWATCH_METRICS_ADDR=127.0.0.1:9464 stallwatch-metrics-example --seconds 60
@@ -111,10 +112,28 @@ int main(int argc, char** argv) {
         stallwatch::sleep_for(50ms);
       }
     }, "offload");
+#if STALLWATCH_HAVE_CURL
+    // The HTTP client's metrics: GET this program's own /metrics.
+    const char* addr = std::getenv("STALLWATCH_METRICS_ADDR");
+    const std::string target = !args.service_exposer.empty() ? args.service_exposer : (addr != nullptr ? addr : "");
+    auto client = stallwatch::spawn([&] {
+      while (running() && !target.empty() && target != "off") {
+        try {
+          stallwatch::http::get("http://" + target + "/metrics", stallwatch::deadline_after(2s));
+        } catch (const std::exception&) {
+          // Not listening yet, or gone: counted as status_class="error".
+        }
+        stallwatch::sleep_for(300ms);
+      }
+    }, "http-client");
+#endif
     ticker.join();
     cpu.join();
     blocked.join();
     offload.join();
+#if STALLWATCH_HAVE_CURL
+    client.join();
+#endif
     return 0;
   });
 }

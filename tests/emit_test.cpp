@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/text.hpp"
+#include "emit/advice.hpp"
 #include "emit/emitter.hpp"
 #include "emit/format.hpp"
 #include "emit/report_limiter.hpp"
@@ -344,4 +345,32 @@ TEST_CASE("the writer of a line never runs the sink: a hung sink holds up no oth
   }
   emit::detach_loop(46);
   emit::detach_loop(47);
+}
+
+TEST_CASE("a blocking-call report advises the cooperative call from one table") {
+  using stallwatch::emit::advice_for;
+  CHECK(advice_for("curl_easy_perform").find("stallwatch::curl::perform or stallwatch::http") != std::string_view::npos);
+  CHECK(advice_for("getaddrinfo").find("stallwatch::resolve") != std::string_view::npos);
+  CHECK(advice_for("gethostbyname") == advice_for("getaddrinfo"));
+  for (const char* f : {"sleep", "usleep", "nanosleep", "clock_nanosleep"}) {
+    CHECK(advice_for(f).find("stallwatch::sleep_for") != std::string_view::npos);
+  }
+  CHECK(advice_for("system").find("stallwatch::run_process") != std::string_view::npos);
+  CHECK(advice_for("popen") == advice_for("system"));
+  for (const char* f : {"futex", "pthread_cond_wait", "pthread_cond_timedwait", "pthread_cond_clockwait"}) {
+    CHECK(advice_for(f).find("stallwatch::Future") != std::string_view::npos);
+  }
+  for (const char* f : {"PQexec", "PQexecParams", "PQprepare", "PQexecPrepared", "PQconnectdb", "PQgetResult",
+                        "PQcancel"}) {
+    CHECK(advice_for(f).find("stallwatch::pg") != std::string_view::npos);
+  }
+  CHECK(advice_for("fsync").find("stallwatch::in_thread") != std::string_view::npos);
+  CHECK(advice_for("").find("stallwatch::in_thread") != std::string_view::npos);
+
+  stallwatch::emit::BlockingCall call;
+  call.function = "curl_easy_perform";
+  const std::string text = stallwatch::emit::format(call, stallwatch::log_format::text);
+  CHECK(text.find("\n  advice: use stallwatch::curl::perform or stallwatch::http") != std::string::npos);
+  const std::string json = stallwatch::emit::format(call, stallwatch::log_format::json);
+  CHECK(json.find(",\"advice\":\"use stallwatch::curl::perform or stallwatch::http") != std::string::npos);
 }

@@ -25,7 +25,7 @@ PROGRAM, PROBES_LIB, SOURCE = sys.argv[1:4]
 # scenario: (the probed calls its short run may be ended by,
 #            the system calls its long stall may be blocked in)
 SCENARIOS = {
-    "curl": ({"poll"}, {"poll", "ppoll"}),
+    "curl": ({"curl_easy_perform"}, {"poll", "ppoll"}),
     "sqlite": ({"pread", "open", "fcntl", "usleep"}, {"clock_nanosleep", "nanosleep"}),
     "ifstream": ({"fopen", "open", "read"}, {"openat", "open"}),
     "future": ({"futex"}, {"futex"}),
@@ -35,6 +35,15 @@ SCENARIOS = {
     "popen": ({"popen"}, {"wait4", "waitid"}),
     "system": ({"system"}, {"wait4", "waitid"}),
     "join": ({"pthread_join"}, {"futex"}),
+}
+
+# What each short run's report advises instead (emit/advice.cpp's table).
+ADVICE = {
+    "curl": "stallwatch::curl::perform or stallwatch::http",
+    "future": "stallwatch::Future",
+    "condition_variable": "stallwatch::Future",
+    "popen": "stallwatch::run_process",
+    "system": "stallwatch::run_process",
 }
 
 failures = []
@@ -82,6 +91,11 @@ def short_run(scenario, functions, line):
           detail)
     check(m.group(3).endswith("tests/probes/real_waits.cpp") and int(m.group(4)) == line,
           f"{scenario} short: the culprit is LINE:{scenario} ({m.group(3)}:{m.group(4)}, expected {line})", detail)
+    advice = re.search(r"^  advice: (.*)$", p.stderr, re.M)
+    expected = ADVICE.get(scenario, "stallwatch::in_thread")
+    check(advice is not None and expected in advice.group(1),
+          f"{scenario} short: the report advises {expected!r} ({advice.group(1) if advice else 'no advice line'})",
+          detail)
 
 
 def long_run(scenario, syscalls, line):

@@ -20,3 +20,9 @@
 #include "stallwatch/shared_channel.hpp"
 #include "stallwatch/sync.hpp"
 #include "stallwatch/watchdog.hpp"
+
+#include "stallwatch/features.hpp"
+#if STALLWATCH_HAVE_CURL
+#include "stallwatch/curl.hpp"
+#include "stallwatch/http.hpp"
+#endif

@@ -1,4 +1,4 @@
-// The blocking libc functions the interposers of libstallwatch-probes
+// The blocking libc (and known library) functions the interposers of libstallwatch-probes
 // (src/interpose/) replace, by the name they are counted and allowed under
 // (open64, fopen64, __read_chk … count as open, fopen, read). One list for
 // the interposers and for the STALLWATCH_ALLOW grammar (allow_list.hpp): to
@@ -35,6 +35,9 @@ inline constexpr std::string_view probed_functions[] = {
     "pthread_rwlock_rdlock", "pthread_rwlock_wrlock", "pthread_rwlock_timedrdlock", "pthread_rwlock_timedwrlock",
     "pthread_rwlock_clockrdlock", "pthread_rwlock_clockwrlock", "pthread_mutex_timedlock", "pthread_mutex_clocklock",
     "sem_timedwait", "sem_clockwait",
+    // whole calls of known libraries (interposed only when the library is
+    // loaded): the report names the call and its cooperative replacement
+    "curl_easy_perform",
 };
 
 }  // namespace stallwatch::config

@@ -6,6 +6,7 @@
 
 #include "stallwatch/watchdog.hpp"
 #include "base/text.hpp"
+#include "emit/advice.hpp"
 #include "emit/culprit.hpp"
 
 namespace stallwatch::emit {
@@ -171,6 +172,8 @@ std::string format(const BlockingCall& b, log_format format) {
     if (b.strict) out += ",\"exit_status\":" + std::to_string(strict_exit_status);
     append_culprit_json(out, culprit_of(b.frames, b.culprit));
     append_frames_json(out, b.frames);
+    out += ",\"advice\":";
+    append_json_string(out, std::string(advice_for(b.function)));
     return out + "}";
   }
   std::string out = "stallwatch: blocking call " + base::one_line(b.function) + " on loop=" + std::to_string(b.loop) +
@@ -183,6 +186,7 @@ std::string format(const BlockingCall& b, log_format format) {
   } else {
     out += ", first from this call site";
   }
+  out += "\n  advice: " + std::string(advice_for(b.function));
   append_frames_text(out, b.frames);
   return out;
 }

@@ -50,6 +50,7 @@
 #include <cstring>
 
 #include "blocking/blocking_calls.hpp"
+#include "stallwatch/allow_blocking.hpp"
 
 // The fortified entry points (_FORTIFY_SOURCE builds call these instead).
 extern "C" {
@@ -446,6 +447,27 @@ STALLWATCH_INTERPOSER int getaddrinfo(const char* node, const char* service, con
 STALLWATCH_INTERPOSER struct hostent* gethostbyname(const char* name) {
   flag("gethostbyname");
   return REAL(gethostbyname)(name);
+}
+
+// ---- whole calls of known libraries ----
+//
+// Resolved at the first call, not at load: the library may not be loaded
+// (a program that calls curl_easy_perform has libcurl, so the next
+// definition is there by then). The calls the library makes inside are the
+// reported call's own: not reported again.
+
+namespace {
+constinit std::atomic<void*> real_curl_easy_perform{nullptr};
+}  // namespace
+
+// CURLcode curl_easy_perform(CURL*), without libcurl's headers: an enum is an int.
+STALLWATCH_INTERPOSER int curl_easy_perform(void* easy) {
+  using Perform = int (*)(void*);
+  const auto real = reinterpret_cast<Perform>(resolve(real_curl_easy_perform, "curl_easy_perform"));
+  if (!to_check()) [[likely]] return real(easy);
+  stallwatch_probe_record("curl_easy_perform");
+  stallwatch::allow_blocking inside;
+  return real(easy);
 }
 
 // ---- processes ----

@@ -26,6 +26,28 @@ using prometheus::MetricType;
 // scrape that arrives while static destructors run reads no torn-down state.
 std::atomic<bool> process_exiting{false};
 
+// The sources of add_family_source, leaked like the collectable itself.
+class FamilySources {
+ public:
+  void add(FamilySource source) {
+    std::lock_guard lock(mutex_);
+    sources_.push_back(source);
+  }
+  std::vector<FamilySource> copy() const {
+    std::lock_guard lock(mutex_);
+    return sources_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<FamilySource> sources_;
+};
+
+FamilySources& family_sources() {
+  static auto* sources = new FamilySources;
+  return *sources;
+}
+
 constexpr std::string_view kind_label(int kind) {
   switch (static_cast<core::StallKind>(kind)) {
     case core::StallKind::cpu: return "cpu";
@@ -327,8 +349,11 @@ std::vector<prometheus::MetricFamily> StatsCollectable::Collect() const {
   append_blocking_report_families(out);
   append_accept_backoffs(out);
   append_pool_families(out);
+  for (FamilySource source : family_sources().copy()) source(out);
   return out;
 }
+
+void add_family_source(FamilySource source) { family_sources().add(source); }
 
 const std::shared_ptr<StatsCollectable>& shared_collectable() {
   // Leaked on purpose: civetweb workers and a service's own exposer may call

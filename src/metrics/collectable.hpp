@@ -48,6 +48,12 @@ class StatsCollectable final : public prometheus::Collectable {
 // deliberately never destroyed (see the .cpp). Any thread.
 const std::shared_ptr<StatsCollectable>& shared_collectable();
 
+// A part above metrics/ (the HTTP client) that has families of its own:
+// every scrape calls each source, on the scraping thread, to append them.
+// Sources are added once and never removed. Any thread.
+using FamilySource = void (*)(std::vector<prometheus::MetricFamily>& out);
+void add_family_source(FamilySource source);
+
 // Converts non-cumulative log-histogram buckets (base::LogHistogram layout: finite
 // buckets 10 µs·2^i, then +Inf) into a Prometheus histogram: cumulative
 // buckets with upper bounds in seconds, the +Inf bucket last, _count equal to

@@ -57,6 +57,10 @@
 #include <thread>
 
 #include "stallwatch/allow_blocking.hpp"
+#include "stallwatch/features.hpp"
+#if STALLWATCH_HAVE_CURL
+#include <curl/curl.h>
+#endif
 #include "stallwatch/in_process.hpp"
 #include "stallwatch/in_thread.hpp"
 #include "stallwatch/loop.hpp"
@@ -368,7 +372,19 @@ void standard_waits() {
   }
 }
 
+// A whole libcurl transfer (of /dev/null, so it waits for nothing): its
+// report is curl_easy_perform, and nothing curl does inside is reported again.
+void libraries() {
+#if STALLWATCH_HAVE_CURL
+  CURL* easy = curl_easy_init();
+  curl_easy_setopt(easy, CURLOPT_URL, "file:///dev/null");
+  check(curl_easy_perform(easy) == CURLE_OK, "curl_easy_perform");
+  curl_easy_cleanup(easy);
+#endif
+}
+
 void every_probed_call() {
+  libraries();
   sleeps();
   descriptors();
   more_descriptors();

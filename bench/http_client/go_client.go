@@ -1,0 +1,63 @@
+// HTTP client benchmark, Go net/http: N goroutines doing keep-alive GETs of
+// URL for SECONDS seconds (run with GOMAXPROCS=1). Prints
+// "requests=R seconds=S rps=X maxrss_kib=M".
+//
+//	stallwatch-bench-http-go URL N SECONDS
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) != 4 {
+		fmt.Fprintf(os.Stderr, "usage: %s URL CONCURRENCY SECONDS\n", os.Args[0])
+		os.Exit(2)
+	}
+	url := os.Args[1]
+	concurrency, _ := strconv.Atoi(os.Args[2])
+	seconds, _ := strconv.ParseFloat(os.Args[3], 64)
+	transport := &http.Transport{MaxIdleConns: concurrency, MaxIdleConnsPerHost: concurrency}
+	client := &http.Client{Transport: transport}
+	var requests, failures atomic.Uint64
+	start := time.Now()
+	end := start.Add(time.Duration(seconds * float64(time.Second)))
+	var wg sync.WaitGroup
+	for i := 0; i < concurrency; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+				resp, err := client.Get(url)
+				if err != nil {
+					failures.Add(1)
+					continue
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err == nil && resp.StatusCode == 200 && len(body) == 5 {
+					requests.Add(1)
+				} else {
+					failures.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start).Seconds()
+	var usage syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &usage)
+	fmt.Printf("requests=%d failures=%d seconds=%.3f rps=%.0f maxrss_kib=%d\n", requests.Load(), failures.Load(),
+		elapsed, float64(requests.Load())/elapsed, usage.Maxrss)
+	if failures.Load() != 0 {
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,484 @@
+// curl::perform and the HTTP client (stallwatch/curl.hpp, stallwatch/http.hpp)
+// against real servers on 127.0.0.1: the test's own threaded HTTP/1.1 server
+// and nginx for HTTPS (certificate made with openssl). Built against the
+// shared library, so that the same binary also runs in strict mode with
+// libstallwatch-probes preloaded (test `curl_strict`), where any blocking call
+// a transfer made on the loop would end it.
+#include <doctest/doctest.h>
+
+#include <netdb.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+
+#include "curl/test_servers.hpp"
+#include "stallwatch/stallwatch.hpp"
+
+using namespace std::chrono_literals;
+namespace http = stallwatch::http;
+using test_servers::HttpServer;
+using test_servers::Nginx;
+using stallwatch::Clock;
+
+namespace {
+
+// Resident set size in bytes (read under allow_blocking: a /proc file).
+long rss_bytes() {
+  stallwatch::allow_blocking allow;
+  long pages = 0, resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return resident * ::sysconf(_SC_PAGESIZE);
+}
+
+// fn(0) … fn(n-1), each on a fiber of its own, all at once; results in order.
+template <class F>
+auto each(int n, F fn) {
+  using T = decltype(fn(0));
+  std::vector<std::function<T()>> jobs;
+  for (int i = 0; i < n; ++i) jobs.push_back([fn, i] { return fn(i); });
+  return stallwatch::collect(jobs, static_cast<std::size_t>(n));
+}
+
+// Nanoseconds this thread has waited on a run queue, runnable but off the
+// CPU (/proc/thread-self/schedstat, second field): time the OS took, not the loop.
+std::uint64_t run_queue_wait_ns() {
+  stallwatch::allow_blocking allow;
+  unsigned long long on_cpu = 0, waited = 0;
+  if (FILE* f = std::fopen("/proc/thread-self/schedstat", "r")) {
+    if (std::fscanf(f, "%llu %llu", &on_cpu, &waited) != 2) waited = 0;
+    std::fclose(f);
+  }
+  return waited;
+}
+
+template <class F>
+std::string message_of(F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "(no exception)";
+}
+
+}  // namespace
+
+TEST_CASE("1,000 GETs from 100 fibers on one loop, while a 5 ms ticker is never late by 40 ms") {
+  HttpServer server;
+  std::string said;  // doctest's MESSAGE opens a file: said after the loop
+  stallwatch::run([&] {
+    // The ticker's lateness, raw and less the time the OS kept the loop's
+    // thread waiting for a CPU meanwhile (the machine is shared and loaded;
+    // the test server's 100 threads run at a lower priority).
+    bool stop = false;
+    Clock::duration worst_raw{};
+    Clock::duration worst{};
+    auto ticker = stallwatch::spawn([&] {
+      auto next = Clock::now() + 5ms;
+      while (!stop) {
+        const std::uint64_t waited_before = run_queue_wait_ns();
+        stallwatch::sleep_until(next);
+        const Clock::duration late = Clock::now() - next;
+        const auto os = std::chrono::nanoseconds(run_queue_wait_ns() - waited_before);
+        worst_raw = std::max(worst_raw, late);
+        worst = std::max(worst, late - std::min<Clock::duration>(late, os));
+        next += 5ms;
+        if (Clock::now() > next) next = Clock::now() + 5ms;
+      }
+    }, "ticker");
+    const std::vector<int> ok = each(100,
+        [&](int) {
+          int good = 0;
+          for (int k = 0; k < 10; ++k) {
+            const http::Response r = http::get(server.url("/small"), stallwatch::deadline_after(30s));
+            good += r.status == 200 && r.body == "hello" && r.header("x-test-header") == "yes";
+          }
+          return good;
+        });
+    stop = true;
+    ticker.join();
+    int total = 0;
+    for (int n : ok) total += n;
+    CHECK(total == 1000);
+    said = "ticker late by " + std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(worst_raw).count()) +
+           " us at most; " + std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(worst).count()) +
+           " us beyond the OS's run-queue wait";
+    CHECK(std::chrono::duration_cast<std::chrono::milliseconds>(worst).count() < 40);
+  });
+  MESSAGE(said);
+  // Kept alive: most requests reuse a connection. (curl keeps at most four
+  // idle connections per transfer in flight, so a few close as fibers finish.)
+  CHECK(server.connections() < 250);
+}
+
+TEST_CASE("a 1 MiB POST, a 20 MiB GET, a 404 as a response, headers in any case") {
+  HttpServer server;
+  stallwatch::run([&] {
+    std::string big(1 << 20, '\0');
+    for (std::size_t i = 0; i < big.size(); ++i) big[i] = test_servers::pattern_byte(i * 7);
+    const http::Response echo = http::post(server.url("/echo"), big, "application/octet-stream", stallwatch::deadline_after(30s));
+    CHECK(echo.status == 200);
+    CHECK(echo.body == big);
+
+    const http::Response large = http::get(server.url("/bytes/20971520"), stallwatch::deadline_after(60s));
+    REQUIRE(large.body.size() == 20u << 20);
+    bool pattern = true;
+    for (std::size_t i = 0; i < large.body.size(); i += 4093) pattern &= large.body[i] == test_servers::pattern_byte(i);
+    CHECK(pattern);
+
+    const http::Response missing = http::get(server.url("/nothing-here"));
+    CHECK(missing.status == 404);
+    CHECK(missing.body == "not found");
+    CHECK(missing.header("CONTENT-LENGTH") == "9");
+    CHECK(missing.header("X-Test-Header") == "yes");
+    CHECK_FALSE(missing.header("x-absent").has_value());
+    CHECK(http::get(server.url("/status/503")).status == 503);
+  });
+}
+
+TEST_CASE("a 1 GiB GET streamed through on_body keeps memory flat") {
+  HttpServer server;
+  std::string said;
+  stallwatch::run([&] {
+    const long before = rss_bytes();
+    long peak = before;
+    std::uint64_t received = 0;
+    bool pattern = true;
+    http::Request request;
+    request.url = server.url("/bytes/1073741824");
+    request.deadline = stallwatch::deadline_after(120s);
+    request.on_body = [&](std::string_view chunk) {
+      pattern &= chunk[0] == test_servers::pattern_byte(received);
+      const std::uint64_t mark = received >> 26;  // every 64 MiB
+      received += chunk.size();
+      if ((received >> 26) != mark) peak = std::max(peak, rss_bytes());
+    };
+    const auto started = Clock::now();
+    const http::Response r = http::fetch(request);
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+    said = "1 GiB streamed in " + std::to_string(took.count()) + " ms, RSS growth " +
+           std::to_string((peak - before) / 1024) + " KiB";
+    CHECK(r.status == 200);
+    CHECK(r.body.empty());
+    CHECK(received == (1ull << 30));
+    CHECK(pattern);
+    CHECK(peak - before < 16l << 20);
+  });
+  MESSAGE(said);
+}
+
+TEST_CASE("a deadline on a server that never answers names the URL; the loop's next request works") {
+  HttpServer server;
+  stallwatch::run([&] {
+    const auto started = Clock::now();
+    const std::string what = message_of([&] { http::get(server.url("/hang"), stallwatch::deadline_after(200ms)); });
+    const auto took = Clock::now() - started;
+    CHECK(what.find("deadline exceeded") != std::string::npos);
+    CHECK(what.find("GET " + server.url("/hang")) != std::string::npos);
+    CHECK(took >= 190ms);
+    CHECK(took < 2s);
+    CHECK(http::get(server.url("/small"), stallwatch::deadline_after(10s)).body == "hello");
+    CHECK_THROWS_AS(http::get(server.url("/hang"), stallwatch::deadline_after(50ms)), stallwatch::deadline_exceeded);
+  });
+}
+
+TEST_CASE("refused, reset mid-body and an invalid certificate are http::errors that name the URL and the reason") {
+  HttpServer server;
+  Nginx nginx;
+  stallwatch::run([&] {
+    const std::string refused_url = "http://127.0.0.1:" + std::to_string(test_servers::free_port()) + "/x";
+    try {
+      http::get(refused_url, stallwatch::deadline_after(10s));
+      FAIL("no error");
+    } catch (const http::error& e) {
+      CHECK(e.code() == CURLE_COULDNT_CONNECT);
+      CHECK(std::string(e.what()).find("GET " + refused_url) != std::string::npos);
+      CHECK(std::string(e.what()).find("Couldn't connect") != std::string::npos);
+    }
+    try {
+      http::get(server.url("/reset"), stallwatch::deadline_after(10s));
+      FAIL("no error");
+    } catch (const http::error& e) {
+      CHECK((e.code() == CURLE_RECV_ERROR || e.code() == CURLE_PARTIAL_FILE));
+      CHECK(std::string(e.what()).find("GET " + server.url("/reset")) != std::string::npos);
+    }
+    try {
+      http::Request request;  // trusting only a CA that did not sign nginx's certificate
+      request.url = nginx.https_url("/");
+      request.ca_file = nginx.other_ca_file();
+      request.deadline = stallwatch::deadline_after(10s);
+      http::fetch(request);
+      FAIL("no error");
+    } catch (const http::error& e) {
+      CHECK(e.code() == CURLE_PEER_FAILED_VERIFICATION);
+      CHECK(std::string(e.what()).find(nginx.https_url("/")) != std::string::npos);
+    }
+  });
+}
+
+TEST_CASE("a password in the URL appears in no message") {
+  HttpServer server;
+  stallwatch::run([&] {
+    const std::string port = std::to_string(test_servers::free_port());
+    const std::string refused = message_of([&] { http::get("http://alice:s3cret@127.0.0.1:" + port + "/x"); });
+    CHECK(refused.find("s3cret") == std::string::npos);
+    CHECK(refused.find("http://alice@127.0.0.1:" + port + "/x") != std::string::npos);
+    const std::string hang = "http://alice:s3cret@127.0.0.1:" + std::to_string(server.port()) + "/hang";
+    const std::string late = message_of([&] { http::get(hang, stallwatch::deadline_after(50ms)); });
+    CHECK(late.find("s3cret") == std::string::npos);
+    CHECK(late.find("deadline exceeded") != std::string::npos);
+    CHECK(stallwatch::curl::redact_url("https://u:p@w@host/a@b") == "https://u@host/a@b");
+    CHECK(stallwatch::curl::redact_url("http://host/a:b@c") == "http://host/a:b@c");
+  });
+}
+
+TEST_CASE("cancel ends a transfer mid-body at once, and its connection is not reused") {
+  HttpServer server;
+  stallwatch::run([&] {
+    CHECK(http::get(server.url("/small")).status == 200);
+    CHECK(server.connections() == 1);
+    std::uint64_t received = 0;
+    auto task = stallwatch::spawn([&] {
+      http::Request request;
+      request.url = server.url("/stall");
+      request.on_body = [&](std::string_view chunk) { received += chunk.size(); };
+      http::fetch(request);
+    }, "stalled GET");
+    while (received < (64u << 10)) stallwatch::sleep_for(1ms);
+    const auto started = Clock::now();
+    task.cancel();
+    const std::string what = message_of([&] { task.join(); });
+    CHECK(what.find("cancelled") != std::string::npos);
+    CHECK(what.find(server.url("/stall")) != std::string::npos);
+    CHECK(Clock::now() - started < 100ms);
+    CHECK(http::get(server.url("/small")).body == "hello");
+    CHECK(server.connections() == 2);  // the half-read connection was closed, not reused
+  });
+}
+
+namespace {
+std::size_t append_to_string(char* data, std::size_t size, std::size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+}  // namespace
+
+TEST_CASE("50 raw easy handles through curl::perform at once") {
+  // As libcurl asks of a program that makes its own handles: off the loop,
+  // before the first (it reads OpenSSL's configuration file).
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  HttpServer server;
+  stallwatch::run([&] {
+    const std::vector<std::string> bodies = each(50,
+        [&](int i) {
+          CURL* easy = curl_easy_init();
+          std::string body;
+          const std::string url = server.url("/status/" + std::to_string(400 + i));
+          curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
+          curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &append_to_string);
+          curl_easy_setopt(easy, CURLOPT_WRITEDATA, &body);
+          const CURLcode rc = stallwatch::curl::perform(easy, stallwatch::deadline_after(30s));
+          long status = 0;
+          curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+          curl_easy_cleanup(easy);
+          return rc == CURLE_OK && status == 400 + i ? body : std::string("failed");
+        });
+    for (int i = 0; i < 50; ++i) CHECK(bodies[i] == "status " + std::to_string(400 + i));
+  });
+}
+
+TEST_CASE("HTTPS through nginx with the test's CA file, HTTP/2 multiplexed on one loop") {
+  Nginx nginx;
+  stallwatch::run([&] {
+    const std::vector<int> statuses = each(20,
+        [&](int) {
+          http::Request request;
+          request.url = nginx.https_url("/");
+          request.ca_file = nginx.ca_file();
+          request.deadline = stallwatch::deadline_after(30s);
+          const http::Response r = http::fetch(request);
+          return r.body == "hello" ? static_cast<int>(r.status) : -1;
+        });
+    for (int s : statuses) CHECK(s == 200);
+  });
+}
+
+TEST_CASE("raw HTTPS handles share one HTTP/2 connection on a loop") {
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  Nginx nginx;
+  std::string ca;  // read here, off the loop
+  {
+    std::ifstream in(nginx.ca_file());
+    ca.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  struct Seen {
+    long version = 0;
+    long connects = 0;
+    long status = 0;
+  };
+  std::vector<Seen> seen;
+  stallwatch::run([&] {
+    seen = each(20, [&](int) {
+      CURL* easy = curl_easy_init();
+      std::string body;
+      const std::string url = nginx.https_url("/");
+      curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
+      curl_blob blob{ca.data(), ca.size(), CURL_BLOB_COPY};
+      curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &blob);
+      curl_easy_setopt(easy, CURLOPT_CAPATH, nullptr);
+      curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+      curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &append_to_string);
+      curl_easy_setopt(easy, CURLOPT_WRITEDATA, &body);
+      Seen s;
+      if (stallwatch::curl::perform(easy, stallwatch::deadline_after(30s)) == CURLE_OK && body == "hello") {
+        curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &s.version);
+        curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &s.connects);
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &s.status);
+      }
+      curl_easy_cleanup(easy);
+      return s;
+    });
+  });
+  long connects = 0;
+  for (const Seen& s : seen) {
+    CHECK(s.status == 200);
+    CHECK(s.version == CURL_HTTP_VERSION_2_0);
+    connects += s.connects;
+  }
+  CHECK(connects == 1);  // multiplexed: one connection for all twenty
+}
+
+TEST_CASE("redirects are off by default, followed up to a limit when asked") {
+  HttpServer server;
+  stallwatch::run([&] {
+    const http::Response plain = http::get(server.url("/redirect/2"));
+    CHECK(plain.status == 302);
+    CHECK(plain.header("location") == "/redirect/1");
+    http::Request follow;
+    follow.url = server.url("/redirect/2");
+    follow.max_redirects = 5;
+    const http::Response followed = http::fetch(follow);
+    CHECK(followed.status == 200);
+    CHECK(followed.body == "hello");
+    follow.max_redirects = 1;
+    try {
+      http::fetch(follow);
+      FAIL("no error");
+    } catch (const http::error& e) {
+      CHECK(e.code() == CURLE_TOO_MANY_REDIRECTS);
+    }
+  });
+}
+
+TEST_CASE("the per-host connection limit caps the loop's connections") {
+  HttpServer server;
+  stallwatch::run([&] {
+    stallwatch::curl::set_max_host_connections(2);
+    const std::vector<long> statuses =
+        each(20, [&](int) { return http::get(server.url("/small"), stallwatch::deadline_after(30s)).status; });
+    for (long s : statuses) CHECK(s == 200);
+  });
+  CHECK(server.connections() <= 2);
+}
+
+TEST_CASE("client requests are counted per loop, method and status class") {
+  HttpServer server;
+  stallwatch::run([&] {
+    http::get(server.url("/small"));
+    http::get(server.url("/status/404"));
+    http::post(server.url("/echo"), "x", "text/plain");
+    CHECK_THROWS_AS(http::get(server.url("/hang"), stallwatch::deadline_after(20ms)), stallwatch::deadline_exceeded);
+  });
+  const auto families = stallwatch::metrics_collectable()->Collect();
+  auto value = [&](const std::string& name, const std::string& method, const std::string& status_class) {
+    for (const auto& f : families) {
+      if (f.name != name) continue;
+      double sum = 0;
+      for (const auto& m : f.metric) {
+        bool match = true;
+        for (const auto& l : m.label) {
+          if (l.name == "method" && l.value != method) match = false;
+          if (l.name == "status_class" && l.value != status_class) match = false;
+        }
+        if (match) sum += m.counter.value;
+      }
+      return sum;
+    }
+    return -1.0;
+  };
+  const std::string requests = "stallwatch_http_client_requests_total";
+  CHECK(value(requests, "GET", "2xx") >= 1);
+  CHECK(value(requests, "GET", "4xx") >= 1);
+  CHECK(value(requests, "POST", "2xx") >= 1);
+  CHECK(value(requests, "GET", "error") >= 1);
+  bool has_duration = false;
+  for (const auto& f : families) has_duration |= f.name == "stallwatch_http_client_request_duration_seconds";
+  CHECK(has_duration);
+}
+
+TEST_CASE("a host name is resolved off the loop (libcurl's threaded resolver)") {
+  // The machine's own name, when /etc/hosts maps it to a loopback address
+  // (127.0.0.1 here, 127.0.1.1 on a stock Debian): looked up by getaddrinfo,
+  // which libcurl must run on its resolver thread, never on the loop (the
+  // strict run would end at once).
+  char name[256] = {};
+  ::gethostname(name, sizeof name - 1);
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(name, nullptr, &hints, &found) != 0 || found == nullptr) {
+    MESSAGE("skipped: the host name " << name << " does not resolve");
+    return;
+  }
+  const in_addr_t address = reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr.s_addr;
+  ::freeaddrinfo(found);
+  if ((ntohl(address) >> 24) != 127) {
+    MESSAGE("skipped: the host name " << name << " is not a loopback address");
+    return;
+  }
+  const curl_version_info_data* info = curl_version_info(CURLVERSION_NOW);
+  REQUIRE((info->features & CURL_VERSION_ASYNCHDNS) != 0);
+  HttpServer server(address);
+  stallwatch::run([&] {
+    const http::Response r =
+        http::get("http://" + std::string(name) + ":" + std::to_string(server.port()) + "/small",
+                  stallwatch::deadline_after(10s));
+    CHECK(r.body == "hello");
+  });
+}
+
+TEST_CASE("the demo server: 200 keep-alive GETs from 20 fibers") {
+  const char* demo = std::getenv("STALLWATCH_DEMO");
+  if (demo == nullptr || *demo == '\0') {
+    MESSAGE("skipped: STALLWATCH_DEMO names no stallwatch-demo");
+    return;
+  }
+  test_servers::Demo server(demo);
+  stallwatch::run([&] {
+    const std::vector<int> ok = each(20, [&](int) {
+      int good = 0;
+      for (int k = 0; k < 10; ++k) {
+        const http::Response r = http::get(server.url("/"), stallwatch::deadline_after(30s));
+        good += r.status == 200 && r.body == "hello";
+      }
+      return good;
+    });
+    int total = 0;
+    for (int n : ok) total += n;
+    CHECK(total == 200);
+    CHECK(http::get(server.url("/no-such-endpoint"), stallwatch::deadline_after(30s)).status == 404);
+  });
+}
