@@ -22,6 +22,8 @@ TEST_PACKAGES=(
   libcurl4-openssl-dev
   libsqlite3-dev
   libc6-dbg
+  # the PostgreSQL client's tests run against a throwaway server (pg_virtualenv)
+  libpq-dev postgresql postgresql-common
 )
 # demo: what scripts/demo-drive.sh uses to send its requests.
 DEMO_PACKAGES=(

@@ -20,3 +20,8 @@
 #include "stallwatch/shared_channel.hpp"
 #include "stallwatch/sync.hpp"
 #include "stallwatch/watchdog.hpp"
+
+#include "stallwatch/features.hpp"
+#if STALLWATCH_HAVE_PG
+#include "stallwatch/pg.hpp"
+#endif
