@@ -35,6 +35,11 @@ inline constexpr std::string_view probed_functions[] = {
     "pthread_rwlock_rdlock", "pthread_rwlock_wrlock", "pthread_rwlock_timedrdlock", "pthread_rwlock_timedwrlock",
     "pthread_rwlock_clockrdlock", "pthread_rwlock_clockwrlock", "pthread_mutex_timedlock", "pthread_mutex_clocklock",
     "sem_timedwait", "sem_clockwait",
+    // libpq, the PostgreSQL client library (stallwatch::pg is the cooperative
+    // one): its synchronous calls; PQgetResult on a connection in blocking mode
+    // whose result has not arrived; PQcancel, which waits for the server
+    "PQexec", "PQexecParams", "PQprepare", "PQexecPrepared", "PQconnectdb", "PQconnectdbParams", "PQgetResult",
+    "PQcancel",
 };
 
 }  // namespace stallwatch::config
