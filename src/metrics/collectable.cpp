@@ -267,7 +267,25 @@ void append_pool_families(std::vector<MetricFamily>& out) {
   out.push_back(std::move(duration));
 }
 
+// Sources registered by parts above metrics/ (add_family_source).
+constexpr int max_family_sources = 8;
+std::atomic<FamilySource> family_sources[max_family_sources];
+
+void append_source_families(std::vector<MetricFamily>& out) {
+  for (auto& source : family_sources) {
+    if (FamilySource fn = source.load(std::memory_order_acquire)) fn(out);
+  }
+}
+
 }  // namespace
+
+void add_family_source(FamilySource source) {
+  for (auto& slot : family_sources) {
+    FamilySource expected = nullptr;
+    if (slot.load(std::memory_order_acquire) == source) return;
+    if (slot.compare_exchange_strong(expected, source, std::memory_order_acq_rel)) return;
+  }
+}
 
 prometheus::ClientMetric::Histogram to_prometheus_histogram(
     const std::uint64_t (&counts)[base::LogHistogram::bucket_count], std::uint64_t sum_ns) {
@@ -327,6 +345,7 @@ std::vector<prometheus::MetricFamily> StatsCollectable::Collect() const {
   append_blocking_report_families(out);
   append_accept_backoffs(out);
   append_pool_families(out);
+  append_source_families(out);
   return out;
 }
 

@@ -48,6 +48,13 @@ class StatsCollectable final : public prometheus::Collectable {
 // deliberately never destroyed (see the .cpp). Any thread.
 const std::shared_ptr<StatsCollectable>& shared_collectable();
 
+// A part above metrics/ (the pg client) adds its own families through a
+// source it registers once, the way the layers allow (metrics/ knows nothing
+// of it): Collect() appends what every source gives after its own families.
+// At most 8 sources. Any thread.
+using FamilySource = void (*)(std::vector<prometheus::MetricFamily>& out);
+void add_family_source(FamilySource source);
+
 // Converts non-cumulative log-histogram buckets (base::LogHistogram layout: finite
 // buckets 10 µs·2^i, then +Inf) into a Prometheus histogram: cumulative
 // buckets with upper bounds in seconds, the +Inf bucket last, _count equal to
