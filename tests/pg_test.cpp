@@ -4,6 +4,9 @@
 // PGPASSWORD, PGDATABASE, so conninfo "" reaches it.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -30,20 +33,32 @@ namespace {
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-// Runs fn on a loop; a stall of the loop fails the test case.
+// The sanitizer builds run the same cases for memory and race errors; their
+// code runs several times slower, so only the plain build holds the loop to
+// the timing bounds (no stall, the ticker's 40 ms).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool timing_checked = false;
+#else
+constexpr bool timing_checked = true;
+#endif
+
+// Runs fn on a loop; in the plain build a stall of the loop fails the test case.
 template <class F>
 void on_loop(F fn) {
-  STALLWATCH_FAIL_ON_STALL();
+  std::optional<sw::testing::fail_on_stall> no_stall;
+  if (timing_checked) no_stall.emplace(__FILE__, __LINE__);
   sw::run(fn);
 }
 
 // Time this thread has spent runnable but not running (waiting for a CPU),
 // from /proc/thread-self/schedstat; in milliseconds.
 double runqueue_wait_ms() {
+  // Opened once per thread; one pread per tick.
+  thread_local const int fd = ::open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+  char text[128] = {};
   unsigned long long run_ns = 0, wait_ns = 0;
-  if (FILE* f = std::fopen("/proc/thread-self/schedstat", "r")) {
-    if (std::fscanf(f, "%llu %llu", &run_ns, &wait_ns) != 2) wait_ns = 0;
-    std::fclose(f);
+  if (fd < 0 || ::pread(fd, text, sizeof text - 1, 0) <= 0 || std::sscanf(text, "%llu %llu", &run_ns, &wait_ns) != 2) {
+    return 0;
   }
   return static_cast<double>(wait_ns) / 1e6;
 }
@@ -264,7 +279,7 @@ TEST_CASE("50 fibers insert 1,000 rows through a pool of 8 while a 5 ms ticker k
     CHECK(pool.in_use() == 0);
     MESSAGE("ticker: worst delay ", delays.worst_ms, " ms (of it ", delays.runqueue_in_worst,
             " ms waiting for a CPU); worst delay caused by the loop ", delays.worst_loop_ms, " ms");
-    CHECK(delays.worst_loop_ms <= 40);
+    if (timing_checked) CHECK(delays.worst_loop_ms <= 40);
     pool.query("DROP TABLE rows50");
   });
 }
@@ -361,7 +376,8 @@ TEST_CASE("metrics: queries and durations per loop, pool size, in use, waits") {
     std::vector<sw::Task<void>> fibers;
     for (int i = 0; i < 4; ++i) fibers.push_back(sw::spawn([&] { pool.query("SELECT pg_sleep(0.1)"); }));
     // Both connections open and busy (the other two queries wait for them).
-    for (int i = 0; i < 500 && pool.in_use() < 2; ++i) sw::sleep_for(10ms);
+    for (int i = 0; i < 2000 && pool.in_use() < 2; ++i) sw::sleep_for(10ms);
+    REQUIRE(pool.in_use() == 2);
     CHECK(scraped("stallwatch_pg_pool_connections") == 2);
     CHECK(scraped("stallwatch_pg_pool_connections_in_use") == 2);
     for (auto& t : fibers) t.join();
@@ -396,8 +412,9 @@ TEST_CASE("the server restarts under a busy pool: queries in flight fail clearly
         }
       }));
     }
-    sw::sleep_for(300ms);
-    CHECK(succeeded > 0);
+    // Busy first: every fiber has had a query answered (bounded: 20 s).
+    for (int i = 0; i < 200 && succeeded < 8; ++i) sw::sleep_for(100ms);
+    CHECK(succeeded >= 8);
     CHECK(sw::in_thread([&] { return std::system(restart.c_str()); }) == 0);
     stop = true;
     for (auto& t : fibers) t.join();
