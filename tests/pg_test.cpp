@@ -388,6 +388,34 @@ TEST_CASE("metrics: queries and durations per loop, pool size, in use, waits") {
   });
 }
 
+TEST_CASE("a pool whose only connection broke under its users opens a new one for the next query") {
+  on_loop([] {
+    pg::Pool pool("", 1);
+    auto killer = pg::connect("");
+    const int pid = pool.query("SELECT pg_backend_pid()").get<int>(0, 0);
+    auto victim = sw::spawn([&] {
+      try {
+        pool.query("SELECT pg_sleep(3)");
+      } catch (const pg::error&) {
+      }
+    });
+    sw::sleep_for(100ms);
+    killer.query("SELECT pg_terminate_backend($1)", pid);
+    // The broken connection may still have its user: the query waits for
+    // room, and gets it as the user leaves, well before its deadline.
+    std::optional<int> answer;
+    for (int attempt = 0; attempt < 3 && !answer; ++attempt) {
+      try {
+        answer = pool.query(sw::deadline_after(2s), "SELECT 7").get<int>(0, 0);
+      } catch (const pg::error&) {
+        // Sent on the connection before its end was seen: it failed with it.
+      }
+    }
+    CHECK(answer == 7);
+    victim.join();
+  });
+}
+
 // Last: the server restarts under it.
 TEST_CASE("the server restarts under a busy pool: queries in flight fail clearly, later ones succeed") {
   const char* version = std::getenv("PGVERSION");
@@ -430,5 +458,24 @@ TEST_CASE("the server restarts under a busy pool: queries in flight fail clearly
     // Later queries succeed on replaced connections.
     for (int i = 0; i < 8; ++i) CHECK(pool.query(sw::deadline_after(5s), "SELECT $1::int", i).get<int>(0, 0) == i);
     CHECK(pool.size() >= 1);
+  });
+}
+
+TEST_CASE("a connection closed under a waiting query fails it clearly") {
+  on_loop([] {
+    std::optional<pg::Connection> db(pg::connect(""));
+    auto waiting = sw::spawn([&] {
+      try {
+        db->query("SELECT pg_sleep(5)");
+        return std::string("returned");
+      } catch (const pg::error& e) {
+        return std::string(e.what());
+      }
+    });
+    sw::sleep_for(100ms);
+    db.reset();
+    const std::string what = waiting.join(sw::deadline_after(2s));
+    CHECK(contains(what, "closed"));
+    CHECK(contains(what, "SELECT pg_sleep(5)"));
   });
 }

@@ -98,9 +98,11 @@ struct is_optional<std::optional<T>> : std::true_type {};
 template <class T>
 concept string_like = std::is_convertible_v<const T&, std::string_view>;
 
-// The type a parameter is sent as: bool, int8 (numeric for 64-bit unsigned
-// values, which may pass int8's range), float4, float8; 0 lets the server
-// infer a string's type from the query, as for a literal.
+// The type a parameter is sent as: bool; int2, int4 or int8 by the integer's
+// width (an unsigned one a size up, numeric for 64 bits), so that it
+// converts implicitly where the server expects a wider integer, as a literal
+// would; float4, float8; 0 lets the server infer a string's type from the
+// query, as for a quoted literal.
 template <class T>
 constexpr unsigned oid_of() {
   using U = std::remove_cvref_t<T>;
@@ -109,7 +111,8 @@ constexpr unsigned oid_of() {
   } else if constexpr (std::is_same_v<U, bool>) {
     return 16;
   } else if constexpr (std::is_integral_v<U> && !std::is_same_v<U, char>) {
-    return std::is_unsigned_v<U> && sizeof(U) >= 8 ? 1700 : 20;
+    constexpr std::size_t bytes = std::is_unsigned_v<U> ? 2 * sizeof(U) : sizeof(U);
+    return bytes <= 2 ? 21 : bytes <= 4 ? 23 : bytes <= 8 ? 20 : 1700;
   } else if constexpr (std::is_floating_point_v<U>) {
     return sizeof(U) == 4 ? 700 : 701;
   } else {

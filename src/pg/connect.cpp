@@ -96,6 +96,7 @@ Connection::~Connection() {
 }
 
 Result Connection::query_params(Deadline deadline, std::string_view sql, std::vector<detail::Param> params) {
+  if (!state_) throw std::logic_error("stallwatch: pg::Connection::query on a moved-from connection");
   return state_->query(deadline, sql, std::move(params));
 }
 

@@ -237,6 +237,9 @@ void ConnectionState::need_flush() {
 }
 
 Result ConnectionState::query(Deadline deadline, std::string_view sql, std::vector<Param> params) {
+  // The Connection may be closed and dropped while this fiber waits: the
+  // state outlives the wait.
+  const std::shared_ptr<ConnectionState> self = shared_from_this();
   if (broken_) {
     throw error("stallwatch: pg query \"" + short_sql(sql) + "\" on " + description_ +
                     " failed: the connection is broken: " + broken_reason_,

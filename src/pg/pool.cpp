@@ -73,8 +73,8 @@ class PoolState {
   };
 
   // The connection for the next query: an idle one, else a new one while
-  // fewer than max_ are open or opening, else the least busy; with none open
-  // yet, waits for one being opened.
+  // fewer than max_ are open or opening, else the least busy; with none
+  // usable, waits until one opens or a broken one leaves room for a new one.
   Open* pick(Deadline deadline) {
     for (;;) {
       drop_broken();
@@ -85,7 +85,7 @@ class PoolState {
       if (best != nullptr && best->users == 0) return best;
       if (static_cast<int>(open_.size()) + opening_ < max_) return open_one(deadline);
       if (best != nullptr) return best;
-      opened_.wait(deadline);
+      changed_.wait(deadline);
     }
   }
 
@@ -95,8 +95,7 @@ class PoolState {
       PoolState& pool;
       ~Opened() {
         --pool.opening_;
-        pool.opened_.set();  // the waiters look again, whether it opened or failed
-        pool.opened_.clear();
+        pool.changed();  // whether it opened or failed
       }
     } opened{*this};
     open_.push_back(std::make_unique<Open>(Open{connect(conninfo_, deadline)}));
@@ -114,14 +113,22 @@ class PoolState {
   void drop_broken() {
     const auto gone = std::remove_if(open_.begin(), open_.end(),
                                      [](const auto& o) { return !o->conn.ok() && o->users == 0; });
+    if (gone == open_.end()) return;
     stats_->add_pool_size(-static_cast<std::int64_t>(open_.end() - gone));
     open_.erase(gone, open_.end());
+    changed();  // room for a new connection
+  }
+
+  // Fibers waiting in pick() look again.
+  void changed() {
+    changed_.set();
+    changed_.clear();
   }
 
   std::string conninfo_;
   int max_;
   Semaphore slots_;  // max_ × pipeline depth queries at once
-  Event opened_;
+  Event changed_;  // a connection opened, failed to open, or left
   int opening_ = 0;
   std::uint64_t waits_ = 0;
   std::vector<std::unique_ptr<Open>> open_;
