@@ -24,6 +24,8 @@ TEST_PACKAGES=(
   libc6-dbg
   nginx-light
   openssl
+  # the PostgreSQL client's tests run against a throwaway server (pg_virtualenv)
+  libpq-dev postgresql postgresql-common
 )
 # demo: what scripts/demo-drive.sh uses to send its requests.
 DEMO_PACKAGES=(

@@ -26,3 +26,6 @@
 #include "stallwatch/curl.hpp"
 #include "stallwatch/http.hpp"
 #endif
+#if STALLWATCH_HAVE_PG
+#include "stallwatch/pg.hpp"
+#endif

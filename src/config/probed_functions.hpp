@@ -38,6 +38,11 @@ inline constexpr std::string_view probed_functions[] = {
     // whole calls of known libraries (interposed only when the library is
     // loaded): the report names the call and its cooperative replacement
     "curl_easy_perform",
+    // libpq, the PostgreSQL client library (stallwatch::pg is the cooperative
+    // one): its synchronous calls; PQgetResult on a connection in blocking mode
+    // whose result has not arrived; PQcancel, which waits for the server
+    "PQexec", "PQexecParams", "PQprepare", "PQexecPrepared", "PQconnectdb", "PQconnectdbParams", "PQgetResult",
+    "PQcancel",
 };
 
 }  // namespace stallwatch::config

@@ -746,3 +746,93 @@ STALLWATCH_INTERPOSER ssize_t writev(int fd, const struct iovec* iov, int count)
   flag_if("writev", [fd] { return blocking_mode(fd); });
   return REAL(writev)(fd, iov, count);
 }
+
+// ---- libpq's blocking calls (the PostgreSQL client library) ----
+// A program that links libpq and calls these on a loop waits for the server
+// with the loop stopped; stallwatch::pg is the cooperative client. libpq is
+// not a dependency of this library: its types are opaque here, and the real
+// functions are looked up on first call (a program that calls them has
+// libpq loaded), never at load time.
+
+extern "C" {
+struct pg_conn;
+struct pg_result;
+struct pg_cancel;
+}
+
+namespace {
+
+constinit std::atomic<void*> real_PQexec{nullptr};
+constinit std::atomic<void*> real_PQexecParams{nullptr};
+constinit std::atomic<void*> real_PQprepare{nullptr};
+constinit std::atomic<void*> real_PQexecPrepared{nullptr};
+constinit std::atomic<void*> real_PQconnectdb{nullptr};
+constinit std::atomic<void*> real_PQconnectdbParams{nullptr};
+constinit std::atomic<void*> real_PQgetResult{nullptr};
+constinit std::atomic<void*> real_PQcancel{nullptr};
+constinit std::atomic<void*> real_PQisnonblocking{nullptr};
+constinit std::atomic<void*> real_PQisBusy{nullptr};
+
+template <class Fn>
+Fn* real_pq(std::atomic<void*>& slot, const char* name) {
+  return reinterpret_cast<Fn*>(resolve(slot, name));
+}
+
+// PQgetResult waits only on a connection in blocking mode whose result has
+// not arrived yet.
+bool pq_get_result_waits(pg_conn* conn) {
+  return real_pq<int(const pg_conn*)>(real_PQisnonblocking, "PQisnonblocking")(conn) == 0 &&
+         real_pq<int(pg_conn*)>(real_PQisBusy, "PQisBusy")(conn) == 1;
+}
+
+}  // namespace
+
+STALLWATCH_INTERPOSER pg_result* PQexec(pg_conn* conn, const char* query) {
+  flag("PQexec");
+  return real_pq<pg_result*(pg_conn*, const char*)>(real_PQexec, "PQexec")(conn, query);
+}
+
+STALLWATCH_INTERPOSER pg_result* PQexecParams(pg_conn* conn, const char* command, int n, const unsigned* types,
+                                              const char* const* values, const int* lengths, const int* formats,
+                                              int result_format) {
+  flag("PQexecParams");
+  using Fn = pg_result*(pg_conn*, const char*, int, const unsigned*, const char* const*, const int*, const int*, int);
+  return real_pq<Fn>(real_PQexecParams, "PQexecParams")(conn, command, n, types, values, lengths, formats,
+                                                         result_format);
+}
+
+STALLWATCH_INTERPOSER pg_result* PQprepare(pg_conn* conn, const char* name, const char* query, int n,
+                                           const unsigned* types) {
+  flag("PQprepare");
+  using Fn = pg_result*(pg_conn*, const char*, const char*, int, const unsigned*);
+  return real_pq<Fn>(real_PQprepare, "PQprepare")(conn, name, query, n, types);
+}
+
+STALLWATCH_INTERPOSER pg_result* PQexecPrepared(pg_conn* conn, const char* name, int n, const char* const* values,
+                                                const int* lengths, const int* formats, int result_format) {
+  flag("PQexecPrepared");
+  using Fn = pg_result*(pg_conn*, const char*, int, const char* const*, const int*, const int*, int);
+  return real_pq<Fn>(real_PQexecPrepared, "PQexecPrepared")(conn, name, n, values, lengths, formats, result_format);
+}
+
+STALLWATCH_INTERPOSER pg_conn* PQconnectdb(const char* conninfo) {
+  flag("PQconnectdb");
+  return real_pq<pg_conn*(const char*)>(real_PQconnectdb, "PQconnectdb")(conninfo);
+}
+
+STALLWATCH_INTERPOSER pg_conn* PQconnectdbParams(const char* const* keywords, const char* const* values,
+                                                 int expand_dbname) {
+  flag("PQconnectdbParams");
+  using Fn = pg_conn*(const char* const*, const char* const*, int);
+  return real_pq<Fn>(real_PQconnectdbParams, "PQconnectdbParams")(keywords, values, expand_dbname);
+}
+
+STALLWATCH_INTERPOSER pg_result* PQgetResult(pg_conn* conn) {
+  flag_if("PQgetResult", [conn] { return conn != nullptr && pq_get_result_waits(conn); });
+  return real_pq<pg_result*(pg_conn*)>(real_PQgetResult, "PQgetResult")(conn);
+}
+
+STALLWATCH_INTERPOSER int PQcancel(pg_cancel* cancel, char* errbuf, int errbufsize) {
+  flag("PQcancel");
+  return real_pq<int(pg_cancel*, char*, int)>(real_PQcancel, "PQcancel")(cancel, errbuf, errbufsize);
+}

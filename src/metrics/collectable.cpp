@@ -31,7 +31,7 @@ class FamilySources {
  public:
   void add(FamilySource source) {
     std::lock_guard lock(mutex_);
-    sources_.push_back(source);
+    if (std::find(sources_.begin(), sources_.end(), source) == sources_.end()) sources_.push_back(source);
   }
   std::vector<FamilySource> copy() const {
     std::lock_guard lock(mutex_);

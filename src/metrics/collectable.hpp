@@ -48,9 +48,9 @@ class StatsCollectable final : public prometheus::Collectable {
 // deliberately never destroyed (see the .cpp). Any thread.
 const std::shared_ptr<StatsCollectable>& shared_collectable();
 
-// A part above metrics/ (the HTTP client) that has families of its own:
-// every scrape calls each source, on the scraping thread, to append them.
-// Sources are added once and never removed. Any thread.
+// A part above metrics/ (the HTTP and PostgreSQL clients) that has families
+// of its own: every scrape calls each source, on the scraping thread, to
+// append them. Adding a source twice adds it once; none is removed. Any thread.
 using FamilySource = void (*)(std::vector<prometheus::MetricFamily>& out);
 void add_family_source(FamilySource source);
 

@@ -1,0 +1,64 @@
+// stallwatch::pg under pgbench's select-only load (`pgbench -S`): FIBERS
+// fibers on one loop, each sending pgbench's query for a random account
+// through one pg::Pool of POOL connections, for SECONDS after one second of
+// warm-up. bench/pg/run.sh runs it against pgbench on the same server.
+//
+//   stallwatch-bench-pg FIBERS POOL SECONDS [ACCOUNTS]
+//
+// Prints one line: queries, queries per second, latency p50 and p99 (µs).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "stallwatch/stallwatch.hpp"
+
+namespace sw = stallwatch;
+namespace pg = stallwatch::pg;
+using Clock = std::chrono::steady_clock;
+
+int main(int argc, char** argv) {
+  if (argc < 4) {
+    std::fprintf(stderr, "usage: %s FIBERS POOL SECONDS [ACCOUNTS]\n", argv[0]);
+    return 2;
+  }
+  const int fibers = std::atoi(argv[1]);
+  const int pool_size = std::atoi(argv[2]);
+  const int seconds = std::atoi(argv[3]);
+  const int accounts = argc > 4 ? std::atoi(argv[4]) : 100000;
+  return sw::run([&] {
+    pg::Pool pool("", pool_size, 64);
+    std::vector<std::vector<std::uint32_t>> latencies_us(static_cast<std::size_t>(fibers));
+    const Clock::time_point measure_from = Clock::now() + std::chrono::seconds(1);
+    const Clock::time_point end = measure_from + std::chrono::seconds(seconds);
+    std::vector<sw::Task<void>> tasks;
+    for (int f = 0; f < fibers; ++f) {
+      tasks.push_back(sw::spawn([&, f] {
+        std::minstd_rand rng(static_cast<unsigned>(f) + 1);
+        auto& mine = latencies_us[static_cast<std::size_t>(f)];
+        for (;;) {
+          const Clock::time_point t0 = Clock::now();
+          if (t0 >= end) return;
+          const int aid = static_cast<int>(rng() % static_cast<unsigned>(accounts)) + 1;
+          pool.query("SELECT abalance FROM pgbench_accounts WHERE aid = $1", aid);
+          if (t0 >= measure_from) {
+            mine.push_back(static_cast<std::uint32_t>(
+                std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count()));
+          }
+        }
+      }));
+    }
+    for (auto& t : tasks) t.join();
+    std::vector<std::uint32_t> all;
+    for (auto& v : latencies_us) all.insert(all.end(), v.begin(), v.end());
+    std::sort(all.begin(), all.end());
+    if (all.empty()) return 1;
+    const auto at = [&](double q) { return all[std::min(all.size() - 1, static_cast<std::size_t>(q * all.size()))]; };
+    std::printf("queries %zu tps %.0f p50_us %u p99_us %u\n", all.size(),
+                static_cast<double>(all.size()) / seconds, at(0.50), at(0.99));
+    return 0;
+  });
+}

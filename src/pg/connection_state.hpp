@@ -1,0 +1,106 @@
+// One libpq connection driven by the loop (pg.hpp's Connection holds it).
+//
+// libpq speaks PostgreSQL; this only turns its socket into fiber waits
+// (STYLE.md rule 19). The connection lives in pipeline mode and in
+// non-blocking mode. Three kinds of fiber touch it, one at a time on its
+// loop (libpq is never entered across a park):
+//   - a querying fiber sends its query and a Sync (PQsendQueryParams,
+//     PQpipelineSync), queues a Request and parks on it;
+//   - the reader fiber waits readable, consumes input, hands each query's
+//     results to its Request in order, and turns notifications into the
+//     Channel; it notices when the server goes away;
+//   - the writer fiber flushes what libpq could not send at once, waiting
+//     writable, while the reader keeps reading (libpq's documented flush
+//     loop waits for read or write readiness: two fibers wait for one each).
+// Loop thread only.
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+
+#include "pg/stats.hpp"
+#include "stallwatch/loop.hpp"
+#include "stallwatch/pg.hpp"
+#include "stallwatch/sync.hpp"
+
+namespace stallwatch::inline v1::pg::detail {
+
+// A query sent and not yet answered. Shared by the querying fiber and the
+// reader: a fiber that gave up (deadline, cancel) leaves it behind.
+struct Request {
+  std::string sql;
+  Event done;
+  PGresult* result = nullptr;  // the query's result (its error, if any), owned
+  std::string failure;         // set when the connection failed under it
+  bool abandoned = false;      // the fiber left; cancel it on the server
+  bool cancel_sent = false;
+  ~Request() { PQclear(result); }
+};
+
+class ConnectionState : public std::enable_shared_from_this<ConnectionState> {
+ public:
+  // Takes a connected PGconn, puts it in non-blocking pipeline mode and
+  // starts the reader and writer fibers (see start()).
+  ConnectionState(PGconn* conn, std::string description);
+  ~ConnectionState();
+  ConnectionState(const ConnectionState&) = delete;
+  ConnectionState& operator=(const ConnectionState&) = delete;
+
+  // Starts the reader and writer fibers. Once, after construction.
+  void start();
+  // Fails what is in flight, stops the fibers; the PGconn is closed when the
+  // last fiber lets go of this state.
+  void close();
+
+  Result query(Deadline deadline, std::string_view sql, std::vector<Param> params);
+
+  bool ok() const noexcept { return !broken_; }
+  int in_flight() const noexcept { return static_cast<int>(pending_.size()); }
+  const std::string& description() const noexcept { return description_; }
+  int server_pid() const noexcept { return PQbackendPID(conn_); }
+  Channel<Notification>& notifications() noexcept { return notifications_; }
+  std::uint64_t notifications_dropped() const noexcept { return notifications_dropped_; }
+
+ private:
+  void read_loop();
+  void write_loop();
+  // Reads what the socket holds and hands out results and notifications.
+  // False once the connection failed.
+  bool consume();
+  void dispatch_results();
+  void take_notifications();
+  // The connection is gone: every query in flight fails with reason.
+  void fail(const std::string& reason);
+  // The query at the front was abandoned: ask the server to cancel it.
+  void cancel_front_if_abandoned();
+  void complete_front();
+  void need_flush();
+
+  PGconn* conn_;
+  int fd_;
+  std::string description_;
+  bool broken_ = false;
+  std::string broken_reason_;
+  std::deque<std::shared_ptr<Request>> pending_;
+  Channel<Notification> notifications_{4096};
+  std::uint64_t notifications_dropped_ = 0;
+  Event flush_needed_;
+  Task<void> reader_;
+  Task<void> writer_;
+  LoopPgStats* stats_;
+};
+
+// "host=… port=… dbname=… user=…" of conn, never its password.
+std::string describe(const PGconn* conn);
+
+// The pg::error for a failed result: the server's message, detail, SQLSTATE.
+[[noreturn]] void throw_result_error(const PGresult* res, std::string_view sql, const std::string& connection);
+
+// A query named in messages: its first 80 characters, on one line.
+std::string short_sql(std::string_view sql);
+
+}  // namespace stallwatch::inline v1::pg::detail
