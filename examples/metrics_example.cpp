@@ -91,6 +91,9 @@ int main(int argc, char** argv) {
   };
 
   return stallwatch::run([&] {
+    // A listener nobody connects to: its accept queue is exported
+    // (stallwatch_listen_queue_depth) like any service's.
+    auto listener = stallwatch::TcpListener::bind("127.0.0.1", 0);
     auto ticker = stallwatch::spawn([&] {
       while (running()) stallwatch::sleep_for(5ms);
     }, "ticker");

@@ -28,6 +28,8 @@
 #include "core/loop_record.hpp"
 #include "metrics/collectable.hpp"
 #include "metrics/endpoint.hpp"
+#include "metrics/kernel_tcp.hpp"
+#include "stallwatch/net.hpp"
 #include "stallwatch/loop.hpp"
 #include "stallwatch/metrics.hpp"
 
@@ -230,6 +232,8 @@ TEST_CASE("the collectable reports every DESIGN.md family with its type, labels 
       {"stallwatch_blocking_call_reports_total", T::Counter, {}},
       {"stallwatch_blocking_call_reports_suppressed_total", T::Counter, {}},
       {"stallwatch_accept_backoffs_total", T::Counter, {}},
+      {"stallwatch_tcp_listen_overflows_total", T::Counter, {}},
+      {"stallwatch_tcp_listen_drops_total", T::Counter, {}},
   };
   for (const auto& [name, type, labels] : expected) {
     CAPTURE(name);
@@ -537,4 +541,56 @@ TEST_CASE("counters only go up while loops end and reuse their index, and each _
   double most = 0;
   for (const auto& m : slices.metric) most = std::max(most, m.counter.value);
   CHECK(most >= 6 * 3000);
+}
+
+TEST_CASE("ListenOverflows and ListenDrops are read from the TcpExt lines of /proc/net/netstat") {
+  const char* text =
+      "TcpExt: SyncookiesSent ListenOverflows ListenDrops TCPLostRetransmit\n"
+      "TcpExt: 0 520 523 7\n"
+      "IpExt: InNoRoutes InTruncatedPkts\n"
+      "IpExt: 0 0\n";
+  const auto counts = metrics::parse_listen_drops(text);
+  REQUIRE(counts.has_value());
+  CHECK(counts->overflows == 520);
+  CHECK(counts->drops == 523);
+  CHECK_FALSE(metrics::parse_listen_drops("TcpExt: SyncookiesSent ListenDrops\nTcpExt: 0 1\n").has_value());
+  CHECK_FALSE(metrics::parse_listen_drops("TcpExt: ListenOverflows ListenDrops\nTcpExt: 1\n").has_value());
+  CHECK_FALSE(metrics::parse_listen_drops("").has_value());
+
+  // This kernel's own file parses, and the collectable exports what it says.
+  const auto live = metrics::read_listen_drops();
+  REQUIRE(live.has_value());
+  const auto families = metrics::shared_collectable()->Collect();
+  const auto* overflows = find_family(families, "stallwatch_tcp_listen_overflows_total");
+  REQUIRE(overflows != nullptr);
+  CHECK(overflows->metric.at(0).counter.value >= static_cast<double>(live->overflows));
+}
+
+TEST_CASE("the accept queue of a listener is exported by address: connections not yet accepted, and its limit") {
+  stallwatch::run([] {
+    stallwatch::ListenOptions options;
+    options.backlog = 16;
+    auto listener = stallwatch::TcpListener::bind("127.0.0.1", 0, options);
+    const std::string address = listener.local_address().to_string();
+    std::vector<stallwatch::TcpStream> clients;
+    for (int i = 0; i < 3; ++i) {
+      clients.push_back(stallwatch::TcpStream::connect("127.0.0.1", listener.local_address().port(),
+                                                       stallwatch::deadline_after(std::chrono::seconds(5))));
+    }
+    auto sample = [&](const char* name) -> double {
+      const auto families = metrics::shared_collectable()->Collect();
+      const auto* f = find_family(families, name);
+      if (f == nullptr) return -1;
+      for (const auto& m : f->metric) {
+        if (m.label.size() == 1 && m.label[0].name == "address" && m.label[0].value == address) return m.gauge.value;
+      }
+      return -1;
+    };
+    CHECK(sample("stallwatch_listen_queue_depth") == 3);
+    CHECK(sample("stallwatch_listen_queue_limit") == 16);
+    listener.accept(stallwatch::deadline_after(std::chrono::seconds(5)));
+    CHECK(sample("stallwatch_listen_queue_depth") == 2);
+    listener.close();
+    CHECK(sample("stallwatch_listen_queue_depth") == -1);  // a closed listener leaves the metrics
+  });
 }

@@ -1,6 +1,7 @@
 // TcpListener / TcpStream / resolve (net.hpp), on 127.0.0.1 only.
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
@@ -8,12 +9,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <stdexcept>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include "core/loop.hpp"
@@ -409,5 +413,110 @@ TEST_CASE("accept out of descriptors backs off, counts and logs, then recovers" 
     for (int fd : filler) close(fd);
     REQUIRE(setrlimit(RLIMIT_NOFILE, &saved) == 0);
     CHECK(acceptor.join());
+  });
+}
+
+// ---- a burst of connections: accept batches and the acceptor's turn ----
+
+namespace {
+
+// Fibers that stand for busy connections: each turn spins a few microseconds
+// (so a run of 64 switches lasts longer than the loop's busy poll interval),
+// counts itself and yields, until told to stop.
+struct BusyFibers {
+  std::atomic<int> turns{0};
+  bool stop = false;
+  std::vector<sw::Task<void>> tasks;
+
+  explicit BusyFibers(int n) {
+    for (int i = 0; i < n; ++i) {
+      tasks.push_back(sw::spawn([this] {
+        while (!stop) {
+          const auto until = std::chrono::steady_clock::now() + 5us;
+          while (std::chrono::steady_clock::now() < until) {
+          }
+          turns.fetch_add(1, std::memory_order_relaxed);
+          sw::yield();
+        }
+      }));
+    }
+  }
+  void join() {
+    stop = true;
+    for (auto& t : tasks) t.join();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("accept takes a batch per loop iteration, then the busy fibers run a bounded round before the next") {
+  sw::run([] {
+    sw::ListenOptions options;
+    options.accept_batch = 4;
+    auto listener = local_listener(options);
+    std::vector<sw::TcpStream> clients;
+    for (int i = 0; i < 10; ++i) {
+      clients.push_back(sw::TcpStream::connect("127.0.0.1", port_of(listener), sw::deadline_after(5s)));
+    }
+    // 400 busy fibers: a full pass over them is 400 turns.
+    BusyFibers busy(400);
+    std::vector<int> seen;
+    std::vector<sw::TcpStream> accepted;
+    for (int i = 0; i < 10; ++i) {
+      accepted.push_back(listener.accept(sw::deadline_after(5s)));
+      seen.push_back(busy.turns.load(std::memory_order_relaxed));
+    }
+    busy.join();
+    INFO("turns seen after each accept: " << seen[0] << " " << seen[3] << " " << seen[4] << " " << seen[7] << " "
+                                          << seen[8] << " " << seen[9]);
+    // Within a batch nothing else runs.
+    CHECK(seen[0] == seen[3]);
+    CHECK(seen[4] == seen[7]);
+    CHECK(seen[8] == seen[9]);
+    // Between batches the others do run, but the acceptor's next turn comes
+    // after about one direct run of switches (64), not after all 400.
+    CHECK(seen[4] > seen[3]);
+    CHECK(seen[8] > seen[7]);
+    CHECK(seen[4] - seen[3] < 300);
+    CHECK(seen[8] - seen[7] < 300);
+  });
+}
+
+TEST_CASE("a connection arriving while the loop is busy is accepted ahead of the fibers already ready") {
+  sw::run([] {
+    auto listener = local_listener();
+    const std::uint16_t port = port_of(listener);
+    BusyFibers busy(400);
+    std::atomic<int> turns_at_connect{-1};
+    std::thread client([&] {
+      std::this_thread::sleep_for(50ms);  // the acceptor waits, the busy fibers run
+      const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in address{};
+      address.sin_family = AF_INET;
+      address.sin_port = htons(port);
+      address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      turns_at_connect.store(busy.turns.load(std::memory_order_relaxed));
+      const int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+      std::this_thread::sleep_for(200ms);  // keep it open until accepted
+      if (rc == 0) ::close(fd);
+    });
+    sw::TcpStream stream = listener.accept(sw::deadline_after(10s));
+    const int turns_at_accept = busy.turns.load(std::memory_order_relaxed);
+    busy.join();
+    client.join();
+    CHECK(stream.is_open());
+    REQUIRE(turns_at_connect.load() >= 0);
+    // Woken at the tail of the ready queue it would wait for all 400.
+    INFO("busy turns between connect and accept: " << turns_at_accept - turns_at_connect.load());
+    CHECK(turns_at_accept - turns_at_connect.load() < 300);
+  });
+}
+
+TEST_CASE("accept_batch below 1 is refused with a clear error") {
+  sw::run([] {
+    sw::ListenOptions options;
+    options.accept_batch = 0;
+    CHECK_THROWS_WITH_AS(local_listener(options), "stallwatch: listen: accept_batch 0: expected at least 1",
+                         std::invalid_argument);
   });
 }

@@ -379,7 +379,7 @@ scrape_configs:
         def rules_healthy():
             rules = [r for g in prom.get("/api/v1/rules")["groups"] for r in g["rules"]]
             bad = [(r["name"], r.get("health"), r.get("lastError")) for r in rules if r.get("health") != "ok"]
-            check(len(rules) == 2, f"expected 2 alert rules loaded, got {len(rules)}")
+            check(len(rules) == 3, f"expected 3 alert rules loaded, got {len(rules)}")
             check(not bad, f"rules not healthy: {bad}")
             return True
         wait_for("the alert rules to evaluate cleanly", rules_healthy, timeout=30)

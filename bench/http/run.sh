@@ -6,9 +6,18 @@
 # $OUT/results.md), with each server's CPU time per request (all its
 # processes and threads), which other load on the machine does not skew.
 #
+# MODE=burst measures a freshly started server taking 10,000 connections at
+# once (a deploy, a failover): each round starts each server anew and runs
+# wrk at once, no warm-up, and records p99, timeouts, the kernel's
+# ListenOverflows during the run and the deepest accept queue seen (ss, every
+# 50 ms). The table gives each server's worst p99 over the rounds and its
+# ratio to nginx's worst. BASELINE_DEMO=path adds the server "baseline", a
+# demo built from another commit (before/after in one run).
+#
 # usage: bench/http/run.sh path/to/stallwatch-demo
 # env:   DURATION=10s  ROUNDS=3  CONNECTIONS="100 10000"  SERVERS="stallwatch nginx node asyncio"
 #        SERVER_CPU=0  WRK_CPU=1  OUT=$TMPDIR/stallwatch-http-bench
+#        MODE=steady|burst  BURST_CONNECTIONS=10000  BASELINE_DEMO=path/to/another/stallwatch-demo
 set -euo pipefail
 demo=${1:?usage: run.sh path/to/stallwatch-demo}
 demo=$(cd "$(dirname "$demo")" && pwd)/$(basename "$demo")
@@ -20,7 +29,14 @@ servers=${SERVERS:-"stallwatch nginx node asyncio"}
 server_cpu=${SERVER_CPU:-0}
 wrk_cpu=${WRK_CPU:-1}
 out=${OUT:-${TMPDIR:-/tmp}/stallwatch-http-bench}
+mode=${MODE:-steady}
+burst_connections=${BURST_CONNECTIONS:-10000}
+baseline=${BASELINE_DEMO:-}
 mkdir -p "$out"
+case "$mode" in
+  steady|burst) ;;
+  *) echo "run.sh: MODE '$mode': expected steady or burst" >&2; exit 2 ;;
+esac
 
 for tool in wrk taskset; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing (scripts/install-deps.sh)" >&2; exit 1; }
@@ -54,6 +70,11 @@ start_server() {  # name port
     stallwatch)
       STALLWATCH_WATCHDOG=on STALLWATCH_METRICS_ADDR=off \
         taskset -c "$server_cpu" "$demo" --port "$port" >"$out/$name-$round.log" 2>&1 &
+      ;;
+    baseline)
+      [ -n "$baseline" ] || { echo "skip"; return 1; }
+      STALLWATCH_WATCHDOG=on STALLWATCH_METRICS_ADDR=off \
+        taskset -c "$server_cpu" "$baseline" --port "$port" >"$out/$name-$round.log" 2>&1 &
       ;;
     nginx)
       command -v nginx >/dev/null || { echo "skip"; return 1; }
@@ -118,6 +139,109 @@ print("%s|%s|%s|%d|%s" % ("%.0f" % float(rps.group(1)) if rps else "n/a", latenc
                           cpu_per_request))
 PY
 }
+
+# The kernel's TcpExt counter `name` (/proc/net/netstat).
+tcp_ext() {
+  awk -v want="$1" '/^TcpExt:/ { if (!seen) { split($0, names); seen = 1 } else { split($0, values);
+    for (i in names) if (names[i] == want) print values[i] } }' /proc/net/netstat
+}
+
+# One burst against a server started a moment ago; prints "rps|p99 ms|
+# timeouts|errors|ListenOverflows during the run|deepest accept queue|
+# server CPU µs per request|accept queue last non-empty (s)".
+measure_burst() {  # port
+  local port=$1 log overflows_before overflows_after sampler cpu_before cpu_after
+  log="$out/wrk-burst-$name-$round.txt"
+  echo 0 >"$out/queue-$name-$round"
+  echo 0 >"$out/queue-busy-$name-$round"
+  # The deepest accept queue, and when it last held a connection (seconds
+  # after wrk started): how long the burst took to be accepted.
+  ( deepest=0 start=$(date +%s.%N)
+    while :; do
+      q=$(ss -Hltn "sport = :$port" 2>/dev/null | awk '{ if ($2 > m) m = $2 } END { print m + 0 }')
+      if [ "$q" -gt "$deepest" ]; then deepest=$q; echo "$deepest" >"$out/queue-$name-$round"; fi
+      if [ "$q" -gt 0 ]; then awk -v s="$start" -v n="$(date +%s.%N)" 'BEGIN { printf "%.2f", n - s }' >"$out/queue-busy-$name-$round"; fi
+      sleep 0.05
+    done ) &
+  sampler=$!
+  overflows_before=$(tcp_ext ListenOverflows)
+  cpu_before=$(server_cpu_ticks)
+  taskset -c "$wrk_cpu" wrk -t1 -c"$burst_connections" -d"$duration" --timeout 10s --latency \
+    "http://127.0.0.1:$port/" >"$log" 2>&1 || true
+  cpu_after=$(server_cpu_ticks)
+  overflows_after=$(tcp_ext ListenOverflows)
+  kill "$sampler" 2>/dev/null || true
+  wait "$sampler" 2>/dev/null || true
+  python3 - "$log" "$((overflows_after - overflows_before))" "$(cat "$out/queue-$name-$round")" \
+    "$((cpu_after - cpu_before))" "$(getconf CLK_TCK)" "$(cat "$out/queue-busy-$name-$round")" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+done = re.search(r"(\d+) requests in", text)
+cpu_s = int(sys.argv[4]) / int(sys.argv[5])
+cpu_per_request = "%.1f" % (cpu_s * 1e6 / int(done.group(1))) if done and int(done.group(1)) > 0 else "n/a"
+m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\b", text, re.M)
+p99 = "n/a"
+if m:
+    v, unit = float(m.group(1)), m.group(2)
+    p99 = "%.1f" % (v / 1000 if unit == "us" else v * 1000 if unit == "s" else v)
+rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+timeouts, errors = 0, 0
+m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+if m:
+    timeouts = int(m.group(4))
+    errors = sum(int(x) for x in m.groups()[:3])
+print("%s|%s|%d|%d|%s|%s|%s|%.1f" % ("%.0f" % float(rps.group(1)) if rps else "n/a", p99, timeouts, errors,
+                                     sys.argv[2], sys.argv[3], cpu_per_request, float(sys.argv[6])))
+PY
+}
+
+if [ "$mode" = burst ]; then
+  : >"$out/burst.tsv"
+  echo "run.sh: burst of $burst_connections connections for $duration against a fresh server, load: $(uptime)" >&2
+  for round in $(seq "$rounds"); do
+    for name in $servers; do
+      port=$(free_port)
+      if ! start_server "$name" "$port" >/dev/null; then
+        echo "run.sh: $name not available, skipped" >&2
+        continue
+      fi
+      IFS='|' read -r rps p99 timeouts errors overflows deepest cpu_us busy_s < <(measure_burst "$port")
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$rps" "$p99" "$timeouts" "$errors" \
+        "$overflows" "$deepest" "$cpu_us" "$busy_s" | tee -a "$out/burst.tsv"
+      stop_server
+    done
+  done
+  echo "run.sh: done, load: $(uptime)" >&2
+  python3 - "$out/burst.tsv" "$servers" >"$out/results.md" <<'PY'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+worst = {}
+print("| server | p99 per round | worst p99 | timeouts | other socket errors | ListenOverflows per round "
+      "| deepest accept queue per round | accept queue last non-empty, s after start | requests/s per round "
+      "| server CPU µs per request per round |")
+print("|---|---|---:|---:|---:|---|---|---|---|---|")
+for name in sys.argv[2].split():
+    got = [r for r in rows if r[0] == name]
+    if not got:
+        continue
+    p99s = [float(r[3]) for r in got if r[3] != "n/a"]
+    worst[name] = max(p99s) if p99s else None
+    print("| %s | %s | %s | %d | %d | %s | %s | %s | %s | %s |" % (
+        name, ", ".join("%s ms" % r[3] for r in got), "%.0f ms" % worst[name] if worst[name] else "n/a",
+        sum(int(r[4]) for r in got), sum(int(r[5]) for r in got), ", ".join(r[6] for r in got),
+        ", ".join(r[7] for r in got), ", ".join(r[9] for r in got), ", ".join(r[2] for r in got),
+        ", ".join(r[8] for r in got)))
+if worst.get("nginx"):
+    print()
+    for name in worst:
+        if name != "nginx" and worst[name]:
+            print("%s worst p99 / nginx worst p99: %.2f" % (name, worst[name] / worst["nginx"]))
+PY
+  echo
+  cat "$out/results.md"
+  echo "(wrk logs and raw rounds in $out)"
+  exit 0
+fi
 
 # Servers take turns within each round, so a burst of load from elsewhere on
 # the machine hits them alike; the table shows the median of the rounds.

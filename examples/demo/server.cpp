@@ -180,14 +180,10 @@ void sweep_timeouts(LoopState& loop, const ServerConfig& config) {
 }
 
 // Accepts until cancelled. An unexpected accept error is logged and retried
-// after a pause rather than silently ending the service. accept() returns
-// at once while connections are queued, so a burst of thousands would be
-// one long slice: yield every few, and the new connections get served
-// meanwhile.
+// after a pause rather than silently ending the service. accept() itself
+// takes a burst a bounded batch per loop iteration (ListenOptions::accept_batch).
 void accept_connections(stallwatch::TcpListener& listener, LoopState& loop, const ServerConfig& config) {
-  constexpr int accepts_per_slice = 32;
-  for (int accepted = 0;; ++accepted) {
-    if (accepted % accepts_per_slice == accepts_per_slice - 1) stallwatch::yield();
+  for (;;) {
     stallwatch::TcpStream stream;
     try {
       stream = listener.accept();

@@ -108,6 +108,21 @@ struct ListenOptions {
   // SO_REUSEPORT: several loops each bind their own listener on one port
   // and the kernel spreads connections between them.
   bool reuse_port = false;
+  // Connections accept() takes per loop iteration (at least 1). Past it,
+  // accept parks until the loop's next iteration and then runs before the
+  // fibers already ready: a burst of thousands of connections neither holds
+  // the loop in one long slice nor waits behind every busy connection.
+  int accept_batch = 64;
+};
+
+// The accept queue of one listening address of this process: connections
+// the kernel has completed that accept has not yet taken, and the queue's
+// limit (the backlog, capped by net.core.somaxconn). Listeners sharing an
+// address (SO_REUSEPORT, one per loop) are summed.
+struct ListenQueue {
+  std::string address;  // "127.0.0.1:8080"
+  std::uint64_t queued = 0;
+  std::uint64_t limit = 0;
 };
 
 // A listening TCP socket. Move-only.
@@ -124,7 +139,10 @@ class STALLWATCH_EXPORT TcpListener {
   // host must be numeric. Throws std::system_error naming the address.
   static TcpListener bind(std::string_view host, std::uint16_t port, ListenOptions options = {});
 
-  // Parks until a connection arrives. When the process is out of
+  // Parks until a connection arrives; at most options.accept_batch
+  // connections are taken per loop iteration (see ListenOptions), and a
+  // wake-up for a new connection runs the caller first, ahead of the fibers
+  // already ready. When the process is out of
   // descriptors (EMFILE/ENFILE) it backs off with a growing sleep (1 ms up
   // to 1 s), counts it (accept_backoffs_total, and the metric
   // stallwatch_accept_backoffs_total), logs it (once a minute at most) and
@@ -138,12 +156,20 @@ class STALLWATCH_EXPORT TcpListener {
   void close() noexcept;
 
  private:
-  explicit TcpListener(int fd) : fd_(fd) {}
+  explicit TcpListener(int fd, int accept_batch) : fd_(fd), accept_batch_(accept_batch) {}
   int fd_ = -1;
+  int accept_batch_ = 64;
+  std::uint64_t batch_iteration_ = 0;  // the loop iteration (io_polls) of the current batch
+  int batch_accepted_ = 0;
 };
 
 // Times accept backed off for lack of descriptors, process-wide. Any thread.
 STALLWATCH_EXPORT std::uint64_t accept_backoffs_total() noexcept;
+
+// The accept queues of this process's open TcpListeners, by address, read
+// from the kernel now (TCP_INFO). For the metrics stallwatch_listen_queue_*.
+// Any thread.
+STALLWATCH_EXPORT std::vector<ListenQueue> listen_queues();
 
 }  // namespace v1
 }  // namespace stallwatch

@@ -57,6 +57,7 @@ struct Fiber {
   WakeReason wake = WakeReason::none;
   bool parked = false;
   bool cancellable = true;  // while parked: may cancel() wake it?
+  bool wake_first = false;  // a wake-up puts it at the head of the ready queue (FirstInLine)
   detail::WaitQueue* queue = nullptr;  // parked on this queue
   Fiber* queue_prev = nullptr;
   Fiber* queue_next = nullptr;
@@ -74,6 +75,23 @@ struct Fiber {
   // Every live fiber of the loop, to cancel them when run() ends.
   Fiber* all_prev = nullptr;
   Fiber* all_next = nullptr;
+};
+
+// While it lives, a wake-up of the fiber (I/O, a wait queue, a timer) puts
+// it at the head of the ready queue instead of the tail: its turn comes at
+// the loop's next iteration, not after every fiber already ready. For work
+// that must keep pace with the loop whatever its load, such as taking
+// connections from a listen queue the kernel bounds. Loop thread.
+class FirstInLine {
+ public:
+  explicit FirstInLine(Fiber* fiber) noexcept : fiber_(fiber), was_(fiber->wake_first) { fiber->wake_first = true; }
+  ~FirstInLine() { fiber_->wake_first = was_; }
+  FirstInLine(const FirstInLine&) = delete;
+  FirstInLine& operator=(const FirstInLine&) = delete;
+
+ private:
+  Fiber* fiber_;
+  bool was_;
 };
 
 }  // namespace stallwatch::core

@@ -336,6 +336,13 @@ void Loop::push_ready(Fiber* fiber) noexcept {
   ++ready_count_;
 }
 
+void Loop::push_ready_first(Fiber* fiber) noexcept {
+  fiber->next_ready = ready_head_;
+  ready_head_ = fiber;
+  if (ready_tail_ == nullptr) ready_tail_ = fiber;
+  ++ready_count_;
+}
+
 Fiber* Loop::pop_ready() noexcept {
   Fiber* fiber = ready_head_;
   ready_head_ = fiber->next_ready;
@@ -366,7 +373,24 @@ void Loop::make_ready(Fiber* fiber, WakeReason why, bool measure_lag) noexcept {
   fiber->parked = false;
   fiber->wake = why;
   fiber->ready_since_ns = measure_lag ? std::max<std::uint64_t>(base::coarse_now(), 1) : 0;  // 0: not measured
-  push_ready(fiber);
+  if (fiber->wake_first) [[unlikely]] {
+    push_ready_first(fiber);
+  } else {
+    push_ready(fiber);
+  }
+}
+
+void Loop::park_one_round(const char* what) {
+  FirstInLine first(running_);
+  round_parked_seq_ = slice_seq_;
+  detail::park_on(round_waiters_, Deadline{}, what);
+}
+
+void Loop::polled() noexcept {
+  ++io_polls_;
+  if (round_waiters_.empty()) return;
+  if (ready_head_ != nullptr && slice_seq_ - round_parked_seq_ < direct_switch_budget) return;
+  detail::wake_all(round_waiters_);
 }
 
 void Loop::detach_from_waits(Fiber* fiber) noexcept {
@@ -434,9 +458,11 @@ void Loop::scheduler_pass() {
     wait_for_work(now);
     return;
   }
-  if (reactor_.has_waiters() && now - last_io_poll_ns_ >= busy_io_poll_interval_ns) {
+  if ((reactor_.has_waiters() || !round_waiters_.empty()) && now - last_io_poll_ns_ >= busy_io_poll_interval_ns) {
     last_io_poll_ns_ = now;
-    if (reactor_.poll(0, &Loop::io_ready, this)) drain_remote();
+    const bool remote = reactor_.poll(0, &Loop::io_ready, this);
+    polled();
+    if (remote) drain_remote();
   }
   publish_gauges();
   direct_budget_ = direct_switch_budget;
@@ -465,9 +491,10 @@ void Loop::wait_for_work(std::uint64_t now_ns) {
   STALLWATCH_TRACE1(loop_idle, record_.index);
   // A post that came after the last drain keeps the loop from sleeping; one
   // that comes later finds the flag and writes the eventfd.
-  const bool may_sleep = inbox_->prepare_to_sleep() && posted_head_ == nullptr;
+  const bool may_sleep = inbox_->prepare_to_sleep() && posted_head_ == nullptr && round_waiters_.empty();
   const bool remote = reactor_.poll(may_sleep ? timeout_ms : 0, &Loop::io_ready, this);
   inbox_->woke();
+  polled();
   const std::uint64_t woke = base::refresh_now();
   last_io_poll_ns_ = woke;
   // Waking up starts a new slice of the loop's own work.

@@ -69,6 +69,15 @@ class Loop {
   void make_ready(Fiber* fiber, WakeReason why, bool measure_lag = false) noexcept;
   // Lets every other ready fiber run once.
   void yield();
+  // Parks the running fiber for one round of the loop: until the loop polls
+  // its descriptors after the other fibers have run a direct run's worth of
+  // slices (or run out), then runs it first (FirstInLine). So a fiber that
+  // took its share of an iteration gets the next share after a bounded
+  // amount of other work, however many fibers are ready, and never crowds
+  // them out. `what` names the caller in a cancellation. Cancellable.
+  void park_one_round(const char* what);
+  // Times this loop has polled its descriptors: one per loop iteration.
+  std::uint64_t io_polls() const noexcept { return io_polls_; }
   // Flags the fiber cancelled and, if it is parked cancellably, wakes it.
   void cancel(Fiber* fiber) noexcept;
   // Makes fiber ready from another thread (e.g. an in_thread completion).
@@ -116,7 +125,10 @@ class Loop {
   void record_lag(Fiber* next, std::uint64_t now) noexcept;
   Fiber* pick_next(std::uint64_t now) noexcept;
   void push_ready(Fiber* fiber) noexcept;
+  void push_ready_first(Fiber* fiber) noexcept;
   Fiber* pop_ready() noexcept;
+  // Called after every poll of the reactor: counts it, ends a round.
+  void polled() noexcept;
 
   void scheduler_pass();
   void fire_timers(std::uint64_t now_ns);
@@ -151,6 +163,9 @@ class Loop {
   int direct_budget_ = 0;
   std::uint64_t pass_coarse_ns_ = 0;
   std::uint64_t last_io_poll_ns_ = 0;
+  std::uint64_t io_polls_ = 0;
+  detail::WaitQueue round_waiters_;  // park_one_round
+  std::uint64_t round_parked_seq_ = 0;  // slice_seq_ when the last of them parked
 
   std::uint64_t slice_seq_ = 0;
   std::uint64_t slice_start_ns_ = 0;

@@ -5,13 +5,16 @@
 #include <atomic>
 #include <cstdlib>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "blocking/blocking_calls.hpp"
 #include "base/coarse_clock.hpp"
 #include "core/loop_record.hpp"
+#include "metrics/kernel_tcp.hpp"
 #include "pool/pool_stats.hpp"
 #include "stallwatch/net.hpp"
 
@@ -276,6 +279,42 @@ void append_accept_backoffs(std::vector<MetricFamily>& out) {
   out.push_back(std::move(backoffs));
 }
 
+// The accept queues of this process's listeners, by address, and the
+// kernel's count of connections turned away at any listen queue.
+void append_listen_families(std::vector<MetricFamily>& out) {
+  const std::vector<ListenQueue> queues = listen_queues();
+  if (!queues.empty()) {
+    MetricFamily depth = family("stallwatch_listen_queue_depth",
+                                "Connections completed by the kernel and waiting for accept, per listening address "
+                                "of this process.",
+                                MetricType::Gauge);
+    MetricFamily limit = family("stallwatch_listen_queue_limit",
+                                "Length of the accept queue, per listening address (the backlog capped by "
+                                "net.core.somaxconn).",
+                                MetricType::Gauge);
+    for (const ListenQueue& q : queues) {
+      add_gauge(depth, {{"address", q.address}}, static_cast<double>(q.queued));
+      add_gauge(limit, {{"address", q.address}}, static_cast<double>(q.limit));
+    }
+    out.push_back(std::move(depth));
+    out.push_back(std::move(limit));
+  }
+  if (const std::optional<ListenDropCounts> kernel = read_listen_drops()) {
+    MetricFamily overflows = family("stallwatch_tcp_listen_overflows_total",
+                                    "Connections the kernel turned away because an accept queue was full "
+                                    "(TcpExt ListenOverflows, whole network namespace).",
+                                    MetricType::Counter);
+    add_counter(overflows, {}, kernel->overflows);
+    out.push_back(std::move(overflows));
+    MetricFamily drops = family("stallwatch_tcp_listen_drops_total",
+                                "Connections dropped at a listening socket for any reason, overflows included "
+                                "(TcpExt ListenDrops, whole network namespace).",
+                                MetricType::Counter);
+    add_counter(drops, {}, kernel->drops);
+    out.push_back(std::move(drops));
+  }
+}
+
 void append_pool_families(std::vector<MetricFamily>& out) {
   const pool::PoolStatsView pool = pool::pool_stats();
   MetricFamily pending = family("stallwatch_in_thread_pending",
@@ -348,6 +387,7 @@ std::vector<prometheus::MetricFamily> StatsCollectable::Collect() const {
   append_if_any(out, blocking_calls_family());
   append_blocking_report_families(out);
   append_accept_backoffs(out);
+  append_listen_families(out);
   append_pool_families(out);
   for (FamilySource source : family_sources().copy()) source(out);
   return out;
