@@ -1,0 +1,55 @@
+/* An epoll loop that forks and execs under the watch. The parent's loop
+ * forks twice: one child keeps running the loop (as Redis's BGSAVE child or a
+ * pre-forking server does) and stalls there for 200 ms, then exits with 5;
+ * the other execs `sh -c 'exit 7'`. The parent stalls 200 ms itself, reaps
+ * both and exits with 0 when each child's status is its own: the watch
+ * follows the forked loop (reported with the child's pid), the exec'd shell
+ * runs unharmed.
+ *
+ *   stallwatch-watch -- stallwatch-watch-fork-exec */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void spin_ms(int ms) {
+  struct timespec start, now;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  do {
+    clock_gettime(CLOCK_MONOTONIC, &now);
+  } while ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 < ms);
+}
+
+/* Ten 20 ms turns of an epoll loop; on turn `stall_at` the turn computes 200 ms. */
+static void run_loop(int epfd, int stall_at) {
+  struct epoll_event ev;
+  for (int turn = 0; turn < 10; ++turn) {
+    epoll_wait(epfd, &ev, 1, 20);
+    if (turn == stall_at) spin_ms(200);
+  }
+}
+
+int main(void) {
+  const int epfd = epoll_create1(EPOLL_CLOEXEC);
+  run_loop(epfd, -1);
+  const pid_t looper = fork();
+  if (looper == 0) {
+    run_loop(epfd, 3);
+    _exit(5);
+  }
+  const pid_t shell = fork();
+  if (shell == 0) {
+    execl("/bin/sh", "sh", "-c", "exit 7", (char*)NULL);
+    _exit(127);
+  }
+  run_loop(epfd, 5);
+  int looper_status = 0, shell_status = 0;
+  waitpid(looper, &looper_status, 0);
+  waitpid(shell, &shell_status, 0);
+  const int ok = WIFEXITED(looper_status) && WEXITSTATUS(looper_status) == 5 && WIFEXITED(shell_status) &&
+                 WEXITSTATUS(shell_status) == 7;
+  printf("forked loop exited %d, exec'd shell exited %d\n", WEXITSTATUS(looper_status), WEXITSTATUS(shell_status));
+  return ok ? 0 : 1;
+}
