@@ -73,7 +73,7 @@ void settle_process_watch(ProcessWatch& p) {
     p.config.capture_signal_setting = "stallwatch-watch";
     if (p.config.capture_signal == 0) {
       emit::message(emit::process_wide, "watch_off",
-                    "stallwatch-watch: every real-time signal from SIGRTMIN+4 up has a handler of the program's, "
+                    "every real-time signal from SIGRTMIN+4 up has a handler of the program's, "
                     "so none is left to capture stacks with; set STALLWATCH_SIGNAL to one it leaves alone. "
                     "Watching nothing in this process");
       return;
@@ -87,7 +87,7 @@ void announce_process_watch(ProcessWatch& p) {
   const std::string metrics =
       p.config.metrics_addr == "off" ? std::string("off") : "http://" + p.config.metrics_addr + "/metrics";
   emit::message(emit::process_wide, "watch",
-                "stallwatch-watch: watching the epoll/poll/select loops of " +
+                "watching the epoll/poll/select loops of " +
                     std::string(program_invocation_short_name) + " (pid " + std::to_string(getpid()) +
                     "): threshold " + std::to_string(p.config.threshold.count()) + " ms, metrics " + metrics +
                     ", capture signal " + signal_words(p.config.capture_signal),
@@ -181,7 +181,7 @@ extern "C" void stallwatch_watch_unwatchable(const char* how) noexcept {
     std::call_once(p.settled, [&p] { watch::settle_process_watch(p); });
     if (!p.on) return;
     emit::message(emit::process_wide, "watch_unwatchable",
-                  std::string("stallwatch-watch: ") + program_invocation_short_name + " waits through " + how +
+                  std::string(program_invocation_short_name) + " waits through " + how +
                       ", which the watch cannot see: stalls of that loop are not reported");
   } catch (...) {
   }

@@ -136,7 +136,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   const char* old = std::getenv("LD_PRELOAD");
-  const std::string preload = old != nullptr && *old != '\0' ? library + ":" + old : library;
+  // After what is there: a sanitizer's runtime must stay first.
+  const std::string preload = old != nullptr && *old != '\0' ? std::string(old) + ":" + library : library;
   setenv("LD_PRELOAD", preload.c_str(), 1);
 
   const std::string program = find_program(argv[i]);

@@ -142,6 +142,18 @@ __attribute__((constructor)) void load_watch() {
   pthread_key_create(&thread_end_key, end_thread_watch);
 }
 
+// exit(): the exiting thread's loop is ended as it would be at its thread's
+// end, before the watchdog stops (registered after the watchdog's own exit
+// handler, so it runs first): its stall in progress ends with its `stall
+// ended` line, a capture in flight is finished, and exit goes on with the
+// program's status.
+void end_watch_at_exit() {
+  ThreadWatch& t = tls_watch;
+  if (t.state != ThreadWatch::State::watched) return;
+  pthread_setspecific(thread_end_key, nullptr);
+  end_thread_watch(t.record);
+}
+
 // A fork's child keeps the forking thread, and with it its watch (the
 // watchdog keeps that thread's loop); nothing to do. An exec'd program loads
 // this library afresh through the inherited LD_PRELOAD.
@@ -163,6 +175,8 @@ bool begin_watching(ThreadWatch& t, const void* caller) {
   t.loop_wait = ThreadWatch::LoopWait::none;
   pthread_setspecific(thread_end_key, w.record);
   t.state = ThreadWatch::State::watched;
+  static std::atomic<bool> exit_handler{false};
+  if (!exit_handler.exchange(true)) std::atexit(end_watch_at_exit);
   return true;
 }
 
