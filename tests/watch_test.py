@@ -13,9 +13,11 @@
   reported `blocked in poll` at the callback's line, and not cut short;
 - fork and exec: the forked child's loop is watched, the exec'd shell runs,
   each exits with its own status;
-- a raw-syscall loop is said to be unwatchable in one line;
+- a raw-syscall loop, and an io_uring set up by syscall(2), are said to be
+  unwatchable in one line;
 - a real redis-server: DEBUG SLEEP 0.5 is blocked, a long EVAL computes,
-  both counted in its /metrics;
+  both counted in its /metrics; daemonized (--daemonize yes), its daemon's
+  loop is watched and serves /metrics;
 - a Node.js server with a busy handler is reported;
 - bad options are refused with a clear error.
 
@@ -199,6 +201,53 @@ def case_raw_syscall():
           "raw syscall waits: said unwatchable in one line, once", w.stderr)
 
 
+def case_io_uring():
+    w = watched([], [os.path.join(EXAMPLES, "stallwatch-watch-io-uring")])
+    lines = [l for l in w.stderr.splitlines() if "cannot see" in l]
+    check(w.returncode == 0 and w.stdout.startswith("io_uring_setup: ") and len(lines) == 1 and
+          "waits through io_uring" in lines[0], "io_uring: said unwatchable in one line", w.stderr)
+
+
+def case_redis_daemon():
+    """daemon(): redis-server --daemonize yes forks and its parent exits; the
+    daemon's loop is watched (wired at its first wait, after the fork) and
+    its /metrics served by the daemon."""
+    server = shutil.which("redis-server")
+    cli = shutil.which("redis-cli")
+    if server is None or cli is None:
+        print("skip: redis-server or redis-cli missing")
+        return
+    port, metrics_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        pidfile = os.path.join(tmp, "redis.pid")
+        r = run([WATCH, "--metrics-addr", f"127.0.0.1:{metrics_port}", "--", server, "--port", str(port),
+                 "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp, "--daemonize", "yes",
+                 "--pidfile", pidfile, "--enable-debug-command", "yes", "--logfile", os.path.join(tmp, "log")],
+                WATCH_ENV)
+        check(r.returncode == 0, "redis --daemonize yes: the launching process exits 0", r.stderr)
+        text = ""
+        try:
+            for _ in range(100):
+                if subprocess.run([cli, "-p", str(port), "PING"], capture_output=True, text=True).stdout.strip() \
+                        == "PONG":
+                    break
+                time.sleep(0.1)
+            subprocess.run([cli, "-p", str(port), "DEBUG", "SLEEP", "0.3"], capture_output=True, timeout=30)
+            time.sleep(0.3)
+            text = scrape(metrics_port)
+        except OSError as e:
+            text = str(e)
+        finally:
+            subprocess.run([cli, "-p", str(port), "SHUTDOWN", "NOSAVE"], capture_output=True, timeout=30)
+            for _ in range(100):
+                if not os.path.exists(pidfile):
+                    break
+                time.sleep(0.1)
+    blocked = re.search(r'stallwatch_stalls_total\{loop="\d+",kind="blocked"\} (\d+)', text)
+    check(blocked is not None and int(blocked.group(1)) >= 1,
+          "redis --daemonize yes: the daemon's DEBUG SLEEP counted in its own /metrics", text[:2000])
+
+
 def case_options():
     r = run([WATCH, "--threshold-ms", "0", "--", "true"])
     check(r.returncode == 2 and "STALLWATCH_THRESHOLD_MS=\"0\"" in r.stderr and "1 to 600000" in r.stderr,
@@ -300,8 +349,8 @@ def case_node():
           "node: the busy handler is reported on the node thread", stderr)
 
 
-for case in (case_options, case_asyncio, case_asio, case_libevent, case_fork_exec, case_raw_syscall, case_redis,
-             case_node):
+for case in (case_options, case_asyncio, case_asio, case_libevent, case_fork_exec, case_raw_syscall, case_io_uring,
+             case_redis, case_redis_daemon, case_node):
     case()
 
 print(f"{len(failures)} failed" if failures else "all passed")
