@@ -108,6 +108,15 @@ bool in_stallwatch_code(const void* address) {
   return false;
 }
 
+// A thread stallwatch started (the watchdog, the symbolizer's warm-up, the
+// emitter's) or the metrics endpoint's civetweb started: by its name, for
+// when its first wait reaches the interposers through another library's
+// (a sanitizer's interceptors), which hides the caller's module.
+bool own_thread_name(std::string_view name) {
+  return name.starts_with("civetweb-") || name == "stallwatch-wd" || name == "stallwatch-sym" ||
+         name == "stallwatch-log";
+}
+
 // The watched thread as reports name it.
 struct ThreadIdentity {
   char name[16] = {};
@@ -125,12 +134,13 @@ extern "C" bool stallwatch_watch_thread_begin(const void* wait_caller, watch::Wa
   try {
     std::call_once(p.settled, [&p] { watch::settle_process_watch(p); });
     if (!p.on || watch::in_stallwatch_code(wait_caller)) return false;
-    std::call_once(p.announced, [&p] { watch::announce_process_watch(p); });
-
     watch::ThreadIdentity& me = watch::this_thread;
     if (pthread_getname_np(pthread_self(), me.name, sizeof me.name) != 0 || me.name[0] == '\0') {
       std::strncpy(me.name, program_invocation_short_name, sizeof me.name - 1);
     }
+    if (watch::own_thread_name(me.name)) return false;
+    std::call_once(p.announced, [&p] { watch::announce_process_watch(p); });
+
     me.identity.id = 0;
     me.identity.name = me.name;
     me.identity.name_len = std::strlen(me.name);

@@ -47,9 +47,10 @@ extern "C" {
 // the metrics endpoint and says in one line what it watches; then it claims a
 // loop record, routes the loop's lines and tells the watchdog. False when the
 // thread is not to be watched: the watch is off (STALLWATCH_WATCHDOG=off, a
-// bad variable, said once), or wait_caller (the return address of the
-// thread's first wait) lies in stallwatch's own code or its metrics server's
-// (their threads are not the program's loops). The thread's first wait.
+// bad variable, said once), or the thread is stallwatch's own or its metrics
+// server's (civetweb's), known by wait_caller (the return address of the
+// thread's first wait) lying in their code, or by the thread's name: their
+// threads are not the program's loops. The thread's first wait.
 STALLWATCH_EXPORT bool stallwatch_watch_thread_begin(const void* wait_caller,
                                                      stallwatch::watch::WatchedThread* out) noexcept;
 // Ends the watch of the calling thread, which begin_thread returned `record`
