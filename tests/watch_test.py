@@ -142,6 +142,28 @@ def case_asyncio():
     check(w.returncode == 70 and "strict mode" in w.stderr, "strict mode: the first stall ends the process with 70",
           f"rc={w.returncode}\n{w.stderr}")
 
+    # asyncio.run twice, the second loop's epoll on another descriptor number:
+    # closing the first one hands the loop over, so the second loop's waits are
+    # its idle time, not blocking calls inside one long slice.
+    program = ("import asyncio, time\n"
+               "async def quick():\n"
+               "    await asyncio.sleep(0.01)\n"
+               "async def blocking():\n"
+               "    await asyncio.sleep(0.01)\n"
+               "    time.sleep(0.3)\n"
+               "    await asyncio.sleep(0.01)\n"
+               "asyncio.run(quick())\n"
+               "extra = open('/dev/null')  # takes the first loop's epoll descriptor number\n"
+               "asyncio.run(blocking())\n"
+               "print('done')\n")
+    w = watched([], [PYTHON, "-c", program])
+    found = stalls(w.stderr)
+    check(w.returncode == 0 and any(s[3] in ("clock_nanosleep", "nanosleep", "select") for s in found) and
+          not any(s[3].startswith("epoll") for s in found) and
+          re.search(r"stall ended loop=\d+ fiber=0 \"python3\" after [23]\d\d ms", w.stderr),
+          "asyncio.run twice: the second loop's epoll is the loop's wait; its time.sleep(0.3) is the stall",
+          w.stderr)
+
     # The program ends while its stall is being sampled: its own status.
     for how, code in (("sys.exit(3)", 3), ("os._exit(4)", 4)):
         program = ("import asyncio, os, sys, time\n"

@@ -15,8 +15,9 @@
 // call site (return address) of its first poll/ppoll/select/pselect is the
 // loop's, until an epoll wait takes over (loops wait on epoll; the private
 // waits of libraries — the resolver, libcurl's easy interface, libpq,
-// Python's socket timeouts — use poll). When the loop's epoll descriptor is
-// closed, the next epoll wait of the thread names the new one (asyncio.run
+// Python's socket timeouts — use poll). When the thread closes the loop's
+// epoll descriptor (or another thread closes it and the number is not reused
+// by then), the next epoll wait of the thread names the new one (asyncio.run
 // called twice). Every other wait, and every sleep, is a blocking call inside
 // the slice: it does not end it, and while the watchdog samples a stall in it
 // the wait is unwound from the registers published at its call
@@ -73,7 +74,7 @@ int io_uring_queue_init_params(unsigned entries, struct io_uring* ring, struct i
 // Resolved as the library loads: libc's waits.
 #define STALLWATCH_WATCH_FUNCTIONS(X)                                                                 \
   X(epoll_wait) X(epoll_pwait) X(epoll_pwait2) X(poll) X(__poll_chk) X(ppoll) X(__ppoll_chk) X(select) \
-  X(pselect) X(sleep) X(usleep) X(nanosleep) X(clock_nanosleep) X(syscall)
+  X(pselect) X(sleep) X(usleep) X(nanosleep) X(clock_nanosleep) X(syscall) X(close)
 
 namespace stallwatch::watch {
 namespace {
@@ -392,6 +393,16 @@ STALLWATCH_WATCH_INTERPOSER int nanosleep(const struct timespec* req, struct tim
 STALLWATCH_WATCH_INTERPOSER int clock_nanosleep(clockid_t clock, int flags, const struct timespec* req,
                                                 struct timespec* rem) {
   return sleep_wait(STALLWATCH_CALLER, NEXT(clock_nanosleep), clock, flags, req, rem);
+}
+
+// The thread closes its loop's epoll descriptor: its next epoll wait names
+// the loop's new one. Elsewhere one thread-local check.
+STALLWATCH_WATCH_INTERPOSER int close(int fd) {
+  stallwatch::watch::ThreadWatch& t = stallwatch::watch::tls_watch;
+  if (t.loop_wait == stallwatch::watch::ThreadWatch::LoopWait::epoll_fd && fd == t.epoll_fd) [[unlikely]] {
+    t.loop_wait = stallwatch::watch::ThreadWatch::LoopWait::none;
+  }
+  return NEXT(close)(fd);
 }
 
 // syscall(2) with a wait's number: the watch cannot see that loop; said once.
