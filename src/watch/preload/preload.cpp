@@ -16,9 +16,10 @@
 // loop's, until an epoll wait takes over (loops wait on epoll; the private
 // waits of libraries — the resolver, libcurl's easy interface, libpq,
 // Python's socket timeouts — use poll). When the thread closes the loop's
-// epoll descriptor (or another thread closes it and the number is not reused
-// by then), the next epoll wait of the thread names the new one (asyncio.run
-// called twice). Every other wait, and every sleep, is a blocking call inside
+// epoll descriptor, the loop is over: the thread is idle until its next
+// epoll wait, which names the new one (asyncio.run called twice); when
+// another thread closes it, the thread's next epoll wait on another
+// descriptor names it, unless the number was reused by then. Every other wait, and every sleep, is a blocking call inside
 // the slice: it does not end it, and while the watchdog samples a stall in it
 // the wait is unwound from the registers published at its call
 // (core/wait_context.hpp), with no signal, so it returns no earlier than
@@ -228,6 +229,14 @@ inline __attribute__((always_inline)) void end_slice(ThreadWatch& t) {
   record.slice.idle.store(true, std::memory_order_release);
 }
 
+// The loop's epoll descriptor is closed: the slice ends, and the thread stays
+// idle until its next loop wait returns (whose entry records no slice).
+inline void end_loop(ThreadWatch& t) {
+  end_slice(t);
+  t.slice_start_ns = UINT64_MAX;
+  t.loop_wait = ThreadWatch::LoopWait::none;
+}
+
 // Returning from the loop wait begins the next slice.
 inline __attribute__((always_inline)) void begin_slice(ThreadWatch& t) {
   core::LoopRecord& record = *t.record;
@@ -395,12 +404,14 @@ STALLWATCH_WATCH_INTERPOSER int clock_nanosleep(clockid_t clock, int flags, cons
   return sleep_wait(STALLWATCH_CALLER, NEXT(clock_nanosleep), clock, flags, req, rem);
 }
 
-// The thread closes its loop's epoll descriptor: its next epoll wait names
-// the loop's new one. Elsewhere one thread-local check.
+// The thread closes its loop's epoll descriptor: the loop is over (asyncio's
+// loop.close(), event_base_free), so the slice ends and the thread is idle
+// until its next loop wait returns, and that wait's epoll is the loop's new
+// one. Elsewhere one thread-local check.
 STALLWATCH_WATCH_INTERPOSER int close(int fd) {
   stallwatch::watch::ThreadWatch& t = stallwatch::watch::tls_watch;
   if (t.loop_wait == stallwatch::watch::ThreadWatch::LoopWait::epoll_fd && fd == t.epoll_fd) [[unlikely]] {
-    t.loop_wait = stallwatch::watch::ThreadWatch::LoopWait::none;
+    stallwatch::watch::end_loop(t);
   }
   return NEXT(close)(fd);
 }
