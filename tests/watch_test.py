@@ -6,7 +6,8 @@
   no on-cpu or blocked report and the same output as unwatched; time.sleep(0.5)
   in a coroutine is reported `blocked in clock_nanosleep`, in text and JSON;
   strict mode ends it with status 70; a program that exits during a stall
-  exits with its own status;
+  exits with its own status; asyncio.run twice; a handler of the program's
+  on SIGRTMIN+4 is left alone (the watch takes SIGRTMIN+5);
 - Boost.Asio: a handler computing 300 ms is reported with compute_for() at
   its file:line on the head line; a healthy run gives no such report;
 - libevent: a callback's private poll() is a blocked call inside the slice,
@@ -163,6 +164,23 @@ def case_asyncio():
           re.search(r"stall ended loop=\d+ fiber=0 \"python3\" after [23]\d\d ms", w.stderr),
           "asyncio.run twice: the second loop's epoll is the loop's wait; its time.sleep(0.3) is the stall",
           w.stderr)
+
+    # The program's own handler on SIGRTMIN+4 (the first the watch would
+    # take): the watch takes the next free signal and the handler never runs.
+    program = ("import asyncio, signal, time\n"
+               "got = []\n"
+               "signal.signal(signal.SIGRTMIN + 4, lambda *a: got.append(1))\n"
+               "async def main():\n"
+               "    await asyncio.sleep(0.01)\n"
+               "    end = time.monotonic() + 0.3\n"
+               "    while time.monotonic() < end: pass\n"
+               "asyncio.run(main())\n"
+               "print('handler ran', len(got), 'times')\n")
+    w = watched([], [PYTHON, "-c", program])
+    check(w.returncode == 0 and w.stdout == "handler ran 0 times\n" and "capture signal SIGRTMIN+5" in w.stderr and
+          any(s[2] in ("on-cpu", "preempted") for s in stalls(w.stderr)),
+          "the program's handler on SIGRTMIN+4 is left alone: the watch captures with SIGRTMIN+5",
+          w.stdout + w.stderr)
 
     # The program ends while its stall is being sampled: its own status.
     for how, code in (("sys.exit(3)", 3), ("os._exit(4)", 4)):
