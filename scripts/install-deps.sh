@@ -13,7 +13,8 @@ PACKAGES=(
 # Extra packages for the groups asked for on the command line.
 # test: what the test suite drives for real (Prometheus, bpftrace, load tools),
 # the real libraries run on a loop by tests/probes/real_waits.cpp, and libc's
-# separate debug info (tests/symbolizer_test.cpp reads it).
+# separate debug info (tests/symbolizer_test.cpp reads it), and the unmodified
+# programs tests/watch_test.py watches (redis-server, a libevent program, Node.js).
 TEST_PACKAGES=(
   prometheus
   bpftrace
@@ -26,6 +27,7 @@ TEST_PACKAGES=(
   openssl
   # the PostgreSQL client's tests run against a throwaway server (pg_virtualenv)
   libpq-dev postgresql postgresql-common
+  redis-server redis-tools libevent-dev nodejs
 )
 # demo: what scripts/demo-drive.sh uses to send its requests.
 DEMO_PACKAGES=(

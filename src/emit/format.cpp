@@ -17,8 +17,8 @@ using base::append_quoted;
 
 void append_fiber_text(std::string& out, const FiberRef& fiber) {
   out += "fiber=" + std::to_string(fiber.id);
-  if (fiber.id == 0) {
-    out += " \"scheduler\"";
+  if (fiber.id == 0 && fiber.name.empty()) {
+    out += " \"scheduler\"";  // a foreign loop's thread (src/watch/) has its own name
   } else if (!fiber.name.empty()) {
     out.push_back(' ');
     append_quoted(out, fiber.name);
@@ -27,7 +27,7 @@ void append_fiber_text(std::string& out, const FiberRef& fiber) {
 
 void append_fiber_json(std::string& out, const FiberRef& fiber) {
   out += ",\"fiber\":" + std::to_string(fiber.id) + ",\"fiber_name\":";
-  append_json_string(out, fiber.id == 0 ? std::string("scheduler") : fiber.name);
+  append_json_string(out, fiber.id == 0 && fiber.name.empty() ? std::string("scheduler") : fiber.name);
 }
 
 std::string hex64(std::uint64_t v, int width) {
