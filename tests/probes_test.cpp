@@ -449,6 +449,7 @@ TEST_CASE("preloaded: every probed function is flagged on a loop, far below the 
   CHECK(o.out == "done each\n");
   for (std::string_view f : stallwatch::config::probed_functions) {
     if (f == "curl_easy_perform" && !STALLWATCH_HAVE_CURL) continue;
+    if (f.starts_with("PQ")) continue;  // libpq's calls need a server: pg_probes flags each against one
     INFO("function " << f << "\nstderr:\n" << o.err);
     CHECK(reports_of(o, std::string(f)) >= 1);
   }
@@ -462,6 +463,7 @@ TEST_CASE("linked: every probed function is flagged without LD_PRELOAD") {
   CHECK(o.exit_status == 0);
   for (std::string_view f : stallwatch::config::probed_functions) {
     if (f == "curl_easy_perform" && !STALLWATCH_HAVE_CURL) continue;
+    if (f.starts_with("PQ")) continue;  // libpq's calls need a server: pg_probes flags each against one
     INFO("function " << f << "\nstderr:\n" << o.err);
     CHECK(reports_of(o, std::string(f)) >= 1);
   }
