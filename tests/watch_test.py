@@ -230,7 +230,7 @@ def case_fork_exec():
     check(w.returncode == 0 and "forked loop exited 5, exec'd shell exited 7" in w.stdout,
           "fork and exec under the watch: each child exits with its own status", w.stdout + w.stderr)
     check(" parent_stall " in w.stderr and " child_stall " in w.stderr,
-          "fork: the parent's and the forked child's 200 ms stalls are both reported", w.stderr)
+          "fork: the parent's 400 ms and the forked child's 200 ms stalls are both reported", w.stderr)
 
 
 def case_raw_syscall():
