@@ -1,7 +1,7 @@
 /* An epoll loop that forks and execs under the watch. The parent's loop
  * forks twice: one child keeps running the loop (as Redis's BGSAVE child or a
  * pre-forking server does) and stalls there for 200 ms, then exits with 5;
- * the other execs `sh -c 'exit 7'`. The parent stalls 200 ms itself, reaps
+ * the other execs `sh -c 'exit 7'`. The parent stalls 400 ms itself, reaps
  * both and exits with 0 when each child's status is its own: the watch
  * follows the forked loop (its report names child_stall), the exec'd shell
  * runs unharmed. (The parent's wait for its children comes after its last
@@ -29,8 +29,10 @@ static void spin_ms(int ms) {
 
 /* The stalls, apart so that each report names whose it is (the empty asm
  * after the call keeps it from becoming a tail call, which leaves no frame). */
+/* The parent's is longer: its watchdog may still be naming the frames of
+ * the fork's own wait (the watchdog thread symbolizes between its ticks). */
 __attribute__((noinline)) static void parent_stall(void) {
-  spin_ms(200);
+  spin_ms(400);
   __asm__ volatile("" ::: "memory");
 }
 __attribute__((noinline)) static void child_stall(void) {
@@ -60,7 +62,7 @@ int main(void) {
     execl("/bin/sh", "sh", "-c", "exit 7", (char*)NULL);
     _exit(127);
   }
-  run_loop(epfd, 5, parent_stall);
+  run_loop(epfd, 8, parent_stall);
   int looper_status = 0, shell_status = 0;
   waitpid(looper, &looper_status, 0);
   waitpid(shell, &shell_status, 0);
