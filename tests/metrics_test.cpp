@@ -357,6 +357,7 @@ TEST_CASE("ensure_endpoint: a port in use is one clear log line naming the addre
   CHECK_NOTHROW(metrics::ensure_endpoint(config));
   CHECK_NOTHROW(metrics::ensure_endpoint(config));  // once per process: no second line
 
+  REQUIRE(stallwatch::emit::flush(std::chrono::seconds(30)));  // lines reach the sink on their own thread
   std::lock_guard lock(logged_mutex);
   std::vector<std::string> mine;
   for (const auto& line : logged) {

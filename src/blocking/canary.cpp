@@ -10,6 +10,7 @@
 
 #include "blocking/blocking_calls.hpp"
 #include "blocking/call_stack.hpp"
+#include "core/loop_record.hpp"
 #include "emit/emitter.hpp"
 #include "stallwatch/errors.hpp"
 
@@ -55,7 +56,9 @@ void check_probes_canary(const Config& config) {
       "stallwatch: STALLWATCH_STRICT=1 but the blocking-call probes are not active: run with "
       "LD_PRELOAD=libstallwatch-probes.so (or link stallwatch-probes before stallwatch and libc), or set "
       "STALLWATCH_STRICT=0";
-  emit::message(emit::process_wide, "config_error", message.substr(std::string("stallwatch: ").size()));
+  // Said before the refusal is thrown: a program that lets it end the process still shows it.
+  const core::OwnWait own_wait;
+  emit::message_and_flush(emit::process_wide, "config_error", message.substr(std::string("stallwatch: ").size()));
   throw config_error(message);
 }
 

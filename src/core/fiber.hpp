@@ -39,6 +39,7 @@ struct Fiber {
   std::uint64_t ready_since_ns = 0;  // woken by a timer or I/O: for loop lag; 0 otherwise
   bool started = true;  // false until a fresh fiber's entry runs; the scheduler is always started
   bool cancel_requested = false;
+  bool exceptions_saved = false;  // `exceptions` below holds state to put back when it resumes
   // Checked at every switch out of this fiber (stack/stack_canary.hpp): the
   // word below an unguarded stack, else never_written just after, so that
   // a guarded switch reads no cache line beyond this one.
@@ -51,7 +52,10 @@ struct Fiber {
   std::string name;
   stack::Stack stack;
   SanitizerFiberState sanitizer;
-  ExceptionState exceptions;  // saved while not running (core/exception_state.hpp)
+  // Its libstdc++ exception state while not running, when it had any
+  // (core/exception_state.hpp); off the first cache line, which a switch is
+  // kept to: it is read only when exceptions_saved says so.
+  ExceptionState exceptions;
 
   // Parking.
   WakeReason wake = WakeReason::none;

@@ -302,10 +302,18 @@ bctx::transfer_t Loop::release_dead_fiber(bctx::transfer_t from) noexcept {
   stack::check_canary(from->stack_canary);
   base::tls_thread_state.in_switch = 1;
   begin_slice(to, now);
-  // Each fiber's own exceptions in flight and being handled.
+  // Each fiber's own exceptions in flight and being handled. Almost always
+  // there are none: then only the thread's copy and a flag on the fibers'
+  // first cache line are read.
   ExceptionState& thread_exceptions = *exceptions_;
-  from->exceptions = thread_exceptions;
-  thread_exceptions = to->exceptions;
+  const bool from_has = thread_exceptions.caught != nullptr || thread_exceptions.uncaught != 0;
+  from->exceptions_saved = from_has;
+  if (from_has) [[unlikely]] from->exceptions = thread_exceptions;
+  if (to->exceptions_saved) [[unlikely]] {
+    thread_exceptions = to->exceptions;
+  } else if (from_has) [[unlikely]] {
+    thread_exceptions = ExceptionState{};
+  }
   sanitizer_start_switch(from->sanitizer, to->sanitizer, from_finished);
   running_ = to;
 }

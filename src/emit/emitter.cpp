@@ -404,6 +404,11 @@ void message(int loop, std::string event, std::string text, std::vector<Field> f
   write(Message{loop, std::move(event), std::move(text), std::move(fields)});
 }
 
+void message_and_flush(int loop, std::string event, std::string text, std::vector<Field> fields) {
+  message(loop, std::move(event), std::move(text), std::move(fields));
+  flush(std::chrono::seconds(2));
+}
+
 void end_process_strict(int loop, const std::string& why) {
   message(loop, "strict_exit",
           "strict mode: ending the process with status " + std::to_string(strict_exit_status) + " after " + why,

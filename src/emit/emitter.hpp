@@ -67,6 +67,12 @@ void write(const Message& message);
 // Shorthand for write(Message{loop, event, text, fields}).
 void message(int loop, std::string event, std::string text, std::vector<Field> fields = {});
 
+// A line the process may end after (an abort, a refusal at start-up): written
+// as message() writes it, then waits (up to 2 s) until every line queued so
+// far has reached its sink, so that it is not lost with the process. On a
+// loop thread the caller marks the wait as its own (core::OwnWait).
+void message_and_flush(int loop, std::string event, std::string text, std::vector<Field> fields = {});
+
 // Strict mode's last word: writes "strict mode: ending the process with
 // status 70 after <why>", waits (up to 5 s) for the loop's lines to reach
 // its sink, and ends the process with _exit(strict_exit_status).

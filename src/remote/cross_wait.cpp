@@ -129,7 +129,8 @@ void WakeBatch::deliver() noexcept {
 }
 
 void abandoned_cross_waiters(const char* primitive) noexcept {
-  emit::message(emit::process_wide, "primitive_destroyed",
+  const core::OwnWait own_wait;
+  emit::message_and_flush(emit::process_wide, "primitive_destroyed",
                 std::string("a ") + primitive +
                     " was destroyed while fibers or threads waited on it; their stacks point into it, so the "
                     "process ends here (destroy it only once nobody waits on it)",

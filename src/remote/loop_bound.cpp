@@ -50,7 +50,8 @@ void LoopOwner::adopt_or_throw(const char* what) const {
 void abandon_waiters(WaitQueue& queue, const LoopOwner& owner, const char* primitive) noexcept {
   core::Loop* loop = core::Loop::current();
   if (!owner.here() || loop == nullptr) {
-    emit::message(emit::process_wide, "primitive_destroyed",
+    const core::OwnWait own_wait;
+    emit::message_and_flush(emit::process_wide, "primitive_destroyed",
                   std::string("a ") + primitive +
                       " was destroyed on another thread while fibers of its loop waited on it; they cannot be "
                       "woken safely from here, so the process ends",

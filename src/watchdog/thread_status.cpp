@@ -55,10 +55,15 @@ Classification classify(const SyscallState& now, const ThreadTimes& start, const
     c.syscall = syscall_name(now.nr);
   } else if (delay > cpu) {
     c.kind = core::StallKind::preempted;
+  } else if (cpu < wall_ns / 2 && now.where == SyscallState::Where::running) {
+    // Runnable, and it ran for less than half the time: it waits for a CPU
+    // (schedstat adds a wait to the run delay only once it ends). Never
+    // "on-cpu" at 0 ms.
+    c.kind = core::StallKind::preempted;
   } else if (cpu < wall_ns / 2) {
-    // Neither on a CPU nor waiting for one: asleep in the kernel, though not
-    // in a system call as /proc was read (a wait that returned between the
-    // two reads, a page fault, a stopped thread). Never "on-cpu" at 0 ms.
+    // Neither running nor in a system call as /proc was read, and little
+    // CPU: asleep in the kernel outside a system call (a page fault, a
+    // stopped thread).
     c.kind = core::StallKind::blocked;
     c.syscall = unknown_wait;
   } else {

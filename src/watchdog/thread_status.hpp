@@ -42,8 +42,10 @@ inline constexpr const char* unknown_wait = "the kernel (no system call as sampl
 // - blocked: it sits in a system call and used less than half the wall time on
 //   a CPU;
 // - preempted: it waited for a CPU longer than it ran;
-// - blocked (in unknown_wait): it neither ran nor waited for a CPU for half
-//   the wall time, outside a system call;
+// - preempted too: it is runnable now and ran for less than half the wall
+//   time (a wait for a CPU still in progress is not in the run delay yet);
+// - blocked (in unknown_wait): it is neither runnable nor in a system call
+//   and ran for less than half the wall time (a page fault, stopped);
 // - on-cpu: otherwise (it ran for at least half the wall time).
 Classification classify(const SyscallState& now, const ThreadTimes& start, const ThreadTimes& end,
                         std::uint64_t wall_ns);
