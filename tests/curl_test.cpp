@@ -32,6 +32,12 @@ using stallwatch::Clock;
 
 namespace {
 
+#if defined(__SANITIZE_THREAD__)
+constexpr bool under_thread_sanitizer = true;
+#else
+constexpr bool under_thread_sanitizer = false;
+#endif
+
 // Resident set size in bytes (read under allow_blocking: a /proc file).
 long rss_bytes() {
   stallwatch::allow_blocking allow;
@@ -175,7 +181,9 @@ TEST_CASE("a 1 GiB GET streamed through on_body keeps memory flat") {
     CHECK(r.body.empty());
     CHECK(received == (1ull << 30));
     CHECK(pattern);
-    CHECK(peak - before < 16l << 20);
+    // Under ThreadSanitizer RSS also counts the shadow memory it maps as
+    // memory is touched, not the client's: checked in the other builds.
+    if (!under_thread_sanitizer) CHECK(peak - before < 16l << 20);
   });
   MESSAGE(said);
 }
