@@ -122,7 +122,10 @@ TEST_CASE("1,000 GETs from 100 fibers on one loop, while a 5 ms ticker is never 
     said = "ticker late by " + std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(worst_raw).count()) +
            " us at most; " + std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(worst).count()) +
            " us beyond the OS's run-queue wait";
-    CHECK(std::chrono::duration_cast<std::chrono::milliseconds>(worst).count() < 40);
+    // Under ThreadSanitizer the loop's own code runs several times slower
+    // (a driver round of 64 completions took up to 100 ms there): the bound
+    // is checked in the plain and ASan+UBSan builds; TSan checks the races.
+    if (!under_thread_sanitizer) CHECK(std::chrono::duration_cast<std::chrono::milliseconds>(worst).count() < 40);
   });
   MESSAGE(said);
   // Kept alive: most requests reuse a connection. (curl keeps at most four
