@@ -32,6 +32,12 @@ using stallwatch::Clock;
 
 namespace {
 
+#if defined(__SANITIZE_THREAD__)
+constexpr bool under_thread_sanitizer = true;
+#else
+constexpr bool under_thread_sanitizer = false;
+#endif
+
 // Resident set size in bytes (read under allow_blocking: a /proc file).
 long rss_bytes() {
   stallwatch::allow_blocking allow;
@@ -116,7 +122,10 @@ TEST_CASE("1,000 GETs from 100 fibers on one loop, while a 5 ms ticker is never 
     said = "ticker late by " + std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(worst_raw).count()) +
            " us at most; " + std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(worst).count()) +
            " us beyond the OS's run-queue wait";
-    CHECK(std::chrono::duration_cast<std::chrono::milliseconds>(worst).count() < 40);
+    // Under ThreadSanitizer the loop's own code runs several times slower
+    // (a driver round of 64 completions took up to 100 ms there): the bound
+    // is checked in the plain and ASan+UBSan builds; TSan checks the races.
+    if (!under_thread_sanitizer) CHECK(std::chrono::duration_cast<std::chrono::milliseconds>(worst).count() < 40);
   });
   MESSAGE(said);
   // Kept alive: most requests reuse a connection. (curl keeps at most four
@@ -175,7 +184,9 @@ TEST_CASE("a 1 GiB GET streamed through on_body keeps memory flat") {
     CHECK(r.body.empty());
     CHECK(received == (1ull << 30));
     CHECK(pattern);
-    CHECK(peak - before < 16l << 20);
+    // Under ThreadSanitizer RSS also counts the shadow memory it maps as
+    // memory is touched, not the client's: checked in the other builds.
+    if (!under_thread_sanitizer) CHECK(peak - before < 16l << 20);
   });
   MESSAGE(said);
 }

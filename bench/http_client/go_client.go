@@ -1,6 +1,7 @@
 // HTTP client benchmark, Go net/http: N goroutines doing keep-alive GETs of
 // URL for SECONDS seconds (run with GOMAXPROCS=1). Prints
-// "requests=R seconds=S rps=X maxrss_kib=M".
+// "requests=R seconds=S rps=X maxrss_kib=M cpu_us_per_request=C" (C: user and
+// system time of all the process's threads over the requests).
 //
 //	stallwatch-bench-http-go URL N SECONDS
 package main
@@ -55,8 +56,10 @@ func main() {
 	elapsed := time.Since(start).Seconds()
 	var usage syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &usage)
-	fmt.Printf("requests=%d failures=%d seconds=%.3f rps=%.0f maxrss_kib=%d\n", requests.Load(), failures.Load(),
-		elapsed, float64(requests.Load())/elapsed, usage.Maxrss)
+	cpu := float64(usage.Utime.Sec+usage.Stime.Sec) + float64(usage.Utime.Usec+usage.Stime.Usec)/1e6
+	fmt.Printf("requests=%d failures=%d seconds=%.3f rps=%.0f maxrss_kib=%d cpu_us_per_request=%.1f\n",
+		requests.Load(), failures.Load(), elapsed, float64(requests.Load())/elapsed, usage.Maxrss,
+		cpu*1e6/float64(requests.Load()))
 	if failures.Load() != 0 {
 		os.Exit(1)
 	}

@@ -53,7 +53,7 @@ trap 'kill -QUIT $nginx_pid 2>/dev/null; wait $nginx_pid 2>/dev/null || true' EX
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 url=http://127.0.0.1:$port/
 
-# run CLIENT CONCURRENCY SECONDS → "rps maxrss_kib"
+# run CLIENT CONCURRENCY SECONDS → "rps maxrss_kib cpu_us_per_request"
 run() {
   local line
   case "$1" in
@@ -63,11 +63,11 @@ run() {
     wrk)
       local rps
       rps=$(taskset -c "$client_cpu" wrk -t1 -c"$2" -d"${3}s" "$url" | awk '/^Requests\/sec:/ {print $2}')
-      echo "${rps%.*} 0"
+      echo "${rps%.*} 0 0"
       return
       ;;
   esac
-  echo "$line" | sed -E 's/.*rps=([0-9]+) maxrss_kib=([0-9]+).*/\1 \2/'
+  echo "$line" | sed -E 's/.*rps=([0-9]+) maxrss_kib=([0-9]+) cpu_us_per_request=([0-9.]+).*/\1 \2 \3/'
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2)}'; }
@@ -76,29 +76,36 @@ clients="stallwatch curl-multi go wrk"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for round in $(seq "$rounds"); do
   for c in $clients; do
-    read -r rps rss < <(run "$c" 100 "$duration")
-    echo "$c $rps" >> "$out/rps-$$.txt"
-    echo "round $round $c: $rps requests/s" >&2
+    read -r rps rss cpu < <(run "$c" 100 "$duration")
+    echo "$c $rps $cpu" >> "$out/rps-$$.txt"
+    echo "round $round $c: $rps requests/s, $cpu us CPU per request" >&2
   done
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-declare -A med
-for c in $clients; do med[$c]=$(awk -v c="$c" '$1 == c {print $2}' "$out/rps-$$.txt" | median); done
-echo "| client (100 in flight) | median requests/s | all rounds | stallwatch ÷ this |"
-echo "|---|---|---|---|"
+# Per round, stallwatch's requests/s over each other client's (the pairs
+# share the round's machine load); the median of those ratios.
+declare -A med cpu_med
+for c in $clients; do
+  med[$c]=$(awk -v c="$c" '$1 == c {print $2}' "$out/rps-$$.txt" | median)
+  cpu_med[$c]=$(awk -v c="$c" '$1 == c {print $3 * 10}' "$out/rps-$$.txt" | median)
+done
+echo "| client (100 in flight) | median requests/s | all rounds | stallwatch ÷ this, median of per-round ratios | median CPU per request (µs) |"
+echo "|---|---|---|---|---|"
 for c in $clients; do
   all=$(awk -v c="$c" '$1 == c {printf "%s%s", sep, $2; sep=", "}' "$out/rps-$$.txt")
-  ratio=$(awk -v a="${med[stallwatch]}" -v b="${med[$c]}" 'BEGIN {printf "%.2f", a / b}')
-  echo "| $c | ${med[$c]} | $all | $ratio |"
+  ratio=$(awk -v c="$c" '$1 == "stallwatch" {s[++i] = $2} $1 == c {o[++j] = $2} END {for (k = 1; k <= i; ++k) print s[k] / o[k]}' \
+            "$out/rps-$$.txt" | sort -g | awk '{a[NR]=$1} END {printf "%.2f", (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}')
+  cpu=$(awk -v v="${cpu_med[$c]}" 'BEGIN {print (v == 0) ? "—" : sprintf("%.1f", v / 10)}')
+  echo "| $c | ${med[$c]} | $all | $ratio | $cpu |"
 done
 
 echo
 echo "| client | peak RSS, 100 in flight (KiB) | peak RSS, 1,000 in flight (KiB) | per in-flight request (KiB) |"
 echo "|---|---|---|---|"
 for c in stallwatch curl-multi go; do
-  read -r _ small < <(run "$c" 100 3)
-  read -r _ large < <(run "$c" 1000 3)
+  read -r _ small _ < <(run "$c" 100 3)
+  read -r _ large _ < <(run "$c" 1000 3)
   per=$(awk -v a="$small" -v b="$large" 'BEGIN {printf "%.1f", (b - a) / 900}')
   echo "| $c | $small | $large | $per |"
 done

@@ -1,6 +1,7 @@
 // HTTP client benchmark, stallwatch: one loop, N fibers, each doing
 // keep-alive GETs of URL with stallwatch::http::get for SECONDS seconds.
-// Prints "requests=R seconds=S rps=X maxrss_kib=M".
+// Prints "requests=R seconds=S rps=X maxrss_kib=M cpu_us_per_request=C"
+// (C: the process's user and system time over the requests).
 //
 //   stallwatch-bench-http-client URL N SECONDS
 #include <sys/resource.h>
@@ -42,8 +43,10 @@ int main(int argc, char** argv) {
   });
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  std::printf("requests=%llu failures=%llu seconds=%.3f rps=%.0f maxrss_kib=%ld\n",
+  const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                     static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+  std::printf("requests=%llu failures=%llu seconds=%.3f rps=%.0f maxrss_kib=%ld cpu_us_per_request=%.1f\n",
               static_cast<unsigned long long>(requests), static_cast<unsigned long long>(failures), elapsed,
-              static_cast<double>(requests) / elapsed, usage.ru_maxrss);
+              static_cast<double>(requests) / elapsed, usage.ru_maxrss, cpu * 1e6 / static_cast<double>(requests));
   return failures == 0 ? 0 : 1;
 }

@@ -20,6 +20,7 @@
 #include "emit/emitter.hpp"
 #include "stallwatch/in_thread.hpp"
 #include "stallwatch/io.hpp"
+#include "stallwatch/loop.hpp"
 
 namespace stallwatch::curl_adapter {
 namespace {

@@ -27,8 +27,6 @@
 #include <memory>
 #include <unordered_map>
 
-#include "stallwatch/loop.hpp"
-
 namespace stallwatch::core {
 class Loop;
 struct Fiber;
@@ -83,7 +81,6 @@ class Multi : public std::enable_shared_from_this<Multi> {
   std::uint64_t timer_due_ns_ = 0;  // 0: no timer
   core::Fiber* driver_ = nullptr;   // set while the driver is parked
   std::unordered_map<CURL*, Transfer*> transfers_;
-  Task<void> driver_task_;
 };
 
 // curl_global_init, once per process, on the offload pool: it reads

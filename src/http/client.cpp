@@ -5,10 +5,10 @@
 #include <arpa/inet.h>
 #include <strings.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <exception>
-#include <map>
-#include <memory>
-#include <mutex>
+#include <new>
 #include <string>
 #include <system_error>
 #include <unordered_map>

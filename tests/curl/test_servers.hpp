@@ -159,11 +159,16 @@ class HttpServer {
     if (path.rfind("/bytes/", 0) == 0) {
       const std::uint64_t n = std::strtoull(path.c_str() + 7, nullptr, 10);
       if (!send_all(fd, head(200, n))) return false;
-      std::string chunk(1 << 20, '\0');
+      // The pattern repeats every 26 bytes: a chunk is a window into it.
+      constexpr std::size_t chunk = 1 << 20;
+      static const std::string pattern = [] {
+        std::string p(chunk + 26, '\0');
+        for (std::size_t i = 0; i < p.size(); ++i) p[i] = pattern_byte(i);
+        return p;
+      }();
       for (std::uint64_t sent = 0; sent < n;) {
-        const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), n - sent));
-        for (std::size_t i = 0; i < k; ++i) chunk[i] = pattern_byte(sent + i);
-        if (!send_all(fd, chunk.data(), k)) return false;
+        const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, n - sent));
+        if (!send_all(fd, pattern.data() + sent % 26, k)) return false;
         sent += k;
       }
       return true;
