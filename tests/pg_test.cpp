@@ -480,3 +480,16 @@ TEST_CASE("a connection closed under a waiting query fails it clearly") {
     CHECK(contains(what, "SELECT pg_sleep(5)"));
   });
 }
+
+TEST_CASE("a pool dropped while its queries wait lives until they end") {
+  on_loop([] {
+    std::optional<pg::Pool> pool(std::in_place, "", 2);
+    std::vector<sw::Task<int>> fibers;
+    for (int i = 0; i < 3; ++i) {
+      fibers.push_back(sw::spawn([&pool, i] { return pool->query("SELECT $1::int FROM pg_sleep(0.3)", i).get<int>(0, 0); }));
+    }
+    sw::sleep_for(50ms);
+    pool.reset();
+    for (int i = 0; i < 3; ++i) CHECK(fibers[static_cast<std::size_t>(i)].join(sw::deadline_after(10s)) == i);
+  });
+}
