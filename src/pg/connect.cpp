@@ -23,15 +23,6 @@ namespace stallwatch::inline v1::pg {
 
 namespace {
 
-std::string one_line(const char* text) {
-  std::string s = text != nullptr ? text : "";
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  for (char& c : s) {
-    if (c == '\n' || c == '\t') c = ' ';
-  }
-  return s;
-}
-
 struct ConnCloser {
   PGconn* conn;
   int fd = -1;
@@ -58,14 +49,14 @@ Connection connect(std::string_view conninfo, Deadline deadline) {
   const char* values[] = {info.c_str(), nullptr};
   ConnCloser closer{in_thread([&] { return PQconnectStartParams(keywords, values, 1); })};
   if (closer.conn == nullptr) throw_connect_error(nullptr, "out of memory");
-  if (PQstatus(closer.conn) == CONNECTION_BAD) throw_connect_error(closer.conn, one_line(PQerrorMessage(closer.conn)));
+  if (PQstatus(closer.conn) == CONNECTION_BAD) throw_connect_error(closer.conn, detail::one_line(PQerrorMessage(closer.conn)));
 
   const std::string description = detail::describe(closer.conn);
   core::as_operation([&] { return "pg::connect " + description; }, deadline, [&] {
     PostgresPollingStatusType state = PGRES_POLLING_WRITING;  // PQconnectStart's first step
     for (;;) {
       if (state == PGRES_POLLING_OK) return;
-      if (state == PGRES_POLLING_FAILED) throw_connect_error(closer.conn, one_line(PQerrorMessage(closer.conn)));
+      if (state == PGRES_POLLING_FAILED) throw_connect_error(closer.conn, detail::one_line(PQerrorMessage(closer.conn)));
       closer.fd = PQsocket(closer.conn);
       if (state == PGRES_POLLING_READING) {
         wait_readable(closer.fd, deadline);

@@ -21,16 +21,6 @@ bool is_error(const PGresult* res) {
          st == PGRES_NONFATAL_ERROR;
 }
 
-// libpq's messages end in a newline and may span lines.
-std::string one_line(const char* text) {
-  std::string s = text != nullptr ? text : "";
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  for (char& c : s) {
-    if (c == '\n' || c == '\t') c = ' ';
-  }
-  return s;
-}
-
 // True when the socket holds bytes libpq has not read yet: libpq reads one
 // buffer's worth per PQconsumeInput, and the reactor's readiness is
 // edge-triggered, so bytes left behind raise no new edge. A zero-timeout poll
@@ -47,6 +37,15 @@ std::uint64_t elapsed_ns(Clock::time_point since) {
 void ignore_notice(void*, const PGresult*) {}
 
 }  // namespace
+
+std::string one_line(const char* text) {
+  std::string s = text != nullptr ? text : "";
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  for (char& c : s) {
+    if (c == '\n' || c == '\t') c = ' ';
+  }
+  return s;
+}
 
 std::string short_sql(std::string_view sql) {
   std::string s(sql.substr(0, 80));
