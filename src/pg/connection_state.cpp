@@ -110,7 +110,7 @@ void ConnectionState::close() {
 
 void ConnectionState::read_loop() {
   try {
-    for (;;) {
+    while (!broken_) {
       wait_readable(fd_);
       if (!consume()) return;
     }
@@ -123,7 +123,7 @@ void ConnectionState::write_loop() {
     for (;;) {
       flush_needed_.wait();
       flush_needed_.clear();
-      for (;;) {
+      while (!broken_) {
         const int r = PQflush(conn_);
         if (r == 0) break;
         if (r < 0) {
@@ -197,6 +197,13 @@ void ConnectionState::fail(const std::string& reason) {
   if (!broken_) {
     broken_ = true;
     broken_reason_ = reason;
+    // libpq closes the socket as it finds the connection lost, and the next
+    // socket opened (a new connection's) may take its number: the reactor
+    // must not keep watching that number for this connection. Forgetting it
+    // drops the fibers' waits on it, so they are cancelled and end.
+    forget_fd(std::exchange(fd_, -1));
+    reader_.cancel();
+    writer_.cancel();
   }
   for (auto& req : pending_) {
     if (req->failure.empty()) req->failure = reason;
