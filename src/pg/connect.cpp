@@ -25,7 +25,7 @@ namespace {
 
 struct ConnCloser {
   PGconn* conn;
-  int fd = -1;
+  int fd = -1;  // the descriptor the reactor watches for this connect, if any
   ~ConnCloser() {
     if (conn == nullptr) return;
     forget_fd(fd);
@@ -63,7 +63,9 @@ Connection connect(std::string_view conninfo, Deadline deadline) {
       } else {
         wait_writable(closer.fd, deadline);
       }
-      forget_fd(closer.fd);
+      // Forgotten now, and not again as the connect fails: the step may
+      // close this socket, and another fiber's new socket may take its number.
+      forget_fd(std::exchange(closer.fd, -1));
       state = in_thread([&] { return PQconnectPoll(closer.conn); });
     }
   });
