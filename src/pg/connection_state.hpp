@@ -43,8 +43,8 @@ struct Request {
 
 class ConnectionState : public std::enable_shared_from_this<ConnectionState> {
  public:
-  // Takes a connected PGconn, puts it in non-blocking pipeline mode and
-  // starts the reader and writer fibers (see start()).
+  // Takes a connected PGconn and puts it in non-blocking pipeline mode
+  // (when that fails the state is born broken and every query says why).
   ConnectionState(PGconn* conn, std::string description);
   ~ConnectionState();
   ConnectionState(const ConnectionState&) = delete;
@@ -99,6 +99,9 @@ std::string describe(const PGconn* conn);
 
 // The pg::error for a failed result: the server's message, detail, SQLSTATE.
 [[noreturn]] void throw_result_error(const PGresult* res, std::string_view sql, const std::string& connection);
+
+// libpq's message (it ends in a newline, may span lines) on one line.
+std::string one_line(const char* text);
 
 // A query named in messages: its first 80 characters, on one line.
 std::string short_sql(std::string_view sql);

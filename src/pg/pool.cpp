@@ -1,5 +1,6 @@
 // pg::Pool: up to n connections of one loop, each query on the least busy.
 #include <algorithm>
+#include <stdexcept>
 #include <memory>
 #include <string>
 #include <utility>
@@ -14,7 +15,7 @@ namespace stallwatch::inline v1::pg {
 
 namespace detail {
 
-class PoolState {
+class PoolState : public std::enable_shared_from_this<PoolState> {
  public:
   PoolState(std::string conninfo, int size, int depth)
       : conninfo_(std::move(conninfo)),
@@ -30,6 +31,9 @@ class PoolState {
   }
 
   Result query(Deadline deadline, std::string_view sql, std::vector<Param> params) {
+    // A Pool dropped while its queries wait (an error unwound its owner):
+    // the state lives until they end.
+    const std::shared_ptr<PoolState> self = shared_from_this();
     const auto name = [&] { return "pg pool query \"" + short_sql(sql) + "\" waiting for a connection"; };
     core::as_operation(name, deadline, [&] {
       if (slots_.try_acquire()) return;
@@ -138,12 +142,13 @@ class PoolState {
 }  // namespace detail
 
 Pool::Pool(std::string conninfo, int size, int pipeline_depth)
-    : state_(std::make_unique<detail::PoolState>(std::move(conninfo), size, pipeline_depth)) {}
+    : state_(std::make_shared<detail::PoolState>(std::move(conninfo), size, pipeline_depth)) {}
 Pool::Pool(Pool&&) noexcept = default;
 Pool& Pool::operator=(Pool&&) noexcept = default;
 Pool::~Pool() = default;
 
 Result Pool::query_params(Deadline deadline, std::string_view sql, std::vector<detail::Param> params) {
+  if (!state_) throw std::logic_error("stallwatch: pg::Pool::query on a moved-from pool");
   return state_->query(deadline, sql, std::move(params));
 }
 int Pool::size() const noexcept { return state_->size(); }
