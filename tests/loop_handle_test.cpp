@@ -294,11 +294,12 @@ TEST_CASE("run_loops: F(i) runs on loop i, the n loops consecutive and in order,
 }
 
 TEST_CASE("run_loops: the first error is rethrown and every later one is logged on its loop's sink") {
-  std::mutex lines_mutex;
-  std::vector<std::string> lines;
+  // Static: the first sink a loop sets also gets the process's later lines.
+  static std::mutex lines_mutex;
+  static std::vector<std::string> lines;
   sw::Options options;
   options.watchdog = false;
-  options.log_sink = [&](std::string_view line) {
+  options.log_sink = [](std::string_view line) {
     std::lock_guard<std::mutex> lock(lines_mutex);
     lines.emplace_back(line);
   };

@@ -157,9 +157,11 @@ int reserve_loop_records(int n);
 // The calling thread's next claim_loop_record takes the reserved record of
 // this index. Any thread.
 void claim_reserved_next(int index);
-// Ends the reservation of index: frees the record if its loop never claimed
-// it, and clears this thread's claim_reserved_next. Idempotent. Any thread.
+// On the thread given index by claim_reserved_next, after its loop: gives
+// the record back if the loop never claimed it (it failed to start).
 void end_reservation(int index);
+// Gives back a reserved record whose thread never started. Any thread.
+void cancel_reservation(int index);
 // Marks the record free again. Called by the loop thread as its loop ends.
 void release_loop_record(LoopRecord& record);
 // Visits every record ever claimed (active or not), in index order, under the

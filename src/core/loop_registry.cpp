@@ -79,7 +79,11 @@ int reserve_loop_records(int n) {
 void claim_reserved_next(int index) { tls_reserved_index = index; }
 
 void end_reservation(int index) {
-  if (tls_reserved_index == index) tls_reserved_index = -1;
+  // Claimed (the exchange found -1): the record is the loop's, released as it ended.
+  if (std::exchange(tls_reserved_index, -1) == index) cancel_reservation(index);
+}
+
+void cancel_reservation(int index) {
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
   r.reserved[static_cast<std::size_t>(index)] = false;

@@ -53,26 +53,33 @@ void run_loops_with(const Options& options, std::size_t n, const std::function<v
   const int first_index = core::reserve_loop_records(static_cast<int>(n));
   std::mutex first_error_mutex;
   std::exception_ptr first_error;
+  // Keeps the first error; says every later one (outside the lock: a sink may be slow).
+  const auto keep_or_report = [&first_error_mutex, &first_error](std::exception_ptr error) {
+    {
+      std::lock_guard<std::mutex> lock(first_error_mutex);
+      if (!first_error) {
+        first_error = std::move(error);
+        return;
+      }
+    }
+    report_other_error(std::move(error));
+  };
   auto run_one = [&](std::size_t i) {
     const int index = first_index + static_cast<int>(i);
     const std::string name = "stallwatch-" + std::to_string(index);  // 15 characters at most for index < 10000
     pthread_setname_np(pthread_self(), name.c_str());
     core::claim_reserved_next(index);
     try {
-      run(options, [&body, &first_error_mutex, &first_error, i] {
+      run(options, [&body, &keep_or_report, i] {
         try {
           body(i);
         } catch (...) {
-          // Said on the loop's own sink while it still runs: only the first error can be rethrown.
-          std::lock_guard<std::mutex> lock(first_error_mutex);
-          if (first_error) report_other_error(std::current_exception());
-          else first_error = std::current_exception();
+          // Kept, or said on the loop's own sink while it still runs.
+          keep_or_report(std::current_exception());
         }
       });
     } catch (...) {
-      std::lock_guard<std::mutex> lock(first_error_mutex);
-      if (first_error) report_other_error(std::current_exception());
-      else first_error = std::current_exception();
+      keep_or_report(std::current_exception());
     }
     core::end_reservation(index);
   };
@@ -81,7 +88,7 @@ void run_loops_with(const Options& options, std::size_t n, const std::function<v
   try {
     for (std::size_t i = 0; i < n; ++i) threads.emplace_back(run_one, i);
   } catch (...) {
-    for (std::size_t i = threads.size(); i < n; ++i) core::end_reservation(first_index + static_cast<int>(i));
+    for (std::size_t i = threads.size(); i < n; ++i) core::cancel_reservation(first_index + static_cast<int>(i));
     for (std::thread& t : threads) t.join();  // those started run to their end
     throw;
   }
