@@ -271,7 +271,8 @@ void run_summaries() {
 void ensure_summary_thread(State& s) {
   if (s.summary_thread_started) return;
   s.summary_thread_started = true;
-  start_quiet_thread(run_summaries)->detach();
+  const std::unique_ptr<std::thread> thread(start_quiet_thread(run_summaries));
+  thread->detach();
 }
 
 
