@@ -4,7 +4,9 @@
 // wait the thread published as it began (no signal, which would cut the wait
 // short), else from the capture signal's handler on the loop thread.
 #include <algorithm>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "base/coarse_clock.hpp"
@@ -186,6 +188,26 @@ std::string running_fiber_name(const core::SliceState& slice, std::uint64_t seq)
   return name;
 }
 
+// A thread read as runnable, with little CPU used in its stall, either waits
+// for a CPU or has just woken from a wait it is about to go back to (a lock
+// polled with sleeps, as SQLite's busy handler does). Looks again for up to
+// 2 ms, so that such a thread is named blocked in its wait rather than
+// preempted: the only wait on the checking thread, and only for this case.
+void look_again_if_runnable(const WatchedLoop& w, std::uint64_t wall_ns, SyscallState& sys, ThreadTimes& times) {
+  const auto little_cpu = [&] { return times.cpu_ns < w.base_times.cpu_ns + wall_ns / 2; };
+  if (sys.where != SyscallState::Where::running || !little_cpu()) return;
+  for (int look = 0; look < 10; ++look) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    SyscallState again;
+    if (!w.status.read_syscall(again)) return;
+    if (again.where == SyscallState::Where::in_syscall) {
+      sys = again;
+      w.status.read_times(times);
+      return;
+    }
+  }
+}
+
 // Starts one sample of w's stall: classify the thread now, then take its
 // stack. The handler's answer usually comes within microseconds; when the
 // thread waits for a CPU it comes on a later tick (poll_capture).
@@ -195,6 +217,7 @@ void begin_sample(State& s, WatchedLoop& w, std::uint64_t now, std::uint64_t age
   w.status.read_syscall(sys);
   ThreadTimes times;
   const bool have_times = w.status.read_times(times);
+  if (have_times) look_again_if_runnable(w, now - w.seen_at_ns, sys, times);
 
   Event e;
   emit::StallSample& sample = e.sample;
