@@ -64,7 +64,10 @@ class Future {
       while (!state_->ready) detail::cross_wait(lock, state_->getters, deadline, "Future::get");
     }
     std::shared_ptr<detail::FutureState<T>> state = std::move(state_);
-    if (state->error) std::rethrow_exception(state->error);
+    // The exception leaves the state, so its last reference drops on this
+    // side: the promise's side may free the state at any time, and
+    // exception_ptr's count (in uninstrumented libstdc++) is invisible to TSan.
+    if (state->error) std::rethrow_exception(std::exchange(state->error, nullptr));
     if constexpr (!std::is_void_v<T>) return std::move(*state->value);
   }
 

@@ -63,6 +63,7 @@ class SubmittedCall final : public PostedTask {
   SubmittedCall(F&& fn, Promise<T> promise) : fn_(std::move(fn)), promise_(std::move(promise)) {}
   SubmittedCall(const F& fn, Promise<T> promise) : fn_(fn), promise_(std::move(promise)) {}
   void invoke() noexcept override {
+    std::exception_ptr error;
     try {
       if constexpr (std::is_void_v<T>) {
         fn_();
@@ -71,8 +72,11 @@ class SubmittedCall final : public PostedTask {
         promise_.set_value(fn_());
       }
     } catch (...) {
-      promise_.set_exception(std::current_exception());
+      error = std::current_exception();
     }
+    // Handed over once the handler has ended: the getter then holds the
+    // only reference, so the exception is freed on the getter's side.
+    if (error) promise_.set_exception(std::move(error));
   }
   void refuse(std::exception_ptr why) noexcept override {
     try {
