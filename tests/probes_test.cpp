@@ -220,8 +220,8 @@ TEST_CASE("STALLWATCH_ALLOW: functions, modules and blanks") {
   CHECK(stallwatch::config::parse_allow_list("read") == std::vector<E>{{"read", ""}});
   CHECK(stallwatch::config::parse_allow_list(" getaddrinfo@libcurl , fsync,*@libpq.so.5") ==
         std::vector<E>{{"getaddrinfo", "libcurl"}, {"fsync", ""}, {"*", "libpq.so.5"}});
-  for (std::string_view name : stallwatch::config::probed_functions) {
-    CHECK(stallwatch::config::parse_allow_list(name).size() == 1);
+  for (const auto& probed : stallwatch::config::probed_functions) {
+    CHECK(stallwatch::config::parse_allow_list(probed.name).size() == 1);
   }
 }
 
@@ -455,7 +455,8 @@ TEST_CASE("preloaded: every probed function is flagged on a loop, far below the 
   const Outcome o = run_preloaded("each", {{"STALLWATCH_REPORTS_PER_MINUTE", "1000"}});
   CHECK(o.exit_status == 0);
   CHECK(o.out == "done each\n");
-  for (std::string_view f : stallwatch::config::probed_functions) {
+  for (const auto& probed : stallwatch::config::probed_functions) {
+    const std::string_view f = probed.name;
     if (!made_by_the_demo(f)) continue;
     INFO("function " << f << "\nstderr:\n" << o.err);
     CHECK(reports_of(o, std::string(f)) >= 1);
@@ -468,7 +469,8 @@ TEST_CASE("linked: every probed function is flagged without LD_PRELOAD") {
   if (linked.empty()) return;
   const Outcome o = run_demo(linked, "each", {{"STALLWATCH_REPORTS_PER_MINUTE", "1000"}}, false);
   CHECK(o.exit_status == 0);
-  for (std::string_view f : stallwatch::config::probed_functions) {
+  for (const auto& probed : stallwatch::config::probed_functions) {
+    const std::string_view f = probed.name;
     if (!made_by_the_demo(f)) continue;
     INFO("function " << f << "\nstderr:\n" << o.err);
     CHECK(reports_of(o, std::string(f)) >= 1);

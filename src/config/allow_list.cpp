@@ -1,6 +1,5 @@
 #include "config/allow_list.hpp"
 
-#include <algorithm>
 #include <cstdlib>
 
 #include "base/text.hpp"
@@ -11,14 +10,9 @@
 namespace stallwatch::config {
 namespace {
 
-bool known_function(std::string_view name) {
-  return std::find(std::begin(probed_functions), std::end(probed_functions), name) !=
-         std::end(probed_functions);
-}
-
 [[noreturn]] void throw_allow_error(std::string_view text, std::string_view entry, std::string_view problem) {
   std::string accepted = "*";
-  for (std::string_view name : probed_functions) accepted += ", " + std::string(name);
+  for (const ProbedFunction& f : probed_functions) accepted += ", " + std::string(f.name);
   throw config_error("stallwatch: STALLWATCH_ALLOW=" + base::quoted(text) + ": entry " + base::quoted(entry) + " " +
                      std::string(problem) +
                      "; accepted: a comma-separated list of function or function@module (module: a file name "
@@ -41,7 +35,7 @@ std::vector<AllowEntry> parse_allow_list(std::string_view text) {
     const std::size_t at = entry.find('@');
     const std::string_view function = at == std::string_view::npos ? entry : entry.substr(0, at);
     if (function.empty()) throw_allow_error(text, entry, "has no function before '@'");
-    if (function != "*" && !known_function(function)) throw_allow_error(text, entry, "names a function not probed");
+    if (function != "*" && !find_probed(function)) throw_allow_error(text, entry, "names a function not probed");
     AllowEntry parsed{std::string(function), {}};
     if (at != std::string_view::npos) {
       const std::string_view module = entry.substr(at + 1);
