@@ -123,6 +123,20 @@ def case_asyncio():
                if l.startswith("stallwatch: watching the epoll/poll/select loops of python3")]) == 1,
           "the watch says what it watches in one line", w.stderr)
 
+    # Port 0: the line gives the port the endpoint bound, and no second line
+    # repeats it; a port in use is said as not served, after the reason.
+    w = run([WATCH, "--metrics-addr", "127.0.0.1:0", "--", PYTHON, healthy], WATCH_ENV)
+    bound = re.search(r"^stallwatch: watching the .* metrics http://127\.0\.0\.1:(\d+)/metrics, ", w.stderr, re.M)
+    check(bound and int(bound.group(1)) != 0 and "stallwatch: metrics at" not in w.stderr,
+          "metrics-addr 127.0.0.1:0: the one line names the bound port", w.stderr)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        w = run([WATCH, "--metrics-addr", f"127.0.0.1:{taken.getsockname()[1]}", "--", PYTHON, healthy], WATCH_ENV)
+    check(re.search(r"metrics endpoint not started .*Address already in use.*\n"
+                    r"stallwatch: watching the .* metrics not served, ", w.stderr) and w.returncode == 0,
+          "metrics port in use: the reason, then the watch line says not served", w.stderr)
+
     blocking = os.path.join(SCRIPTS, "asyncio_blocking.py")
     plain = run([PYTHON, blocking])
     w = watched([], [PYTHON, blocking])

@@ -135,24 +135,26 @@ EndpointStart start_endpoint(const std::string& address,
   return result;
 }
 
-void ensure_endpoint(const Config& config) {
-  if (config.metrics_addr == "off") return;
+std::string ensure_endpoint(const Config& config, SayStarted say) {
+  if (config.metrics_addr == "off") return {};
   EndpointState& s = endpoint_state();
   std::lock_guard lock(s.mutex);
-  if (s.attempted || s.deferred) return;
+  if (s.attempted || s.deferred) return {};
   s.attempted = true;
 
   EndpointStart start = start_endpoint(config.metrics_addr, shared_collectable());
   if (!start.exposer) {
     log_not_started(config.metrics_addr, start.error);
-    return;
+    return {};
   }
   s.exposer = start.exposer.release();
   s.owner_pid = getpid();
   std::atexit(detach_at_exit);
   std::string ignored;
   const std::string host = config::parse_host_port(config.metrics_addr, ignored)->host;
-  log_started("http://" + host + ":" + std::to_string(start.port) + "/metrics");
+  std::string url = "http://" + host + ":" + std::to_string(start.port) + "/metrics";
+  if (say == SayStarted::yes) log_started(url);
+  return url;
 }
 
 void defer_to_service_exposer() {

@@ -15,10 +15,15 @@ class Exposer;
 
 namespace stallwatch::metrics {
 
+// Whether ensure_endpoint logs a started endpoint itself, or its caller's
+// own line says so (the watch's one line at start). A failure is logged alike.
+enum class SayStarted { yes, by_caller };
+
 // Starts prometheus-cpp's Exposer at config.metrics_addr unless it is "off"
 // or already started. A bad address or a port in use is logged; never throws.
-// Any thread.
-void ensure_endpoint(const Config& config);
+// Returns the URL this call started serving at (the bound port, for port 0),
+// empty when it started nothing. Any thread.
+std::string ensure_endpoint(const Config& config, SayStarted say = SayStarted::yes);
 
 // Called when the service registers stallwatch's collectable with its own
 // exposer: stops the built-in endpoint if it runs, and keeps ensure_endpoint

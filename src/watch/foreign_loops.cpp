@@ -82,17 +82,17 @@ void settle_process_watch(ProcessWatch& p) {
   p.on = true;
 }
 
-// Says what is watched, and starts the endpoint. Once p.on.
+// Starts the endpoint, and says in one line what is watched and where its
+// metrics are (a failed endpoint has said why in the line before). Once p.on.
 void announce_process_watch(ProcessWatch& p) {
-  const std::string metrics =
-      p.config.metrics_addr == "off" ? std::string("off") : "http://" + p.config.metrics_addr + "/metrics";
+  std::string metrics = metrics::ensure_endpoint(p.config, metrics::SayStarted::by_caller);
+  if (metrics.empty()) metrics = p.config.metrics_addr == "off" ? "off" : "not served";
   emit::message(emit::process_wide, "watch",
                 "watching the epoll/poll/select loops of " +
                     std::string(program_invocation_short_name) + " (pid " + std::to_string(getpid()) +
                     "): threshold " + std::to_string(p.config.threshold.count()) + " ms, metrics " + metrics +
                     ", capture signal " + signal_words(p.config.capture_signal),
-                {{"pid", static_cast<std::int64_t>(getpid())}});
-  metrics::ensure_endpoint(p.config);
+                {{"pid", static_cast<std::int64_t>(getpid())}, {"metrics", metrics}});
 }
 
 // The module holding `address` is stallwatch's own or one its metrics server
