@@ -40,10 +40,10 @@ __attribute__((noinline)) static void child_stall(void) {
   __asm__ volatile("" ::: "memory");
 }
 
-/* Ten 20 ms turns of an epoll loop; on turn `stall_at` the turn calls `stall`. */
-static void run_loop(int epfd, int stall_at, void (*stall)(void)) {
+/* `turns` 20 ms turns of an epoll loop; on turn `stall_at` the turn calls `stall`. */
+static void run_loop(int epfd, int turns, int stall_at, void (*stall)(void)) {
   struct epoll_event ev;
-  for (int turn = 0; turn < 10; ++turn) {
+  for (int turn = 0; turn < turns; ++turn) {
     epoll_wait(epfd, &ev, 1, 20);
     if (turn == stall_at) stall();
   }
@@ -51,10 +51,13 @@ static void run_loop(int epfd, int stall_at, void (*stall)(void)) {
 
 int main(void) {
   const int epfd = epoll_create1(EPOLL_CLOEXEC);
-  run_loop(epfd, -1, NULL);
+  run_loop(epfd, 10, -1, NULL);
   const pid_t looper = fork();
   if (looper == 0) {
-    run_loop(epfd, 3, child_stall);
+    /* _exit runs no handler, so the child lives on for its report to be
+     * written: a fork made while the watchdog was busy symbolizing gives the
+     * child a fresh symbolizer, which first reads the debug info it needs. */
+    run_loop(epfd, 40, 3, child_stall);
     _exit(5);
   }
   const pid_t shell = fork();
@@ -62,7 +65,7 @@ int main(void) {
     execl("/bin/sh", "sh", "-c", "exit 7", (char*)NULL);
     _exit(127);
   }
-  run_loop(epfd, 8, parent_stall);
+  run_loop(epfd, 10, 8, parent_stall);
   int looper_status = 0, shell_status = 0;
   waitpid(looper, &looper_status, 0);
   waitpid(shell, &shell_status, 0);

@@ -34,4 +34,10 @@ struct SharedSymbolizer {
 
 SharedSymbolizer& shared_symbolizer();
 
+// In a forked child whose parent forked while another thread held the
+// symbolizer (mid-way through a module's debug info): the child's copy may be
+// half-changed and its mutex is held by a thread that does not exist here, so
+// the child gets a fresh one and the old one is left untouched. Forking thread only.
+void replace_shared_symbolizer_in_child();
+
 }  // namespace stallwatch::symbolize

@@ -142,16 +142,23 @@ void stop_threads_at_exit() {
   if (shared.warmer != nullptr && shared.warmer->joinable()) shared.warmer->join();
 }
 
+// Whether prepare_fork got the symbolizer; under s.lifecycle until the fork
+// is done.
+bool symbolizer_held_for_fork = false;
+
 void prepare_fork() {
   State& s = state();
   s.lifecycle.lock();
   s.mutex.lock();
-  symbolize::shared_symbolizer().mutex.lock();
+  // Not waited for: a warm-up or a report reading a module's debug info holds
+  // it for a few hundred ms, and fork() must not take that long. A child that
+  // did not get it makes its own.
+  symbolizer_held_for_fork = symbolize::shared_symbolizer().mutex.try_lock();
 }
 
 void parent_after_fork() {
   State& s = state();
-  symbolize::shared_symbolizer().mutex.unlock();
+  if (symbolizer_held_for_fork) symbolize::shared_symbolizer().mutex.unlock();
   s.mutex.unlock();
   s.lifecycle.unlock();
 }
@@ -164,10 +171,14 @@ thread_local bool fork_without_loops = false;
 // other loops' threads are gone.
 void child_after_fork() {
   State& s = state();
-  // Same mappings, so the parent's symbolizer serves the child as it is; its
-  // warm-up thread does not exist here.
-  symbolize::shared_symbolizer().warmer = nullptr;
-  symbolize::shared_symbolizer().mutex.unlock();
+  // Same mappings, so the parent's symbolizer serves the child as it is when
+  // the fork got it; its warm-up thread does not exist here.
+  if (symbolizer_held_for_fork) {
+    symbolize::shared_symbolizer().warmer = nullptr;
+    symbolize::shared_symbolizer().mutex.unlock();
+  } else {
+    symbolize::replace_shared_symbolizer_in_child();
+  }
   s.thread = nullptr;  // the parent's threads do not exist here
   s.delivery = nullptr;
   s.stop = false;

@@ -208,6 +208,12 @@ void look_again_if_runnable(const WatchedLoop& w, std::uint64_t wall_ns, Syscall
   }
 }
 
+// True while the slice `seq` still runs (not ended, not idle, not in an OwnWait).
+bool slice_still_runs(const core::SliceState& slice, std::uint64_t seq) {
+  return slice.seq.load(std::memory_order_acquire) == seq && !slice.idle.load(std::memory_order_acquire) &&
+         !slice.own_wait.load(std::memory_order_acquire);
+}
+
 // Starts one sample of w's stall: classify the thread now, then take its
 // stack. The handler's answer usually comes within microseconds; when the
 // thread waits for a CPU it comes on a later tick (poll_capture).
@@ -218,6 +224,14 @@ void begin_sample(State& s, WatchedLoop& w, std::uint64_t now, std::uint64_t age
   ThreadTimes times;
   const bool have_times = w.status.read_times(times);
   if (have_times) look_again_if_runnable(w, now - w.seen_at_ns, sys, times);
+  // Checked after /proc was read: a slice that ended meanwhile (this thread
+  // was slow to run) had its system call read in what came next, the loop's
+  // own epoll_wait, so that is not said; its CPU times still are its own.
+  // A stall already reported needs no such sample: its `stall ended` line
+  // follows on the next tick.
+  const bool ended = !slice_still_runs(w.record->slice, st.seq);
+  if (ended && st.samples > 0) return;
+  if (ended) sys = SyscallState{};
 
   Event e;
   emit::StallSample& sample = e.sample;
@@ -242,6 +256,14 @@ void begin_sample(State& s, WatchedLoop& w, std::uint64_t now, std::uint64_t age
   e.profile_ns = age - st.last_sample_age_ns;
   st.last_sample_age_ns = age;
 
+  if (ended) {
+    // A signal now would catch the next slice's stack.
+    sample.capture = "slice_ended";
+    sample.capture_note = "the slice ended before its sample was taken";
+    e.stack.missing = "[stack not captured: slice ended]";
+    queue_sample(s, w, std::move(e));
+    return;
+  }
   if (take_wait_stack(w, e) || note_handler_replaced(s, w, e)) {
     // A published wait needs no signal; a handler that is not ours gets none.
     queue_sample(s, w, std::move(e));
