@@ -318,22 +318,24 @@ constexpr bool forked_threads_break_tsan = true;
 constexpr bool forked_threads_break_tsan = false;
 #endif
 
-TEST_CASE("a forked child keeps working and keeps being watched" * doctest::skip(forked_threads_break_tsan)) {
+// Forks on a loop, after `before_fork` and with `after_fork` run by the
+// parent once fork() returned. The child answers `child()` ('y' for true)
+// and _exits 0; returns its answer, having checked how it exited.
+template <class BeforeFork, class AfterFork, class Child>
+char ask_forked_child(BeforeFork before_fork, AfterFork after_fork, Child child) {
   int fds[2];
   REQUIRE(pipe(fds) == 0);
   int status = -1;
   Lines lines;
   sw::run(lines.options(), [&] {
+    before_fork();
     const pid_t pid = fork();
     if (pid == 0) {
-      const std::uint64_t before = sw::stall_count();
-      cpu_burn(200, nullptr);
-      // Not sw::sleep_for: the child's copy of the loop cannot run (sync_misuse_test).
-      std::this_thread::sleep_for(20ms);
-      const char ok = sw::stall_count() > before ? 'y' : 'n';
-      (void)!write(fds[1], &ok, 1);
+      const char answer = child() ? 'y' : 'n';
+      (void)!write(fds[1], &answer, 1);
       _exit(0);
     }
+    after_fork();
     REQUIRE(pid > 0);
     waitpid(pid, &status, 0);
   });
@@ -343,51 +345,52 @@ TEST_CASE("a forked child keeps working and keeps being watched" * doctest::skip
   close(fds[0]);
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
+  return answer;
+}
+
+TEST_CASE("a forked child keeps working and keeps being watched" * doctest::skip(forked_threads_break_tsan)) {
+  const char answer = ask_forked_child([] {}, [] {}, [] {
+    const std::uint64_t before = sw::stall_count();
+    cpu_burn(200, nullptr);
+    // Not sw::sleep_for: the child's copy of the loop cannot run (sync_misuse_test).
+    std::this_thread::sleep_for(20ms);
+    return sw::stall_count() > before;
+  });
   CHECK(answer == 'y');
 }
 
 TEST_CASE("a fork does not wait for a busy symbolizer, and the child still names its stalls" *
           doctest::skip(forked_threads_break_tsan)) {
-  int fds[2];
-  REQUIRE(pipe(fds) == 0);
-  int status = -1;
+  std::mutex& symbolizer = stallwatch::symbolize::shared_symbolizer().mutex;
+  std::promise<void> forked;
+  std::thread busy;
+  std::chrono::steady_clock::time_point fork_start;
   double fork_ms = -1;
-  Lines lines;
-  sw::run(lines.options(), [&] {
+  const auto hold_symbolizer = [&] {
     // As a warm-up reading a large module's debug info holds it: for 3 s,
     // or until the fork has returned.
-    std::promise<void> forked;
-    std::thread busy([&, done = forked.get_future()] {
-      std::lock_guard symbolizer(stallwatch::symbolize::shared_symbolizer().mutex);
+    busy = std::thread([&, done = forked.get_future()] {
+      std::lock_guard held(symbolizer);
       done.wait_for(3s);
     });
-    while (stallwatch::symbolize::shared_symbolizer().mutex.try_lock()) {
-      stallwatch::symbolize::shared_symbolizer().mutex.unlock();
+    while (symbolizer.try_lock()) {
+      symbolizer.unlock();
       std::this_thread::yield();
     }
-    const auto start = std::chrono::steady_clock::now();
-    const pid_t pid = fork();
-    if (pid == 0) {
-      cpu_burn(200, nullptr);
-      // The child's fresh symbolizer reads the test's debug info first.
-      const auto named = [] { return sw::last_stall_report().find("cpu_burn(int,") != std::string::npos; };
-      for (int waited_ms = 0; waited_ms < 30'000 && !named(); waited_ms += 10) std::this_thread::sleep_for(10ms);
-      const char ok = named() ? 'y' : 'n';
-      (void)!write(fds[1], &ok, 1);
-      _exit(0);
-    }
-    fork_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    fork_start = std::chrono::steady_clock::now();
+  };
+  const auto release_symbolizer = [&] {
+    fork_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - fork_start).count();
     forked.set_value();
     busy.join();
-    REQUIRE(pid > 0);
-    waitpid(pid, &status, 0);
+  };
+  const char answer = ask_forked_child(hold_symbolizer, release_symbolizer, [] {
+    cpu_burn(200, nullptr);
+    // The child's fresh symbolizer reads the test's debug info first.
+    const auto named = [] { return sw::last_stall_report().find("cpu_burn(int,") != std::string::npos; };
+    for (int waited_ms = 0; waited_ms < 30'000 && !named(); waited_ms += 10) std::this_thread::sleep_for(10ms);
+    return named();
   });
-  close(fds[1]);
-  char answer = 0;
-  CHECK(read(fds[0], &answer, 1) == 1);
-  close(fds[0]);
-  CHECK(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
   CHECK(answer == 'y');
   MESSAGE("fork() with the symbolizer held took " << fork_ms << " ms");
   CHECK(fork_ms < 1000);  // a fork that waited for the symbolizer took 3 s
