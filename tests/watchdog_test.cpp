@@ -465,19 +465,26 @@ TEST_CASE("each loop's reports reach its own sink, and a name cannot forge a lin
   }
 }
 
-TEST_CASE("a slow sink holds up only its own loop: another loop starts at once") {
-  std::atomic<bool> in_slow_sink{false};
+// Loop A on its own thread, whose sink sleeps a second for each stall
+// line; returns once the sink has begun its first sleep. Join when done.
+std::thread start_loop_with_slow_sink() {
+  auto in_slow_sink = std::make_shared<std::atomic<bool>>(false);
   sw::Options slow;
   slow.threshold = 40ms;
-  slow.log_sink = [&](std::string_view line) {
+  slow.log_sink = [in_slow_sink](std::string_view line) {
     if (line.find("stallwatch: stall loop=") == std::string::npos) return;
-    in_slow_sink = true;
+    *in_slow_sink = true;
     std::this_thread::sleep_for(1s);
   };
-  std::thread a([&] { sw::run(slow, [] { cpu_burn(150, nullptr); }); });
+  std::thread a([slow] { sw::run(slow, [] { cpu_burn(150, nullptr); }); });
   const auto give_up = std::chrono::steady_clock::now() + 10s;
-  while (!in_slow_sink && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
-  REQUIRE(in_slow_sink);
+  while (!*in_slow_sink && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
+  REQUIRE(*in_slow_sink);
+  return a;
+}
+
+TEST_CASE("a slow sink holds up only its own loop: another loop starts at once") {
+  std::thread a = start_loop_with_slow_sink();
 
   // The watchdog is inside loop A's sink for a second: loop B starts anyway.
   Lines lines;
@@ -491,18 +498,7 @@ TEST_CASE("a slow sink holds up only its own loop: another loop starts at once")
 }
 
 TEST_CASE("a slow sink blinds no other loop: loop B's stall is reported while loop A's sink takes 1 s a line") {
-  std::atomic<bool> in_slow_sink{false};
-  sw::Options slow;
-  slow.threshold = 40ms;
-  slow.log_sink = [&](std::string_view line) {
-    if (line.find("stallwatch: stall loop=") == std::string::npos) return;
-    in_slow_sink = true;
-    std::this_thread::sleep_for(1s);
-  };
-  std::thread a([&] { sw::run(slow, [] { cpu_burn(150, nullptr); }); });
-  const auto give_up = std::chrono::steady_clock::now() + 10s;
-  while (!in_slow_sink && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
-  REQUIRE(in_slow_sink);
+  std::thread a = start_loop_with_slow_sink();
 
   // Loop A's sink sleeps (a second for each of its reports); loop B stalls
   // for 400 ms meanwhile and is named while it still stalls.
