@@ -4,8 +4,12 @@
 #include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
+#include <link.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 
@@ -55,6 +59,63 @@ int find_local_debuginfo(Dwfl_Module* module, void** userdata, const char* modna
                          char** debuginfo_file_name) {
   return dwfl_build_id_find_debuginfo(module, userdata, modname, base, file_name, debuglink_file, debuglink_crc,
                                       debuginfo_file_name);
+}
+
+// A PT_LOAD segment of an object the dynamic loader mapped.
+struct LoadedRange {
+  std::uintptr_t low, high;
+};
+
+std::vector<LoadedRange> loaded_ranges() {
+  std::vector<LoadedRange> ranges;
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, std::size_t, void* out) {
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+          const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+          if (ph.p_type != PT_LOAD) continue;
+          const std::uintptr_t low = info->dlpi_addr + ph.p_vaddr;
+          static_cast<std::vector<LoadedRange>*>(out)->push_back({low, low + ph.p_memsz});
+        }
+        return 0;
+      },
+      &ranges);
+  return ranges;
+}
+
+// /proc/self/maps with only the mappings of files the dynamic loader mapped.
+// libelf maps each ELF and debug file it reads, so /proc lists libc.so.6 a
+// second time, libdw's own copy; reported as it is, libdw may take that copy
+// for the module's start and give every frame in it the wrong offset (seen:
+// every libc frame unnamed after a second symbolizer or a re-report).
+std::string loaded_mappings() {
+  const std::vector<LoadedRange> loaded = loaded_ranges();
+  std::FILE* maps = std::fopen("/proc/self/maps", "re");
+  if (maps == nullptr) return {};
+  std::string kept;
+  char* line = nullptr;
+  std::size_t capacity = 0;
+  while (getline(&line, &capacity, maps) > 0) {
+    unsigned long low = 0, high = 0;
+    if (std::sscanf(line, "%lx-%lx", &low, &high) != 2) continue;
+    const bool from_loader = std::any_of(loaded.begin(), loaded.end(), [&](const LoadedRange& r) {
+      return r.low < high && low < r.high;
+    });
+    if (from_loader) kept += line;
+  }
+  std::free(line);
+  std::fclose(maps);
+  return kept;
+}
+
+// The vDSO's extent: its ELF header's program headers, as mapped.
+std::uintptr_t vdso_size(std::uintptr_t base) {
+  const auto* header = reinterpret_cast<const ElfW(Ehdr)*>(base);
+  const auto* ph = reinterpret_cast<const ElfW(Phdr)*>(base + header->e_phoff);
+  std::uintptr_t end = 0;
+  for (int i = 0; i < header->e_phnum; ++i) {
+    if (ph[i].p_type == PT_LOAD) end = std::max<std::uintptr_t>(end, ph[i].p_vaddr + ph[i].p_memsz);
+  }
+  return end;
 }
 
 const Dwfl_Callbacks proc_callbacks = {
@@ -177,8 +238,18 @@ Symbolizer::~Symbolizer() = default;
 bool Symbolizer::report_mappings() {
   if (dwfl_->handle == nullptr) return false;
   last_report_ns_ = base::monotonic_ns();
+  const std::string maps = loaded_mappings();
+  FILE* lines = fmemopen(const_cast<char*>(maps.data()), maps.size(), "r");
+  if (lines == nullptr) return false;
   dwfl_report_begin(dwfl_->handle);
-  const int rc = dwfl_linux_proc_report(dwfl_->handle, getpid());
+  int rc = dwfl_linux_proc_maps_report(dwfl_->handle, lines);
+  std::fclose(lines);
+  // The vDSO has no file: libdw reads it from memory under this name.
+  const auto vdso = static_cast<std::uintptr_t>(getauxval(AT_SYSINFO_EHDR));
+  if (rc == 0 && vdso != 0) {
+    const std::string name = "[vdso: " + std::to_string(getpid()) + "]";
+    dwfl_report_module(dwfl_->handle, name.c_str(), vdso, vdso + vdso_size(vdso));
+  }
   dwfl_report_end(dwfl_->handle, nullptr, nullptr);
   return rc == 0;
 }
