@@ -1,9 +1,12 @@
 // HTTP client benchmark, stallwatch: one loop, N fibers, each doing
-// keep-alive GETs of URL with stallwatch::http::get for SECONDS seconds.
-// Prints "requests=R seconds=S rps=X maxrss_kib=M cpu_us_per_request=C"
-// (C: the process's user and system time over the requests).
+// keep-alive GETs of URL for SECONDS seconds, with stallwatch::http::get, or
+// (API perform) with curl::perform of an easy handle each fiber configured
+// once, as the plain curl-multi program does: the http layer's cost apart
+// from the loop integration's. Prints "requests=R seconds=S rps=X
+// maxrss_kib=M cpu_us_per_request=C" (C: the process's user and system time
+// over the requests).
 //
-//   stallwatch-bench-http-client URL N SECONDS
+//   stallwatch-bench-http-client URL N SECONDS [http|perform]
 #include <sys/resource.h>
 
 #include <chrono>
@@ -15,8 +18,9 @@
 #include <stallwatch/stallwatch.hpp>
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: %s URL CONCURRENCY SECONDS\n", argv[0]);
+  const std::string api = argc == 5 ? argv[4] : "http";
+  if ((argc != 4 && argc != 5) || (api != "http" && api != "perform")) {
+    std::fprintf(stderr, "usage: %s URL CONCURRENCY SECONDS [http|perform]\n", argv[0]);
     return 2;
   }
   const std::string url = argv[1];
@@ -25,17 +29,38 @@ int main(int argc, char** argv) {
   std::uint64_t requests = 0;
   std::uint64_t failures = 0;
   double elapsed = 0;
+  curl_global_init(CURL_GLOBAL_DEFAULT);  // as curl.hpp asks of a program using curl::perform
   stallwatch::run([&] {
     const auto start = stallwatch::Clock::now();
     const auto end = start + std::chrono::duration_cast<stallwatch::Clock::duration>(duration);
     std::vector<stallwatch::Task<void>> fibers;
     for (int i = 0; i < concurrency; ++i) {
       fibers.push_back(stallwatch::spawn([&] {
+        if (api == "http") {
+          while (stallwatch::Clock::now() < end) {
+            const auto r = stallwatch::http::get(url);
+            if (r.status == 200 && r.body.size() == 5) ++requests;
+            else ++failures;
+          }
+          return;
+        }
+        CURL* easy = curl_easy_init();
+        std::size_t body = 0;
+        curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
+        curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, +[](char*, std::size_t size, std::size_t n, void* user) {
+          *static_cast<std::size_t*>(user) += size * n;
+          return size * n;
+        });
+        curl_easy_setopt(easy, CURLOPT_WRITEDATA, &body);
         while (stallwatch::Clock::now() < end) {
-          const auto r = stallwatch::http::get(url);
-          if (r.status == 200 && r.body.size() == 5) ++requests;
+          body = 0;
+          long status = 0;
+          const CURLcode rc = stallwatch::curl::perform(easy);
+          curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+          if (rc == CURLE_OK && status == 200 && body == 5) ++requests;
           else ++failures;
         }
+        curl_easy_cleanup(easy);
       }, "client"));
     }
     for (auto& f : fibers) f.join();
