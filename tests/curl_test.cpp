@@ -400,6 +400,53 @@ TEST_CASE("redirects are off by default, followed up to a limit when asked") {
   });
 }
 
+TEST_CASE("a request carries nothing of the one before it on the thread (pooled easy handles are not reset)") {
+  HttpServer server;
+  stallwatch::run([&] {
+    // The request head the server saw, then "body N".
+    auto sent = [&](const std::string& method, const http::Headers& headers = {}, const std::string& body = "") {
+      http::Request request;
+      request.method = method;
+      request.url = server.url("/request");
+      request.headers = headers;
+      request.body = body;
+      request.deadline = stallwatch::deadline_after(30s);
+      return http::fetch(request).body;
+    };
+    auto lacks = [](const std::string& text, const std::string& part) { return text.find(part) == std::string::npos; };
+
+    const std::string posted = sent("POST", {{"X-One", "1"}}, "abc");
+    CHECK(posted.rfind("POST /request ", 0) == 0);
+    CHECK_FALSE(lacks(posted, "X-One: 1\r\n"));
+    CHECK_FALSE(lacks(posted, "Content-Length: 3\r\n"));
+    CHECK_FALSE(lacks(posted, "body 3"));
+
+    const std::string got = sent("GET");
+    CHECK(got.rfind("GET /request ", 0) == 0);
+    CHECK(lacks(got, "X-One"));
+    CHECK(lacks(got, "Content-Length"));
+    CHECK(lacks(got, "Content-Type"));
+    CHECK_FALSE(lacks(got, "body 0"));
+
+    CHECK(sent("DELETE").rfind("DELETE /request ", 0) == 0);
+    CHECK(sent("GET").rfind("GET /request ", 0) == 0);
+
+    http::Request head;
+    head.method = "HEAD";
+    head.url = server.url("/request");
+    const http::Response headed = http::fetch(head);
+    CHECK(headed.status == 200);
+    CHECK(headed.body.empty());
+    CHECK(sent("GET").rfind("GET /request ", 0) == 0);  // with its body: NOBODY is gone
+
+    http::Request follow;
+    follow.url = server.url("/redirect/1");
+    follow.max_redirects = 5;
+    CHECK(http::fetch(follow).status == 200);
+    CHECK(http::get(server.url("/redirect/1")).status == 302);  // not followed any more
+  });
+}
+
 TEST_CASE("the per-host connection limit caps the loop's connections") {
   HttpServer server;
   stallwatch::run([&] {
