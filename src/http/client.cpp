@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "curl/multi.hpp"
+#include "http/system_ca.hpp"
 #include "stallwatch/curl.hpp"
 #include "stallwatch/file.hpp"
 #include "stallwatch/http.hpp"
@@ -267,23 +268,22 @@ void configure(CURL* easy, const Request& request, Exchange& exchange, curl_slis
   curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, request.max_redirects > 0 ? 1L : 0L);
   curl_easy_setopt(easy, CURLOPT_MAXREDIRS, request.max_redirects > 0 ? request.max_redirects : -1L);
-  // The system store is curl's CA bundle file, which curl loads once per
-  // loop (its multi handle caches the parsed store, CURLOPT_CA_CACHE_TIMEOUT);
-  // no CA directory, whose files OpenSSL would open on the loop at each
-  // handshake. A request's own CA file is read off the loop and handed over
-  // as a blob (a test's file may change between requests).
-  curl_easy_setopt(easy, CURLOPT_CAPATH, nullptr);
   // A request that finds a TLS connection to its host still being set up
   // waits to learn whether it speaks HTTP/2, and then shares it, rather than
   // opening one more (HTTPS only: plain http:// never multiplexes).
   const bool https = request.url.size() >= 8 && strncasecmp(request.url.c_str(), "https://", 8) == 0;
   curl_easy_setopt(easy, CURLOPT_PIPEWAIT, https ? 1L : 0L);
-  if (!request.ca_file.empty()) {
-    exchange.ca_text = read_file(request.ca_file);
-    curl_blob blob{exchange.ca_text.data(), exchange.ca_text.size(), CURL_BLOB_COPY};
-    curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &blob);
-  } else {
-    curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, nullptr);
+  // The CAs to trust, for HTTPS and for redirects that may lead to it. A
+  // request's own CA file is read off the loop and handed over as a blob (a
+  // test's file may change between requests); the system store comes parsed.
+  if (https || request.max_redirects > 0) {
+    if (request.ca_file.empty()) {
+      http_client::set_trusted_cas(easy, nullptr);
+    } else {
+      exchange.ca_text = read_file(request.ca_file);
+      curl_blob blob{exchange.ca_text.data(), exchange.ca_text.size(), CURL_BLOB_COPY};
+      http_client::set_trusted_cas(easy, &blob);
+    }
   }
 }
 
