@@ -21,6 +21,7 @@ TEST_PACKAGES=(
   clang
   curl
   libcurl4-openssl-dev
+  libssl-dev  # the HTTP client parses the system CA store off the loop (src/http/system_ca_openssl.cpp)
   libsqlite3-dev
   libc6-dbg
   nginx-light

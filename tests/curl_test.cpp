@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -246,6 +247,38 @@ TEST_CASE("refused, reset mid-body and an invalid certificate are http::errors t
   });
 }
 
+// CPU time of the calling thread, in nanoseconds.
+std::uint64_t thread_cpu_ns() {
+  timespec t{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<std::uint64_t>(t.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(t.tv_nsec);
+}
+
+TEST_CASE("the system CA store is parsed off the loop: the first HTTPS request holds the loop a few ms") {
+  Nginx nginx;
+  std::uint64_t loop_cpu_ns = 0;
+  stallwatch::run([&] {
+    // TLS set up once on this loop (OpenSSL's first context), with the test's CA.
+    http::Request warm;
+    warm.url = nginx.https_url("/");
+    warm.ca_file = nginx.ca_file();
+    warm.deadline = stallwatch::deadline_after(30s);
+    CHECK(http::fetch(warm).status == 200);
+    // The system store does not know the test's CA: the request fails, after
+    // the store was loaded (some 140 certificates, ~20 ms of CPU to parse).
+    const std::uint64_t before = thread_cpu_ns();
+    try {
+      http::get(nginx.https_url("/"), stallwatch::deadline_after(30s));
+      FAIL("no error");
+    } catch (const http::error& e) {
+      CHECK(e.code() == CURLE_PEER_FAILED_VERIFICATION);
+    }
+    loop_cpu_ns = thread_cpu_ns() - before;
+  });
+  MESSAGE("the loop's CPU for the first request against the system store: " << loop_cpu_ns / 1000 << " us");
+  CHECK(loop_cpu_ns < 8'000'000u);
+}
+
 TEST_CASE("a password in the URL appears in no message") {
   HttpServer server;
   stallwatch::run([&] {
@@ -397,6 +430,53 @@ TEST_CASE("redirects are off by default, followed up to a limit when asked") {
     } catch (const http::error& e) {
       CHECK(e.code() == CURLE_TOO_MANY_REDIRECTS);
     }
+  });
+}
+
+TEST_CASE("a request carries nothing of the one before it on the thread (pooled easy handles are not reset)") {
+  HttpServer server;
+  stallwatch::run([&] {
+    // The request head the server saw, then "body N".
+    auto sent = [&](const std::string& method, const http::Headers& headers = {}, const std::string& body = "") {
+      http::Request request;
+      request.method = method;
+      request.url = server.url("/request");
+      request.headers = headers;
+      request.body = body;
+      request.deadline = stallwatch::deadline_after(30s);
+      return http::fetch(request).body;
+    };
+    auto lacks = [](const std::string& text, const std::string& part) { return text.find(part) == std::string::npos; };
+
+    const std::string posted = sent("POST", {{"X-One", "1"}}, "abc");
+    CHECK(posted.rfind("POST /request ", 0) == 0);
+    CHECK_FALSE(lacks(posted, "X-One: 1\r\n"));
+    CHECK_FALSE(lacks(posted, "Content-Length: 3\r\n"));
+    CHECK_FALSE(lacks(posted, "body 3"));
+
+    const std::string got = sent("GET");
+    CHECK(got.rfind("GET /request ", 0) == 0);
+    CHECK(lacks(got, "X-One"));
+    CHECK(lacks(got, "Content-Length"));
+    CHECK(lacks(got, "Content-Type"));
+    CHECK_FALSE(lacks(got, "body 0"));
+
+    CHECK(sent("DELETE").rfind("DELETE /request ", 0) == 0);
+    CHECK(sent("GET").rfind("GET /request ", 0) == 0);
+
+    http::Request head;
+    head.method = "HEAD";
+    head.url = server.url("/request");
+    const http::Response headed = http::fetch(head);
+    CHECK(headed.status == 200);
+    CHECK(headed.body.empty());
+    CHECK(sent("GET").rfind("GET /request ", 0) == 0);  // with its body: NOBODY is gone
+
+    http::Request follow;
+    follow.url = server.url("/redirect/1");
+    follow.max_redirects = 5;
+    CHECK(http::fetch(follow).status == 200);
+    CHECK(http::get(server.url("/redirect/1")).status == 302);  // not followed any more
   });
 }
 

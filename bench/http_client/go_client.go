@@ -1,7 +1,8 @@
 // HTTP client benchmark, Go net/http: N goroutines doing keep-alive GETs of
-// URL for SECONDS seconds (run with GOMAXPROCS=1). Prints
-// "requests=R seconds=S rps=X maxrss_kib=M cpu_us_per_request=C" (C: user and
-// system time of all the process's threads over the requests).
+// URL for a warm-up second and then SECONDS seconds (run with GOMAXPROCS=1).
+// Prints "requests=R seconds=S rps=X maxrss_kib=M cpu_us_per_request=C" for
+// the SECONDS after the warm-up (C: user and system time of all the
+// process's threads over the requests).
 //
 //	stallwatch-bench-http-go URL N SECONDS
 package main
@@ -18,6 +19,12 @@ import (
 	"time"
 )
 
+func processCPUSeconds() float64 {
+	var usage syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &usage)
+	return float64(usage.Utime.Sec+usage.Stime.Sec) + float64(usage.Utime.Usec+usage.Stime.Usec)/1e6
+}
+
 func main() {
 	if len(os.Args) != 4 {
 		fmt.Fprintf(os.Stderr, "usage: %s URL CONCURRENCY SECONDS\n", os.Args[0])
@@ -29,8 +36,19 @@ func main() {
 	transport := &http.Transport{MaxIdleConns: concurrency, MaxIdleConnsPerHost: concurrency}
 	client := &http.Client{Transport: transport}
 	var requests, failures atomic.Uint64
-	start := time.Now()
-	end := start.Add(time.Duration(seconds * float64(time.Second)))
+	warm := time.Now().Add(time.Second)
+	end := warm.Add(time.Duration(seconds * float64(time.Second)))
+	// At the end of the warm-up: the time, requests and CPU so far.
+	var measuredFrom time.Time
+	var requestsBefore uint64
+	var cpuBefore float64
+	warmed := make(chan struct{})
+	time.AfterFunc(time.Until(warm), func() {
+		measuredFrom = time.Now()
+		requestsBefore = requests.Load()
+		cpuBefore = processCPUSeconds()
+		close(warmed)
+	})
 	var wg sync.WaitGroup
 	for i := 0; i < concurrency; i++ {
 		wg.Add(1)
@@ -53,13 +71,14 @@ func main() {
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start).Seconds()
+	<-warmed
+	elapsed := time.Since(measuredFrom).Seconds()
+	cpu := processCPUSeconds() - cpuBefore
+	counted := float64(requests.Load() - requestsBefore)
 	var usage syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &usage)
-	cpu := float64(usage.Utime.Sec+usage.Stime.Sec) + float64(usage.Utime.Usec+usage.Stime.Usec)/1e6
-	fmt.Printf("requests=%d failures=%d seconds=%.3f rps=%.0f maxrss_kib=%d cpu_us_per_request=%.1f\n",
-		requests.Load(), failures.Load(), elapsed, float64(requests.Load())/elapsed, usage.Maxrss,
-		cpu*1e6/float64(requests.Load()))
+	fmt.Printf("requests=%.0f failures=%d seconds=%.3f rps=%.0f maxrss_kib=%d cpu_us_per_request=%.1f\n",
+		counted, failures.Load(), elapsed, counted/elapsed, usage.Maxrss, cpu*1e6/counted)
 	if failures.Load() != 0 {
 		os.Exit(1)
 	}

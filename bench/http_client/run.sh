@@ -6,8 +6,11 @@
 # ceiling). nginx is pinned to CPU 0, every client to CPU 1 (taskset). The
 # clients run in turn, round after round (interleaved), so drift in the
 # machine's load touches all alike; the table gives each one's median
-# requests per second and the ratios. Then memory per in-flight request: each
-# client's peak RSS at 1,000 requests in flight less that at 100, over 900.
+# requests per second and the ratios. Each run's figures leave out a first
+# warm-up second (start-up: stallwatch's symbolizer warm-up thread, Go's
+# runtime), so CPU per request is the steady state's. Then memory per
+# in-flight request: each client's peak RSS at 1,000 requests in flight less
+# that at 100, over 900.
 #
 # usage: bench/http_client/run.sh BUILD_DIR    (a build with -Dbench=true)
 # env:   DURATION=10  ROUNDS=5  SERVER_CPU=0  CLIENT_CPU=1  OUT=$TMPDIR/stallwatch-http-client-bench

@@ -11,12 +11,12 @@
 // never appears in a message. Past its deadline a request throws
 // deadline_exceeded; Task::cancel() ends it at once (cancelled).
 //
-// HTTPS verifies the peer against the system CA store, or against the CA file
-// a request names; that file is read off the loop. The system store is
-// curl's CA bundle: the first HTTPS request of each loop that uses it has
-// curl read and parse the bundle on the loop (some 20 ms), which curl then
-// keeps for a day. Redirects are not followed unless a request sets
-// max_redirects.
+// HTTPS verifies the peer against the system CA store (curl's CA bundle), or
+// against the CA file a request names instead; both are read off the loop.
+// With OpenSSL (Debian's libcurl) the bundle is parsed once per process, on
+// the offload pool; with another TLS library curl parses it itself, on the
+// loop, at the first HTTPS request of each loop (some 40 ms). Redirects are
+// not followed unless a request sets max_redirects.
 //
 // Host names are looked up by stallwatch's DNS (getaddrinfo on the in_thread
 // pool, cached for a minute per thread) and handed to curl, so no lookup

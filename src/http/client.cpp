@@ -11,10 +11,13 @@
 #include <new>
 #include <string>
 #include <system_error>
+#include <tuple>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "curl/multi.hpp"
+#include "http/system_ca.hpp"
 #include "stallwatch/curl.hpp"
 #include "stallwatch/file.hpp"
 #include "stallwatch/http.hpp"
@@ -25,8 +28,11 @@ inline namespace v1 {
 namespace http {
 namespace {
 
-// Reset easy handles kept for the next request of the thread: a handle
-// carries buffers worth reusing, while connections live in the loop's multi.
+// Easy handles kept for the next request of the thread: a handle carries
+// buffers worth reusing, while connections live in the loop's multi. They are
+// not reset (curl_easy_reset costs some 4% of a small request's CPU):
+// configure() sets every option a request uses, each time, to the request's
+// value or to curl's default.
 class EasyPool {
  public:
   ~EasyPool() {
@@ -43,7 +49,7 @@ class EasyPool {
       curl_easy_cleanup(easy);
       return;
     }
-    curl_easy_reset(easy);
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, nullptr);  // it was in the ended request's frame
     free_.push_back(easy);
   }
 
@@ -70,10 +76,32 @@ class HostCache {
   // "host:port:address,address…" for url's host, or "" when curl needs no
   // lookup (an address, localhost) or cannot parse the URL (it then says why).
   std::string entry_for(const std::string& url) {
+    if (url.find("://") == std::string::npos) return entry_for(parse(url));
+    const Target* target = target_of(url);
+    return target != nullptr ? entry_for(*target) : "";
+  }
+
+ private:
+  // What a URL's scheme and authority say: the host to look up, if any.
+  struct Target {
+    bool parsed = false;
+    bool needs_lookup = false;
     std::string host;
     long port = 0;
-    if (!host_and_port(url, host, port) || !needs_lookup(host)) return "";
-    const std::string key = host + ":" + std::to_string(port);
+    std::string key;  // "host:port"
+  };
+  struct Entry {
+    std::string entry;
+    std::chrono::steady_clock::time_point expires;
+  };
+  static constexpr std::size_t max_entries = 1024;
+
+  std::string entry_for(const Target& target) {
+    return target.needs_lookup ? lookup(target.host, target.port, target.key) : "";
+  }
+
+  // By value: the lookup parks the fiber, and others may change the targets.
+  std::string lookup(std::string host, long port, std::string key) {
     const auto now = std::chrono::steady_clock::now();
     if (auto it = entries_.find(key); it != entries_.end() && it->second.expires > now) return it->second.entry;
     std::string entry = key + ":";
@@ -90,12 +118,36 @@ class HostCache {
     return entry;
   }
 
- private:
-  struct Entry {
-    std::string entry;
-    std::chrono::steady_clock::time_point expires;
-  };
-  static constexpr std::size_t max_entries = 1024;
+  // Parsing a URL with curl costs some 8% of a small keep-alive request's
+  // CPU, so targets are kept by "scheme://authority", which alone decides
+  // them. nullptr for a URL curl cannot parse, which is not kept (the rest of
+  // the URL may be what curl refused). `url` has "://".
+  const Target* target_of(const std::string& url) {
+    const std::size_t authority_end = url.find_first_of("/?#", url.find("://") + 3);
+    const std::string_view prefix = std::string_view(url).substr(0, authority_end);
+    if (last_ != nullptr && last_->first == prefix) return &last_->second;
+    auto it = targets_.find(std::string(prefix));
+    if (it == targets_.end()) {
+      Target target = parse(url);
+      if (!target.parsed) return nullptr;
+      if (targets_.size() >= max_entries) {
+        targets_.clear();
+        last_ = nullptr;
+      }
+      it = targets_.emplace(std::string(prefix), std::move(target)).first;
+    }
+    last_ = &*it;
+    return &it->second;
+  }
+
+  static Target parse(const std::string& url) {
+    Target target;
+    target.parsed = host_and_port(url, target.host, target.port);
+    if (!target.parsed || !needs_lookup(target.host)) return target;
+    target.needs_lookup = true;
+    target.key = target.host + ":" + std::to_string(target.port);
+    return target;
+  }
 
   static bool host_and_port(const std::string& url, std::string& host, long& port) {
     CURLU* parsed = curl_url();
@@ -121,6 +173,8 @@ class HostCache {
     return strcasecmp(host.c_str(), "localhost") != 0;  // curl answers localhost itself
   }
 
+  std::unordered_map<std::string, Target> targets_;
+  const std::pair<const std::string, Target>* last_ = nullptr;  // the last one used
   std::unordered_map<std::string, Entry> entries_;
 };
 
@@ -134,6 +188,10 @@ struct Exchange {
   std::exception_ptr failure;
   std::string ca_text;
 };
+
+// Room made at a response's first header: a typical response's headers
+// without regrowing the vector.
+constexpr std::size_t expected_headers = 12;
 
 std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user) noexcept {
   auto* x = static_cast<Exchange*>(user);
@@ -149,7 +207,10 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* use
     if (colon == std::string_view::npos) return n;
     std::string_view value = line.substr(colon + 1);
     while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-    x->response.headers.emplace_back(std::string(line.substr(0, colon)), std::string(value));
+    Headers& headers = x->response.headers;
+    if (headers.empty()) headers.reserve(expected_headers);
+    headers.emplace_back(std::piecewise_construct, std::forward_as_tuple(line.substr(0, colon)),
+                         std::forward_as_tuple(value));
   } catch (...) {
     x->failure = std::current_exception();
     return 0;
@@ -170,6 +231,8 @@ std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user)
   return n;
 }
 
+// Sets every option a request uses (a pooled handle keeps the last
+// request's): the request's value, or curl's default.
 void configure(CURL* easy, const Request& request, Exchange& exchange, curl_slist*& headers, char* error_text) {
   curl_easy_setopt(easy, CURLOPT_URL, request.url.c_str());
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, error_text);
@@ -177,13 +240,15 @@ void configure(CURL* easy, const Request& request, Exchange& exchange, curl_slis
   curl_easy_setopt(easy, CURLOPT_HEADERDATA, &exchange);
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &on_body);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, &exchange);
-  if (request.method == "GET") {
-    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
-  } else if (request.method == "HEAD") {
-    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
-  } else {
-    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, request.method.c_str());
-  }
+  // The method from curl's defaults: no body (CURLOPT_POSTFIELDS, even
+  // null, selects POST, so it comes first), then GET (which also clears
+  // NOBODY and upload), then this request's method and body.
+  curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t{-1});
+  curl_easy_setopt(easy, CURLOPT_POSTFIELDS, nullptr);
+  curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+  const bool custom = request.method != "GET" && request.method != "HEAD";
+  curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, custom ? request.method.c_str() : nullptr);
+  if (request.method == "HEAD") curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
   if (!request.body.empty() || request.method == "POST" || request.method == "PUT" || request.method == "PATCH") {
     curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
     curl_easy_setopt(easy, CURLOPT_POSTFIELDS, request.body.data());
@@ -200,27 +265,25 @@ void configure(CURL* easy, const Request& request, Exchange& exchange, curl_slis
     if (more == nullptr) throw std::bad_alloc();
     headers = more;
   }
-  if (headers != nullptr) curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
-  if (request.max_redirects > 0) {
-    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(easy, CURLOPT_MAXREDIRS, request.max_redirects);
-  }
-  // The system store is curl's CA bundle file, which curl loads once per
-  // loop (its multi handle caches the parsed store, CURLOPT_CA_CACHE_TIMEOUT);
-  // no CA directory, whose files OpenSSL would open on the loop at each
-  // handshake. A request's own CA file is read off the loop and handed over
-  // as a blob (a test's file may change between requests).
-  curl_easy_setopt(easy, CURLOPT_CAPATH, nullptr);
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, request.max_redirects > 0 ? 1L : 0L);
+  curl_easy_setopt(easy, CURLOPT_MAXREDIRS, request.max_redirects > 0 ? request.max_redirects : -1L);
   // A request that finds a TLS connection to its host still being set up
   // waits to learn whether it speaks HTTP/2, and then shares it, rather than
   // opening one more (HTTPS only: plain http:// never multiplexes).
-  if (request.url.size() >= 8 && strncasecmp(request.url.c_str(), "https://", 8) == 0) {
-    curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
-  }
-  if (!request.ca_file.empty()) {
-    exchange.ca_text = read_file(request.ca_file);
-    curl_blob blob{exchange.ca_text.data(), exchange.ca_text.size(), CURL_BLOB_COPY};
-    curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &blob);
+  const bool https = request.url.size() >= 8 && strncasecmp(request.url.c_str(), "https://", 8) == 0;
+  curl_easy_setopt(easy, CURLOPT_PIPEWAIT, https ? 1L : 0L);
+  // The CAs to trust, for HTTPS and for redirects that may lead to it. A
+  // request's own CA file is read off the loop and handed over as a blob (a
+  // test's file may change between requests); the system store comes parsed.
+  if (https || request.max_redirects > 0) {
+    if (request.ca_file.empty()) {
+      http_client::set_trusted_cas(easy, nullptr);
+    } else {
+      exchange.ca_text = read_file(request.ca_file);
+      curl_blob blob{exchange.ca_text.data(), exchange.ca_text.size(), CURL_BLOB_COPY};
+      http_client::set_trusted_cas(easy, &blob);
+    }
   }
 }
 
@@ -260,8 +323,8 @@ Response fetch(const Request& request) {
   if (!entry.empty()) {
     resolved.list = curl_slist_append(nullptr, entry.c_str());
     if (resolved.list == nullptr) throw std::bad_alloc();
-    curl_easy_setopt(lease.easy, CURLOPT_RESOLVE, resolved.list);
   }
+  curl_easy_setopt(lease.easy, CURLOPT_RESOLVE, resolved.list);
   const CURLcode rc = curl::perform(lease.easy, request.deadline);
   if (exchange.failure) std::rethrow_exception(exchange.failure);
   if (rc != CURLE_OK) {

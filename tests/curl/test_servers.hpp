@@ -11,6 +11,9 @@
 //   /reset            promises 1 MiB, sends 64 KiB, resets the connection
 //   /stall            promises 1 MiB, sends 64 KiB, then waits until stopped
 //   /redirect/N       302 to /redirect/N-1; /redirect/0 is /small
+//   /request          200, the request's head (request line and headers)
+//                     and then "body N" (N: the request body's length); to
+//                     HEAD, the status and headers only
 // It counts the connections it accepted.
 //
 // Nginx: nginx with a self-signed certificate for 127.0.0.1 made with
@@ -144,6 +147,12 @@ class HttpServer {
       in.erase(0, length);
       const std::size_t sp = header.find(' ');
       const std::string path = header.substr(sp + 1, header.find(' ', sp + 1) - sp - 1);
+      if (path == "/request") {
+        const std::string text = header + "body " + std::to_string(body.size());
+        const bool head_only = header.rfind("HEAD ", 0) == 0;
+        if (!send_all(fd, head(200, text.size()) + (head_only ? "" : text))) return close_fd(fd);
+        continue;
+      }
       if (!respond(fd, path, body)) return close_fd(fd);
     }
   }
