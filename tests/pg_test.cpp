@@ -331,6 +331,37 @@ TEST_CASE("queries from many fibers on one connection are pipelined; errors stay
   });
 }
 
+TEST_CASE("a query libpq refuses to send fails alone; the others sent with it and the connection carry on") {
+  on_loop([] {
+    auto db = pg::connect("");
+    int ok = 0;
+    std::string refused;
+    std::vector<sw::Task<void>> fibers;
+    for (int i = 0; i < 10; ++i) {
+      fibers.push_back(sw::spawn([&, i] {
+        if (i == 5) {
+          // More parameters than the protocol carries (65535): refused
+          // before anything of it goes out, in the middle of the batch.
+          try {
+            db.query_params({}, "SELECT 1", std::vector<pg::detail::Param>(70000, pg::detail::Param{"1", 23}));
+          } catch (const pg::error& e) {
+            refused = e.what();
+          }
+          return;
+        }
+        CHECK(db.query("SELECT $1::int", i).get<int>(0, 0) == i);
+        ++ok;
+      }));
+    }
+    for (auto& t : fibers) t.join();
+    CHECK(ok == 9);
+    CHECK(contains(refused, "SELECT 1"));
+    CHECK(contains(refused, "65535"));
+    CHECK(db.ok());
+    CHECK(db.query("SELECT 7").get<int>(0, 0) == 7);
+  });
+}
+
 TEST_CASE("LISTEN/NOTIFY: notifications arrive on the listening connection's channel") {
   on_loop([] {
     auto listener = pg::connect("");
