@@ -37,6 +37,7 @@ constexpr Advice table[] = {
     {"PQprepare", use_pg},
     {"PQexecPrepared", use_pg},
     {"PQconnectdb", use_pg},
+    {"PQconnectdbParams", use_pg},
     {"PQgetResult", use_pg},
     {"PQcancel", use_pg},
 };
