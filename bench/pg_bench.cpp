@@ -6,8 +6,9 @@
 //   stallwatch-bench-pg FIBERS POOL SECONDS [ACCOUNTS]
 //
 // Prints one line: queries, queries per second, latency p50 and p99 (µs),
-// and the process's CPU time (user + system) per query in the measured
-// window (µs): on a shared machine it moves much less than the rate.
+// the process's CPU time (user + system) per query in the measured window
+// (µs: on a shared machine it moves much less than the rate), and every
+// query answered, warm-up included (for the server's CPU per query).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
   return sw::run([&] {
     pg::Pool pool("", pool_size, 64);
     std::vector<std::vector<std::uint32_t>> latencies_us(static_cast<std::size_t>(fibers));
+    std::size_t answered = 0;
     const Clock::time_point measure_from = Clock::now() + std::chrono::seconds(1);
     const Clock::time_point end = measure_from + std::chrono::seconds(seconds);
     double cpu_from_us = 0, cpu_to_us = 0;
@@ -66,6 +68,7 @@ int main(int argc, char** argv) {
           if (t0 >= end) return;
           const int aid = static_cast<int>(rng() % static_cast<unsigned>(accounts)) + 1;
           pool.query("SELECT abalance FROM pgbench_accounts WHERE aid = $1", aid);
+          ++answered;
           if (t0 >= measure_from) {
             mine.push_back(static_cast<std::uint32_t>(
                 std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count()));
@@ -80,9 +83,9 @@ int main(int argc, char** argv) {
     std::sort(all.begin(), all.end());
     if (all.empty()) return 1;
     const auto at = [&](double q) { return all[std::min(all.size() - 1, static_cast<std::size_t>(q * all.size()))]; };
-    std::printf("queries %zu tps %.0f p50_us %u p99_us %u cpu_us %.1f\n", all.size(),
+    std::printf("queries %zu tps %.0f p50_us %u p99_us %u cpu_us %.1f all %zu\n", all.size(),
                 static_cast<double>(all.size()) / seconds, at(0.50), at(0.99),
-                (cpu_to_us - cpu_from_us) / static_cast<double>(all.size()));
+                (cpu_to_us - cpu_from_us) / static_cast<double>(all.size()), answered);
     return 0;
   });
 }
