@@ -90,4 +90,12 @@ for k, m in med.items():
           f" cpu/query {m['cpu_us']:.1f} us server cpu/query {m['server_us']:.1f} us")
 base = med["pgbench"]["tps"]
 print(f"plain / pgbench {med['plain']['tps'] / base:.2f}x, pipelined / pgbench {med['pipelined']['tps'] / base:.2f}x")
+# Queries per CPU-second, client and server together: what 2 quiet cores
+# would serve when both sides keep them busy. Under load the rates follow
+# the scheduler instead, which shares the cores per thread (pgbench's 32
+# backends outnumber the pipelined run's 4).
+per_cpu = {k: 1e6 / (m["cpu_us"] + m["server_us"]) for k, m in med.items()}
+print(f"queries per CPU-second: pgbench {per_cpu['pgbench']:.0f}, plain {per_cpu['plain']:.0f}"
+      f" ({per_cpu['plain'] / per_cpu['pgbench']:.2f}x), pipelined {per_cpu['pipelined']:.0f}"
+      f" ({per_cpu['pipelined'] / per_cpu['pgbench']:.2f}x)")
 PY
