@@ -5,7 +5,12 @@
 //
 //   stallwatch-bench-pg FIBERS POOL SECONDS [ACCOUNTS]
 //
-// Prints one line: queries, queries per second, latency p50 and p99 (µs).
+// Prints one line: queries, queries per second, latency p50 and p99 (µs),
+// the process's CPU time (user + system) per query in the measured window
+// (µs: on a shared machine it moves much less than the rate), and every
+// query answered, warm-up included (for the server's CPU per query).
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -20,6 +25,17 @@ namespace sw = stallwatch;
 namespace pg = stallwatch::pg;
 using Clock = std::chrono::steady_clock;
 
+namespace {
+
+double process_cpu_us() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  const auto us = [](const timeval& t) { return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_usec); };
+  return us(u.ru_utime) + us(u.ru_stime);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   if (argc < 4) {
     std::fprintf(stderr, "usage: %s FIBERS POOL SECONDS [ACCOUNTS]\n", argv[0]);
@@ -32,8 +48,16 @@ int main(int argc, char** argv) {
   return sw::run([&] {
     pg::Pool pool("", pool_size, 64);
     std::vector<std::vector<std::uint32_t>> latencies_us(static_cast<std::size_t>(fibers));
+    std::size_t answered = 0;
     const Clock::time_point measure_from = Clock::now() + std::chrono::seconds(1);
     const Clock::time_point end = measure_from + std::chrono::seconds(seconds);
+    double cpu_from_us = 0, cpu_to_us = 0;
+    sw::Task<void> cpu_clock = sw::spawn([&] {
+      sw::sleep_until(measure_from);
+      cpu_from_us = process_cpu_us();
+      sw::sleep_until(end);
+      cpu_to_us = process_cpu_us();
+    });
     std::vector<sw::Task<void>> tasks;
     for (int f = 0; f < fibers; ++f) {
       tasks.push_back(sw::spawn([&, f] {
@@ -44,6 +68,7 @@ int main(int argc, char** argv) {
           if (t0 >= end) return;
           const int aid = static_cast<int>(rng() % static_cast<unsigned>(accounts)) + 1;
           pool.query("SELECT abalance FROM pgbench_accounts WHERE aid = $1", aid);
+          ++answered;
           if (t0 >= measure_from) {
             mine.push_back(static_cast<std::uint32_t>(
                 std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count()));
@@ -52,13 +77,15 @@ int main(int argc, char** argv) {
       }));
     }
     for (auto& t : tasks) t.join();
+    cpu_clock.join();
     std::vector<std::uint32_t> all;
     for (auto& v : latencies_us) all.insert(all.end(), v.begin(), v.end());
     std::sort(all.begin(), all.end());
     if (all.empty()) return 1;
     const auto at = [&](double q) { return all[std::min(all.size() - 1, static_cast<std::size_t>(q * all.size()))]; };
-    std::printf("queries %zu tps %.0f p50_us %u p99_us %u\n", all.size(),
-                static_cast<double>(all.size()) / seconds, at(0.50), at(0.99));
+    std::printf("queries %zu tps %.0f p50_us %u p99_us %u cpu_us %.1f all %zu\n", all.size(),
+                static_cast<double>(all.size()) / seconds, at(0.50), at(0.99),
+                (cpu_to_us - cpu_from_us) / static_cast<double>(all.size()), answered);
     return 0;
   });
 }

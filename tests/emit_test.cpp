@@ -360,8 +360,8 @@ TEST_CASE("a blocking-call report advises the cooperative call from one table") 
   for (const char* f : {"futex", "pthread_cond_wait", "pthread_cond_timedwait", "pthread_cond_clockwait"}) {
     CHECK(advice_for(f).find("stallwatch::Future") != std::string_view::npos);
   }
-  for (const char* f : {"PQexec", "PQexecParams", "PQprepare", "PQexecPrepared", "PQconnectdb", "PQconnectdbParams", "PQgetResult",
-                        "PQcancel"}) {
+  for (const char* f : {"PQexec", "PQexecParams", "PQprepare", "PQexecPrepared", "PQconnectdb",
+                        "PQconnectdbParams", "PQgetResult", "PQcancel"}) {
     CHECK(advice_for(f).find("stallwatch::pg") != std::string_view::npos);
   }
   CHECK(advice_for("fsync").find("stallwatch::in_thread") != std::string_view::npos);

@@ -6,7 +6,8 @@ Run inside a pg_virtualenv cluster (tests/pg_test.sh sets PG*):
 
 A whole stallwatch::pg session trips no blocking-call report (exit 0, no
 report on stderr); each of libpq's synchronous calls made on a loop ends the
-process in strict mode with a report naming the call.
+process in strict mode with a report naming the call and advising
+stallwatch::pg.
 """
 import os
 import subprocess
@@ -26,14 +27,17 @@ r = run("session")
 if r.returncode != 0 or "session ok" not in r.stdout or "blocking call" in r.stderr:
     failures.append(f"session: status {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}")
 
-for function in ["PQexec", "PQexecParams", "PQprepare", "PQexecPrepared", "PQconnectdb", "PQgetResult",
-                 "PQcancel"]:
+functions = ["PQexec", "PQexecParams", "PQprepare", "PQexecPrepared", "PQconnectdb", "PQconnectdbParams",
+             "PQgetResult", "PQcancel"]
+for function in functions:
     r = run(function)
-    if r.returncode != STRICT_EXIT or function not in r.stderr or f"{function} returned" in r.stdout:
+    # The report names the call and advises the cooperative client.
+    if (r.returncode != STRICT_EXIT or function not in r.stderr or "stallwatch::pg" not in r.stderr
+            or f"{function} returned" in r.stdout):
         failures.append(f"{function}: status {r.returncode} (want {STRICT_EXIT})\nstdout: {r.stdout}\n"
                         f"stderr: {r.stderr}")
 
 for f in failures:
     print("FAIL", f)
-print(f"{8 - len(failures)} of 8 scenarios as expected")
+print(f"{len(functions) + 1 - len(failures)} of {len(functions) + 1} scenarios as expected")
 sys.exit(1 if failures else 0)

@@ -331,6 +331,58 @@ TEST_CASE("queries from many fibers on one connection are pipelined; errors stay
   });
 }
 
+TEST_CASE("a query libpq refuses to send fails alone; the others sent with it and the connection carry on") {
+  on_loop([] {
+    auto db = pg::connect("");
+    int ok = 0;
+    std::string refused;
+    std::vector<sw::Task<void>> fibers;
+    for (int i = 0; i < 10; ++i) {
+      fibers.push_back(sw::spawn([&, i] {
+        if (i == 5) {
+          // More parameters than the protocol carries (65535): refused
+          // before anything of it goes out, in the middle of the batch.
+          try {
+            db.query_params({}, "SELECT 1", std::vector<pg::detail::Param>(70000, pg::detail::Param{"1", 23}));
+          } catch (const pg::error& e) {
+            refused = e.what();
+          }
+          return;
+        }
+        CHECK(db.query("SELECT $1::int", i).get<int>(0, 0) == i);
+        ++ok;
+      }));
+    }
+    for (auto& t : fibers) t.join();
+    CHECK(ok == 9);
+    CHECK(contains(refused, "SELECT 1"));
+    CHECK(contains(refused, "65535"));
+    CHECK(db.ok());
+    CHECK(db.query("SELECT 7").get<int>(0, 0) == 7);
+  });
+}
+
+TEST_CASE("a batch larger than the socket takes goes out in parts, each query whole") {
+  on_loop([] {
+    auto db = pg::connect("");
+    // Eight 1 MiB parameters queued in one turn: libpq cannot send them at
+    // once, so the writer waits writable between parts, the socket uncorked.
+    std::vector<std::size_t> lengths(8);
+    std::vector<sw::Task<void>> fibers;
+    for (std::size_t i = 0; i < lengths.size(); ++i) {
+      fibers.push_back(sw::spawn([&, i] {
+        const std::string big(1 << 20, static_cast<char>('a' + i));
+        auto r = db.query(sw::deadline_after(30s), "SELECT length($1::text), substr($1::text, 1, 1)", big);
+        lengths[i] = static_cast<std::size_t>(r.get<std::int64_t>(0, 0));
+        CHECK(r.get<std::string>(0, 1) == std::string(1, static_cast<char>('a' + i)));
+      }));
+    }
+    for (auto& t : fibers) t.join();
+    for (std::size_t n : lengths) CHECK(n == (1u << 20));
+    CHECK(db.query("SELECT 1").get<int>(0, 0) == 1);
+  });
+}
+
 TEST_CASE("LISTEN/NOTIFY: notifications arrive on the listening connection's channel") {
   on_loop([] {
     auto listener = pg::connect("");

@@ -11,6 +11,11 @@
 #                           log for p50/p99)
 #   stallwatch plain:       one loop, 32 fibers, a pool of 32
 #   stallwatch pipelined:   one loop, 32 fibers, a pool of 4
+#
+# Besides the rate and latency, each run's CPU per query in µs: cpu_us, the
+# client process's (pgbench: all of its run, start-up included; stallwatch:
+# the measured window), and server_us, the server's (the postmaster and its
+# backends, those that ended included, over the whole run).
 set -eu
 build=$(cd "$1" && pwd)
 seconds=${2:-10}
@@ -24,16 +29,52 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export STALLWATCH_METRICS_ADDR=off
 pgbench -i -q -s 1 >/dev/null 2>&1
+postmaster=$(head -1 "$(psql -XAtc 'SHOW data_directory')/postmaster.pid")
+# CPU seconds of the postmaster and its children, reaped ones included.
+server_cpu() {
+  python3 - "$postmaster" <<'PY'
+import os, sys
+pm, ticks = sys.argv[1], 0
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    if pid == pm or f[1] == pm:
+        ticks += sum(int(x) for x in f[11:15])  # utime stime cutime cstime
+print(ticks / os.sysconf("SC_CLK_TCK"))
+PY
+}
 echo "load: $(uptime)"
 for r in $(seq "$rounds"); do
-  (cd "$work" && rm -f pgbench_log.* && pgbench -S -n -c 32 -j 1 -M extended -T "$seconds" -l >/dev/null 2>&1)
+  s0=$(server_cpu)
+  cpu=$(cd "$work" && rm -f pgbench_log.* && python3 -c '
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(r.ru_utime + r.ru_stime)' pgbench -S -n -c 32 -j 1 -M extended -T "$seconds" -l)
+  s1=$(server_cpu)
   cat "$work"/pgbench_log.* | python3 -c '
 import sys
+seconds, cpu, s0, s1 = map(float, sys.argv[1:])
 lat = sorted(int(l.split()[2]) for l in sys.stdin)
 n = len(lat)
-print(f"pgbench   queries {n} tps {n / '"$seconds"':.0f} p50_us {lat[n // 2]} p99_us {lat[min(n - 1, int(n * 0.99))]}")'
-  echo "plain     $("$bench" 32 32 "$seconds" 2>>"$work/stderr")"
-  echo "pipelined $("$bench" 32 4 "$seconds" 2>>"$work/stderr")"
+print("pgbench   queries %d tps %.0f p50_us %d p99_us %d cpu_us %.1f server_us %.1f" % (
+    n, n / seconds, lat[n // 2], lat[min(n - 1, int(n * 0.99))], cpu * 1e6 / n, (s1 - s0) * 1e6 / n))' \
+    "$seconds" "$cpu" "$s0" "$s1"
+  for run in "plain 32" "pipelined 4"; do
+    s0=$(server_cpu)
+    out=$("$bench" 32 "${run#* }" "$seconds" 2>>"$work/stderr")
+    s1=$(server_cpu)
+    echo "$out" | python3 -c '
+import sys
+name, s0, s1 = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+f = sys.stdin.read().split()
+d = dict(zip(f[::2], f[1::2]))
+print("%-9s queries %s tps %s p50_us %s p99_us %s cpu_us %s server_us %.1f" % (
+    name, d["queries"], d["tps"], d["p50_us"], d["p99_us"], d["cpu_us"], (s1 - s0) * 1e6 / int(d["all"])))' \
+      "${run% *}" "$s0" "$s1"
+  done
 done | tee "$work/runs"
 echo "load: $(uptime)"
 python3 - "$work/runs" <<'PY'
@@ -42,9 +83,19 @@ runs = {}
 for line in open(sys.argv[1]):
     f = line.split()
     runs.setdefault(f[0], []).append({f[i]: float(f[i + 1]) for i in range(1, len(f), 2)})
-med = {k: {m: statistics.median(r[m] for r in v) for m in ("tps", "p50_us", "p99_us")} for k, v in runs.items()}
+fields = ("tps", "p50_us", "p99_us", "cpu_us", "server_us")
+med = {k: {m: statistics.median(r[m] for r in v) for m in fields} for k, v in runs.items()}
 for k, m in med.items():
-    print(f"median {k:9} tps {m['tps']:.0f} p50 {m['p50_us']:.0f} us p99 {m['p99_us']:.0f} us")
+    print(f"median {k:9} tps {m['tps']:.0f} p50 {m['p50_us']:.0f} us p99 {m['p99_us']:.0f} us"
+          f" cpu/query {m['cpu_us']:.1f} us server cpu/query {m['server_us']:.1f} us")
 base = med["pgbench"]["tps"]
 print(f"plain / pgbench {med['plain']['tps'] / base:.2f}x, pipelined / pgbench {med['pipelined']['tps'] / base:.2f}x")
+# Queries per CPU-second, client and server together: what 2 quiet cores
+# would serve when both sides keep them busy. Under load the rates follow
+# the scheduler instead, which shares the cores per thread (pgbench's 32
+# backends outnumber the pipelined run's 4).
+per_cpu = {k: 1e6 / (m["cpu_us"] + m["server_us"]) for k, m in med.items()}
+print(f"queries per CPU-second: pgbench {per_cpu['pgbench']:.0f}, plain {per_cpu['plain']:.0f}"
+      f" ({per_cpu['plain'] / per_cpu['pgbench']:.2f}x), pipelined {per_cpu['pipelined']:.0f}"
+      f" ({per_cpu['pipelined'] / per_cpu['pgbench']:.2f}x)")
 PY

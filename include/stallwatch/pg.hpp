@@ -12,8 +12,10 @@
 //
 // Parameters go to the server apart from the SQL text (PQsendQueryParams),
 // never spliced into it. Queries from several fibers on one Connection are
-// pipelined: each is sent at once, in its own implicit transaction (a Sync
-// after each), and its result or error comes back to its own fiber. A Pool
+// pipelined: the queries a loop turn asked of a connection go out together
+// once the fibers ready in that turn have run (one packet), each in its own
+// implicit transaction (a Sync after each), and each result or error comes
+// back to its own fiber. A Pool
 // spreads queries over up to n connections. A query past its deadline is
 // cancelled on the server (the cancel request runs on an in_thread pool
 // thread: libpq 15's PQcancel blocks) and the fiber gets deadline_exceeded
@@ -207,25 +209,37 @@ class STALLWATCH_EXPORT Result {
   std::shared_ptr<pg_result> res_;
 };
 
+namespace detail {
+
+// The query overloads of Connection and Pool: each sends its parameters in
+// text format through Derived::query_params.
+template <class Derived>
+class QueryOverloads {
+ public:
+  template <class... Params>
+  Result query(std::string_view sql, const Params&... params) {
+    return static_cast<Derived&>(*this).query_params(Deadline{}, sql, {to_param(params)...});
+  }
+  template <class... Params>
+  Result query(Deadline deadline, std::string_view sql, const Params&... params) {
+    return static_cast<Derived&>(*this).query_params(deadline, sql, {to_param(params)...});
+  }
+};
+
+}  // namespace detail
+
 // One server connection. Move-only; destroying it closes the connection (its
 // queries still in flight get a pg::error). Loop thread.
-class STALLWATCH_EXPORT Connection {
+class STALLWATCH_EXPORT Connection : public detail::QueryOverloads<Connection> {
  public:
   Connection(Connection&&) noexcept;
   Connection& operator=(Connection&&) noexcept;
   ~Connection();
 
-  // Runs sql with params ($1, $2 …) and parks until its result. Throws
+  // query(sql, params...) and query(deadline, sql, params...) (QueryOverloads)
+  // run sql with params ($1, $2 …) and park until its result. They throw
   // pg::error (the server's error, or the connection broke),
   // deadline_exceeded (the query is cancelled on the server), cancelled.
-  template <class... Params>
-  Result query(std::string_view sql, const Params&... params) {
-    return query_params(Deadline{}, sql, {detail::to_param(params)...});
-  }
-  template <class... Params>
-  Result query(Deadline deadline, std::string_view sql, const Params&... params) {
-    return query_params(deadline, sql, {detail::to_param(params)...});
-  }
 
   // Notifications for the channels this connection LISTENs to, in arrival
   // order. Closed when the connection breaks or closes. When the channel is
@@ -235,7 +249,7 @@ class STALLWATCH_EXPORT Connection {
 
   // False once the connection broke (server gone, protocol error).
   bool ok() const noexcept;
-  // Queries sent and not yet answered.
+  // Queries asked and not yet answered (waiting to go out, or sent).
   int in_flight() const noexcept;
   // "host=… port=… dbname=… user=…", without the password.
   const std::string& describe() const noexcept;
@@ -261,21 +275,15 @@ STALLWATCH_EXPORT Connection connect(std::string_view conninfo, Deadline deadlin
 // connection that broke is dropped and replaced by the next query that needs
 // one. Each query is its own transaction: for BEGIN … COMMIT use a Connection.
 // Dropping the Pool closes its connections once the queries in flight end.
-class STALLWATCH_EXPORT Pool {
+class STALLWATCH_EXPORT Pool : public detail::QueryOverloads<Pool> {
  public:
   Pool(std::string conninfo, int size, int pipeline_depth = 16);
   Pool(Pool&&) noexcept;
   Pool& operator=(Pool&&) noexcept;
   ~Pool();
 
-  template <class... Params>
-  Result query(std::string_view sql, const Params&... params) {
-    return query_params(Deadline{}, sql, {detail::to_param(params)...});
-  }
-  template <class... Params>
-  Result query(Deadline deadline, std::string_view sql, const Params&... params) {
-    return query_params(deadline, sql, {detail::to_param(params)...});
-  }
+  // query(sql, params...) and query(deadline, sql, params...) as on a
+  // Connection (QueryOverloads).
 
   int size() const noexcept;    // connections open now
   int in_use() const noexcept;  // connections with a query in flight

@@ -60,18 +60,20 @@ constexpr std::string_view kind_label(int kind) {
   return "unknown";
 }
 
+ClientMetric labelled(std::vector<ClientMetric::Label> labels) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  return m;
+}
+
+}  // namespace
+
 MetricFamily family(std::string name, std::string help, MetricType type) {
   MetricFamily f;
   f.name = std::move(name);
   f.help = std::move(help);
   f.type = type;
   return f;
-}
-
-ClientMetric labelled(std::vector<ClientMetric::Label> labels) {
-  ClientMetric m;
-  m.label = std::move(labels);
-  return m;
 }
 
 void add_counter(MetricFamily& f, std::vector<ClientMetric::Label> labels, std::uint64_t value) {
@@ -92,6 +94,8 @@ void add_histogram(MetricFamily& f, std::vector<ClientMetric::Label> labels,
   m.histogram = std::move(histogram);
   f.metric.push_back(std::move(m));
 }
+
+namespace {
 
 // Age of the running slice; 0 while the loop waits for work or has ended.
 // Reads the real clock rather than the coarse one: the coarse clock only
@@ -346,6 +350,12 @@ prometheus::ClientMetric::Histogram to_prometheus_histogram(
   h.sample_count = cumulative;
   h.sample_sum = static_cast<double>(sum_ns) / 1e9;
   return h;
+}
+
+prometheus::ClientMetric::Histogram to_prometheus_histogram(const base::LogHistogram& histogram) {
+  std::uint64_t counts[base::LogHistogram::bucket_count];
+  for (int i = 0; i < base::LogHistogram::bucket_count; ++i) counts[i] = histogram.count(i);
+  return to_prometheus_histogram(counts, histogram.sum_ns());
 }
 
 std::vector<prometheus::MetricFamily> StatsCollectable::Collect() const {

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include <prometheus/collectable.h>
@@ -60,5 +61,17 @@ void add_family_source(FamilySource source);
 // the +Inf bucket and _sum in seconds. Pure; any thread.
 prometheus::ClientMetric::Histogram to_prometheus_histogram(
     const std::uint64_t (&counts)[base::LogHistogram::bucket_count], std::uint64_t sum_ns);
+// The same, read from a live histogram with relaxed loads (a record in
+// progress may show in a bucket and not yet in _sum). Any thread.
+prometheus::ClientMetric::Histogram to_prometheus_histogram(const base::LogHistogram& histogram);
+
+// Builders for a source's families: an empty family, and one sample with its
+// labels appended to it. Pure; any thread.
+prometheus::MetricFamily family(std::string name, std::string help, prometheus::MetricType type);
+void add_counter(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels,
+                 std::uint64_t value);
+void add_gauge(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels, double value);
+void add_histogram(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels,
+                   prometheus::ClientMetric::Histogram histogram);
 
 }  // namespace stallwatch::metrics

@@ -1,7 +1,10 @@
 // ConnectionState: queries, the reader and writer fibers, cancellation.
 #include "pg/connection_state.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <utility>
@@ -121,8 +124,9 @@ void ConnectionState::read_loop() {
 void ConnectionState::write_loop() {
   try {
     for (;;) {
-      flush_needed_.wait();
-      flush_needed_.clear();
+      write_needed_.wait();
+      write_needed_.clear();
+      send_queued();
       while (!broken_) {
         const int r = PQflush(conn_);
         if (r == 0) break;
@@ -135,6 +139,53 @@ void ConnectionState::write_loop() {
     }
   } catch (const cancelled&) {
   }
+}
+
+void ConnectionState::send_queued() {
+  // libpq 15 sends each Sync as it is written (PQpipelineSync flushes): the
+  // corked socket holds the queries back until the last, so the server gets
+  // them in one packet and wakes once for all.
+  const bool corked = unsent_.size() > 1 && cork(true);
+  while (!unsent_.empty() && !broken_) {
+    std::shared_ptr<Request> req = std::move(unsent_.front());
+    unsent_.pop_front();
+    if (req->abandoned) continue;  // its fiber left before it went out
+    if (!send(std::move(req))) break;
+  }
+  if (corked && !broken_) cork(false);
+}
+
+bool ConnectionState::send(std::shared_ptr<Request> req) {
+  values_.clear();
+  types_.clear();
+  for (const Param& p : req->params) {
+    values_.push_back(p.text ? p.text->c_str() : nullptr);
+    types_.push_back(p.oid);
+  }
+  if (PQsendQueryParams(conn_, req->sql.c_str(), static_cast<int>(values_.size()), types_.data(), values_.data(),
+                        nullptr, nullptr, 0) != 1) {
+    // Refused before it went out: this query fails, the connection may not.
+    req->failure = one_line(PQerrorMessage(conn_));
+    req->done.set();
+    if (PQstatus(conn_) != CONNECTION_BAD) return true;
+    fail(req->failure);
+    return false;
+  }
+  pending_.push_back(std::move(req));
+  if (PQpipelineSync(conn_) != 1) {
+    // The query went out without its Sync: the pipeline cannot be trusted.
+    fail(one_line(PQerrorMessage(conn_)));
+    return false;
+  }
+  return true;
+}
+
+bool ConnectionState::cork(bool on) {
+  if (!corkable_) return false;
+  const int value = on ? 1 : 0;
+  if (::setsockopt(fd_, IPPROTO_TCP, TCP_CORK, &value, sizeof value) == 0) return true;
+  corkable_ = false;
+  return false;
 }
 
 bool ConnectionState::consume() {
@@ -205,13 +256,15 @@ void ConnectionState::fail(const std::string& reason) {
     reader_.cancel();
     writer_.cancel();
   }
-  for (auto& req : pending_) {
-    if (req->failure.empty()) req->failure = reason;
-    req->done.set();
+  for (auto* queue : {&pending_, &unsent_}) {
+    for (auto& req : *queue) {
+      if (req->failure.empty()) req->failure = reason;
+      req->done.set();
+    }
+    queue->clear();
   }
-  pending_.clear();
   notifications_.close();
-  flush_needed_.set();  // the writer sees the broken connection and ends
+  write_needed_.set();  // the writer sees the broken connection and ends
 }
 
 void ConnectionState::cancel_front_if_abandoned() {
@@ -236,12 +289,6 @@ void ConnectionState::cancel_front_if_abandoned() {
       "pg cancel");
 }
 
-void ConnectionState::need_flush() {
-  const int r = PQflush(conn_);
-  if (r == 1) flush_needed_.set();
-  if (r < 0) fail(one_line(PQerrorMessage(conn_)));
-}
-
 Result ConnectionState::query(Deadline deadline, std::string_view sql, std::vector<Param> params) {
   // The Connection may be closed and dropped while this fiber waits: the
   // state outlives the wait.
@@ -252,31 +299,11 @@ Result ConnectionState::query(Deadline deadline, std::string_view sql, std::vect
                 "", broken_reason_, "", description_);
   }
   const Clock::time_point started = Clock::now();
-  std::vector<const char*> values(params.size());
-  std::vector<Oid> types(params.size());
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    values[i] = params[i].text ? params[i].text->c_str() : nullptr;
-    types[i] = params[i].oid;
-  }
-  const std::string text(sql);
-  if (PQsendQueryParams(conn_, text.c_str(), static_cast<int>(params.size()), types.data(), values.data(), nullptr,
-                        nullptr, 0) != 1) {
-    const std::string reason = one_line(PQerrorMessage(conn_));
-    if (PQstatus(conn_) == CONNECTION_BAD) fail(reason);
-    throw error("stallwatch: pg query \"" + short_sql(sql) + "\" on " + description_ + " failed: " + reason, "",
-                reason, "", description_);
-  }
-  if (PQpipelineSync(conn_) != 1) {
-    // The query went out without its Sync: the pipeline cannot be trusted.
-    const std::string reason = one_line(PQerrorMessage(conn_));
-    fail(reason);
-    throw error("stallwatch: pg query \"" + short_sql(sql) + "\" on " + description_ + " failed: " + reason, "",
-                reason, "", description_);
-  }
   auto req = std::make_shared<Request>();
-  req->sql = text;
-  pending_.push_back(req);
-  need_flush();
+  req->sql = sql;
+  req->params = std::move(params);
+  unsent_.push_back(req);
+  write_needed_.set();
 
   LoopPgStats& stats = *stats_;
   try {

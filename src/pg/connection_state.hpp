@@ -4,14 +4,18 @@
 // (STYLE.md rule 19). The connection lives in pipeline mode and in
 // non-blocking mode. Three kinds of fiber touch it, one at a time on its
 // loop (libpq is never entered across a park):
-//   - a querying fiber sends its query and a Sync (PQsendQueryParams,
-//     PQpipelineSync), queues a Request and parks on it;
+//   - a querying fiber queues a Request, wakes the writer and parks on it;
+//   - the writer fiber sends the queued queries, each with a Sync
+//     (PQsendQueryParams, PQpipelineSync), once the fibers made ready before
+//     it have queued theirs: one packet for all the queries a loop turn asked
+//     of the connection, not one each (libpq 15's PQpipelineSync sends at
+//     once; the socket is corked while they are written). Then it flushes
+//     what libpq could not send at once, waiting writable, while the reader
+//     keeps reading (libpq's documented flush loop waits for read or write
+//     readiness: two fibers wait for one each);
 //   - the reader fiber waits readable, consumes input, hands each query's
 //     results to its Request in order, and turns notifications into the
-//     Channel; it notices when the server goes away;
-//   - the writer fiber flushes what libpq could not send at once, waiting
-//     writable, while the reader keeps reading (libpq's documented flush
-//     loop waits for read or write readiness: two fibers wait for one each).
+//     Channel; it notices when the server goes away.
 // Loop thread only.
 #pragma once
 
@@ -21,6 +25,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "pg/stats.hpp"
 #include "stallwatch/loop.hpp"
@@ -29,10 +34,12 @@
 
 namespace stallwatch::inline v1::pg::detail {
 
-// A query sent and not yet answered. Shared by the querying fiber and the
-// reader: a fiber that gave up (deadline, cancel) leaves it behind.
+// A query asked and not yet answered. Shared by the querying fiber, the
+// writer and the reader: a fiber that gave up (deadline, cancel) leaves it
+// behind.
 struct Request {
   std::string sql;
+  std::vector<Param> params;  // until it is sent
   Event done;
   PGresult* result = nullptr;  // the query's result (its error, if any), owned
   std::string failure;         // set when the connection failed under it
@@ -59,7 +66,7 @@ class ConnectionState : public std::enable_shared_from_this<ConnectionState> {
   Result query(Deadline deadline, std::string_view sql, std::vector<Param> params);
 
   bool ok() const noexcept { return !broken_; }
-  int in_flight() const noexcept { return static_cast<int>(pending_.size()); }
+  int in_flight() const noexcept { return static_cast<int>(pending_.size() + unsent_.size()); }
   const std::string& description() const noexcept { return description_; }
   int server_pid() const noexcept { return PQbackendPID(conn_); }
   Channel<Notification>& notifications() noexcept { return notifications_; }
@@ -68,6 +75,13 @@ class ConnectionState : public std::enable_shared_from_this<ConnectionState> {
  private:
   void read_loop();
   void write_loop();
+  // Sends the queued queries, corked into one packet when there are several.
+  void send_queued();
+  // Sends one query and its Sync. False once the connection failed.
+  bool send(std::shared_ptr<Request> req);
+  // TCP_CORK on or off; false where the socket has no such option (a Unix
+  // socket), which is then not asked again.
+  bool cork(bool on);
   // Reads what the socket holds and hands out results and notifications.
   // False once the connection failed.
   bool consume();
@@ -78,17 +92,20 @@ class ConnectionState : public std::enable_shared_from_this<ConnectionState> {
   // The query at the front was abandoned: ask the server to cancel it.
   void cancel_front_if_abandoned();
   void complete_front();
-  void need_flush();
 
   PGconn* conn_;
   int fd_;
   std::string description_;
   bool broken_ = false;
   std::string broken_reason_;
-  std::deque<std::shared_ptr<Request>> pending_;
+  bool corkable_ = true;
+  std::deque<std::shared_ptr<Request>> unsent_;   // queued for the writer
+  std::deque<std::shared_ptr<Request>> pending_;  // sent, in the server's order
+  std::vector<const char*> values_;  // PQsendQueryParams' arrays, reused
+  std::vector<Oid> types_;
   Channel<Notification> notifications_{4096};
   std::uint64_t notifications_dropped_ = 0;
-  Event flush_needed_;
+  Event write_needed_;  // queries queued, or output left to flush
   Task<void> reader_;
   Task<void> writer_;
   LoopPgStats* stats_;

@@ -24,54 +24,31 @@ Registry& registry() {
   return *r;
 }
 
-using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
-MetricFamily family(const char* name, const char* help, MetricType type) {
-  MetricFamily f;
-  f.name = name;
-  f.help = help;
-  f.type = type;
-  return f;
-}
-
 void append_pg_families(std::vector<MetricFamily>& out) {
-  MetricFamily queries = family("stallwatch_pg_queries_total",
-                                "PostgreSQL queries answered on the loop (a result, an error, or given up at "
-                                "their deadline).",
-                                MetricType::Counter);
-  MetricFamily duration = family("stallwatch_pg_query_duration_seconds",
-                                 "Time from sending a query to its answer.", MetricType::Histogram);
-  MetricFamily size = family("stallwatch_pg_pool_connections", "Connections open in the loop's pg::Pools.",
-                             MetricType::Gauge);
-  MetricFamily in_use = family("stallwatch_pg_pool_connections_in_use",
-                               "Connections of the loop's pg::Pools with a query in flight.", MetricType::Gauge);
-  MetricFamily waits = family("stallwatch_pg_pool_waits_total",
-                              "Pool queries that found every connection busy and waited for one.",
-                              MetricType::Counter);
+  MetricFamily queries = metrics::family("stallwatch_pg_queries_total",
+                                         "PostgreSQL queries answered on the loop (a result, an error, or given "
+                                         "up at their deadline).",
+                                         MetricType::Counter);
+  MetricFamily duration = metrics::family("stallwatch_pg_query_duration_seconds",
+                                          "Time from sending a query to its answer.", MetricType::Histogram);
+  MetricFamily size = metrics::family("stallwatch_pg_pool_connections",
+                                      "Connections open in the loop's pg::Pools.", MetricType::Gauge);
+  MetricFamily in_use = metrics::family("stallwatch_pg_pool_connections_in_use",
+                                        "Connections of the loop's pg::Pools with a query in flight.",
+                                        MetricType::Gauge);
+  MetricFamily waits = metrics::family("stallwatch_pg_pool_waits_total",
+                                       "Pool queries that found every connection busy and waited for one.",
+                                       MetricType::Counter);
   for_each_loop_pg_stats([&](int index, const LoopPgStats& s) {
-    const std::vector<ClientMetric::Label> loop{{"loop", std::to_string(index)}};
-    ClientMetric m;
-    m.label = loop;
-    m.counter.value = static_cast<double>(s.queries.get());
-    queries.metric.push_back(m);
-    std::uint64_t counts[base::LogHistogram::bucket_count];
-    for (int i = 0; i < base::LogHistogram::bucket_count; ++i) counts[i] = s.query_duration.count(i);
-    ClientMetric h;
-    h.label = loop;
-    h.histogram = metrics::to_prometheus_histogram(counts, s.query_duration.sum_ns());
-    duration.metric.push_back(std::move(h));
-    ClientMetric g;
-    g.label = loop;
-    g.gauge.value = static_cast<double>(s.pool_size.load(std::memory_order_relaxed));
-    size.metric.push_back(g);
-    g.gauge.value = static_cast<double>(s.pool_in_use.load(std::memory_order_relaxed));
-    in_use.metric.push_back(g);
-    ClientMetric w;
-    w.label = loop;
-    w.counter.value = static_cast<double>(s.pool_waits.get());
-    waits.metric.push_back(std::move(w));
+    const std::vector<prometheus::ClientMetric::Label> loop{{"loop", std::to_string(index)}};
+    metrics::add_counter(queries, loop, s.queries.get());
+    metrics::add_histogram(duration, loop, metrics::to_prometheus_histogram(s.query_duration));
+    metrics::add_gauge(size, loop, static_cast<double>(s.pool_size.load(std::memory_order_relaxed)));
+    metrics::add_gauge(in_use, loop, static_cast<double>(s.pool_in_use.load(std::memory_order_relaxed)));
+    metrics::add_counter(waits, loop, s.pool_waits.get());
   });
   if (queries.metric.empty()) return;
   for (MetricFamily* f : {&queries, &duration, &size, &in_use, &waits}) out.push_back(std::move(*f));

@@ -6,7 +6,8 @@
 //                         server, a pool, LISTEN/NOTIFY; prints "session ok"
 //   pg_session FUNCTION   one synchronous libpq call on a loop fiber: PQexec,
 //                         PQexecParams, PQprepare, PQexecPrepared, PQconnectdb,
-//                         PQgetResult (a connection in blocking mode), PQcancel
+//                         PQconnectdbParams, PQgetResult (a connection in
+//                         blocking mode), PQcancel
 //
 // Exit status 0 when the scenario ran, 2 when it failed (the message on
 // stderr), 70 when strict mode ended it.
@@ -72,6 +73,10 @@ void blocking_call(std::string_view function, PGconn* conn) {
     PQclear(PQexecPrepared(conn, "s", 0, nullptr, nullptr, nullptr, 0));
   } else if (function == "PQconnectdb") {
     PQfinish(PQconnectdb(""));
+  } else if (function == "PQconnectdbParams") {
+    const char* keywords[] = {"dbname", nullptr};
+    const char* values[] = {"", nullptr};
+    PQfinish(PQconnectdbParams(keywords, values, 1));
   } else if (function == "PQgetResult") {
     PQsendQuery(conn, "SELECT pg_sleep(0.05)");
     while (PGresult* r = PQgetResult(conn)) PQclear(r);
