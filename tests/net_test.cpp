@@ -325,6 +325,63 @@ TEST_CASE("end of stream and a shut read side wake a reader that knows its queue
   });
 }
 
+TEST_CASE("read_pooled: bytes in a buffer of the loop's pool, then end of stream; its deadline names it") {
+  sw::run([] {
+    StreamPair pair = connected_pair();
+    pair.client.write_all("hello");
+    sw::sleep_for(20ms);
+    {
+      const sw::PooledRead bytes = pair.accepted.read_pooled(sw::deadline_after(5s));
+      CHECK(std::string(bytes.data(), bytes.size()) == "hello");
+    }
+    CHECK(read_drained(pair.accepted.fd()));
+    CHECK_THROWS_WITH_AS(pair.accepted.read_pooled(sw::deadline_after(30ms)),
+                         "stallwatch: read_pooled: deadline exceeded", sw::deadline_exceeded);
+    auto late_writer = a_little_later([&] { pair.client.write_all("again"); });
+    {
+      const sw::PooledRead bytes = pair.accepted.read_pooled(sw::deadline_after(5s));
+      CHECK(std::string(bytes.data(), bytes.size()) == "again");
+    }
+    late_writer.join();
+    pair.client.shutdown_write();
+    const sw::PooledRead end = pair.accepted.read_pooled(sw::deadline_after(5s));
+    CHECK(end.empty());
+  });
+}
+
+TEST_CASE("a fiber parked in read_pooled holds no buffer, whether or not its queue was known empty") {
+  sw::run([] {
+    StreamPair busy = connected_pair();
+    busy.client.write_all("a");
+    const char* lent = nullptr;
+    {
+      const sw::PooledRead bytes = busy.accepted.read_pooled(sw::deadline_after(5s));
+      REQUIRE(bytes.size() == 1);
+      lent = bytes.data();
+    }
+    // Four readers that find EAGAIN first, four that park without trying.
+    std::vector<StreamPair> idle;
+    for (int i = 0; i < 8; ++i) idle.push_back(i < 4 ? connected_pair() : drained_pair("x"));
+    std::vector<sw::Task<std::string>> readers;
+    for (StreamPair& pair : idle) {
+      readers.push_back(sw::spawn([&pair] {
+        const sw::PooledRead bytes = pair.accepted.read_pooled(sw::deadline_after(5s));
+        return std::string(bytes.data(), bytes.size());
+      }));
+    }
+    sw::sleep_for(20ms);  // all eight are parked now
+    busy.client.write_all("b");
+    {
+      // The buffer the pool lent last is still there: no parked reader took it.
+      const sw::PooledRead bytes = busy.accepted.read_pooled(sw::deadline_after(5s));
+      CHECK(bytes.size() == 1);
+      CHECK(static_cast<const void*>(bytes.data()) == static_cast<const void*>(lent));
+    }
+    for (StreamPair& pair : idle) pair.client.write_all("y");
+    for (auto& reader : readers) CHECK(reader.join() == "y");
+  });
+}
+
 TEST_CASE("connect times out when the listener's queue is full") {
   sw::run([] {
     sw::ListenOptions options;

@@ -58,6 +58,31 @@ struct STALLWATCH_EXPORT SocketAddress {
 // "getaddrinfo") naming the host when it cannot be resolved. Loop thread.
 STALLWATCH_EXPORT std::vector<SocketAddress> resolve(std::string_view host, std::uint16_t port);
 
+// The bytes of one TcpStream::read_pooled, in a buffer lent by the calling
+// loop thread's pool; the buffer goes back to the pool when this is
+// destroyed. Empty (size() 0) at end of stream. Move-only; loop thread.
+class STALLWATCH_EXPORT PooledRead {
+ public:
+  // Bytes one read takes at most.
+  static constexpr std::size_t capacity = 16384;
+
+  PooledRead() = default;
+  PooledRead(PooledRead&& other) noexcept;
+  PooledRead& operator=(PooledRead&& other) noexcept;
+  PooledRead(const PooledRead&) = delete;
+  PooledRead& operator=(const PooledRead&) = delete;
+  ~PooledRead();
+
+  const char* data() const { return buffer_; }
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+ private:
+  friend class TcpStream;
+  char* buffer_ = nullptr;
+  std::size_t size_ = 0;
+};
+
 // A connected TCP socket owned by one fiber at a time. Move-only; the
 // destructor closes it (telling the reactor first).
 class STALLWATCH_EXPORT TcpStream {
@@ -81,6 +106,19 @@ class STALLWATCH_EXPORT TcpStream {
   // Reads at most size bytes; parks until at least one is available.
   // Returns 0 once the peer has closed its side (half-close included).
   std::size_t read_some(void* buffer, std::size_t size, Deadline deadline = {});
+  // Like read_some, but parks holding no buffer: once bytes (or end of
+  // stream) are there, reads up to PooledRead::capacity of them into a
+  // buffer borrowed from the loop thread's pool. A server that keeps
+  // thousands of idle keep-alive connections parked here pays no buffer per
+  // connection (a 16 KiB buffer on each fiber's stack costs 16 KiB of
+  // memory per connection); drop the PooledRead before the next read.
+  //
+  //   for (;;) {
+  //     const stallwatch::PooledRead bytes = conn.read_pooled();
+  //     if (bytes.empty()) break;  // end of stream
+  //     parser.feed(bytes.data(), bytes.size());
+  //   }
+  PooledRead read_pooled(Deadline deadline = {});
   // Reads exactly size bytes or throws end_of_stream.
   void read_exact(void* buffer, std::size_t size, Deadline deadline = {});
   // Writes all of data, parking while the socket buffer is full. Never
