@@ -569,6 +569,35 @@ TEST_CASE("a connection arriving while the loop is busy is accepted ahead of the
   });
 }
 
+TEST_CASE("a listener's loop readies ready_stacks stacks while idle, and gives back the rest after a burst") {
+  sw::run([] {
+    const auto& stacks = sw::core::Loop::current()->stacks();
+    CHECK(stacks.free_stacks() == 0);
+    sw::ListenOptions options;
+    options.ready_stacks = 200;
+    auto listener = local_listener(options);
+    // Idle: readied 64 at a time (a wait of up to 5 s: the machine may be loaded).
+    const auto settled = [&](std::size_t warm) {
+      for (int i = 0; i < 500 && stacks.warm_free() != warm; ++i) sw::sleep_for(10ms);
+      return stacks.warm_free();
+    };
+    CHECK(settled(200) == 200);
+    std::vector<sw::Task<void>> burst;
+    for (int i = 0; i < 500; ++i) burst.push_back(sw::spawn([] { sw::sleep_for(10ms); }));
+    CHECK(stacks.free_stacks() == 0);  // the 200 ready ones went first
+    for (auto& fiber : burst) fiber.join();
+    CHECK(stacks.warm_free() >= 500);
+    CHECK(settled(200) == 200);  // idle: the 300 beyond the reserve are given back
+    CHECK(stacks.free_stacks() >= 500);
+  });
+  sw::ListenOptions negative;
+  negative.ready_stacks = -1;
+  sw::run([&] {
+    CHECK_THROWS_WITH_AS(local_listener(negative), "stallwatch: listen: ready_stacks -1: expected 0 or more",
+                         std::invalid_argument);
+  });
+}
+
 TEST_CASE("accept_batch below 1 is refused with a clear error") {
   sw::run([] {
     sw::ListenOptions options;

@@ -151,6 +151,15 @@ struct ListenOptions {
   // fibers already ready: a burst of thousands of connections neither holds
   // the loop in one long slice nor waits behind every busy connection.
   int accept_batch = 64;
+  // Fiber stacks the loop that binds the listener keeps ready ahead of
+  // demand (carved, guard page set, top page in memory), prepared while it
+  // has nothing else to do: a burst of that many connections, each served
+  // by a new fiber, takes no mmap, mprotect or page fault for its stack.
+  // Each costs a page of memory (4 KiB) and two of the process's memory
+  // mappings (docs/STACKS.md); stacks beyond it that a burst leaves free are
+  // given back when the loop is idle. 0: none. A loop keeps the largest
+  // count any of its listeners asked for until it ends.
+  int ready_stacks = 1024;
 };
 
 // The accept queue of one listening address of this process: connections

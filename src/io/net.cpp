@@ -434,6 +434,10 @@ TcpListener TcpListener::bind(std::string_view host, std::uint16_t port, ListenO
     throw std::invalid_argument("stallwatch: listen: accept_batch " + std::to_string(options.accept_batch) +
                                 ": expected at least 1");
   }
+  if (options.ready_stacks < 0) {
+    throw std::invalid_argument("stallwatch: listen: ready_stacks " + std::to_string(options.ready_stacks) +
+                                ": expected 0 or more");
+  }
   const int fd = ::socket(address.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) base::throw_errno(errno, "socket");
   TcpListener listener(fd, options.accept_batch);
@@ -446,6 +450,7 @@ TcpListener TcpListener::bind(std::string_view host, std::uint16_t port, ListenO
     base::throw_errno(errno, "bind " + address.to_string());
   }
   if (::listen(fd, options.backlog) < 0) base::throw_errno(errno, "listen " + address.to_string());
+  if (core::Loop* loop = core::Loop::current()) loop->keep_stacks_ready(static_cast<std::size_t>(options.ready_stacks));
   register_listener(fd);
   return listener;
 }
