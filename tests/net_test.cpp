@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -25,6 +26,7 @@
 #include "stallwatch/errors.hpp"
 #include "stallwatch/io.hpp"
 #include "stallwatch/loop.hpp"
+#include "stallwatch/loop_handle.hpp"
 #include "stallwatch/net.hpp"
 
 using namespace std::chrono_literals;
@@ -596,6 +598,59 @@ TEST_CASE("a listener's loop readies ready_stacks stacks while idle, and gives b
     CHECK_THROWS_WITH_AS(local_listener(negative), "stallwatch: listen: ready_stacks -1: expected 0 or more",
                          std::invalid_argument);
   });
+}
+
+TEST_CASE("run_loops with a reuse_port listener per loop: the kernel spreads connections over the loops") {
+  constexpr int loops = 2;
+  constexpr int connections = 200;
+  std::atomic<int> port{0};
+  std::atomic<int> bound{0};
+  std::atomic<int> accepted_total{0};
+  std::array<std::atomic<int>, loops> accepted{};
+  std::thread clients([&] {
+    const auto give_up = std::chrono::steady_clock::now() + 10s;
+    while (bound.load() < loops && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
+    std::vector<int> fds;
+    for (int i = 0; i < connections; ++i) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in to{};
+      to.sin_family = AF_INET;
+      to.sin_port = htons(static_cast<std::uint16_t>(port.load()));
+      to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) == 0) fds.push_back(fd);
+      else ::close(fd);
+    }
+    while (accepted_total.load() < static_cast<int>(fds.size()) && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(1ms);
+    }
+    for (const int fd : fds) ::close(fd);
+  });
+  sw::run_loops(loops, [&](std::size_t i) {
+    // Each loop binds its own listener on the one port: the pattern of examples/demo/server.cpp.
+    sw::ListenOptions options;
+    options.reuse_port = true;
+    if (i != 0) {
+      while (port.load() == 0) sw::sleep_for(1ms);
+    }
+    auto listener = sw::TcpListener::bind("127.0.0.1", static_cast<std::uint16_t>(port.load()), options);
+    if (i == 0) port = port_of(listener);
+    ++bound;
+    std::vector<sw::TcpStream> kept;
+    const auto give_up = sw::Clock::now() + 10s;
+    while (accepted_total.load() < connections && sw::Clock::now() < give_up) {
+      try {
+        kept.push_back(listener.accept(sw::deadline_after(20ms)));
+        ++accepted[i];
+        ++accepted_total;
+      } catch (const sw::deadline_exceeded&) {
+      }
+    }
+  });
+  clients.join();
+  CHECK(accepted[0].load() + accepted[1].load() == connections);
+  // Spread by a hash of the client's port: each loop gets some of 200.
+  CHECK(accepted[0].load() > 0);
+  CHECK(accepted[1].load() > 0);
 }
 
 TEST_CASE("accept_batch below 1 is refused with a clear error") {
