@@ -144,7 +144,15 @@ class STALLWATCH_EXPORT TcpStream {
 struct ListenOptions {
   int backlog = 4096;
   // SO_REUSEPORT: several loops each bind their own listener on one port
-  // and the kernel spreads connections between them.
+  // and the kernel spreads connections between them. With run_loops, each
+  // loop binds its own:
+  //
+  //   stallwatch::run_loops(4, [](std::size_t) {
+  //     stallwatch::ListenOptions options;
+  //     options.reuse_port = true;
+  //     auto listener = stallwatch::TcpListener::bind("0.0.0.0", 8080, options);
+  //     serve(listener);  // accept and spawn, as above
+  //   });
   bool reuse_port = false;
   // Connections accept() takes per loop iteration (at least 1). Past it,
   // accept parks until the loop's next iteration and then runs before the
