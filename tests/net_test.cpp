@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -25,6 +26,7 @@
 #include "stallwatch/errors.hpp"
 #include "stallwatch/io.hpp"
 #include "stallwatch/loop.hpp"
+#include "stallwatch/loop_handle.hpp"
 #include "stallwatch/net.hpp"
 
 using namespace std::chrono_literals;
@@ -325,6 +327,63 @@ TEST_CASE("end of stream and a shut read side wake a reader that knows its queue
   });
 }
 
+TEST_CASE("read_pooled: bytes in a buffer of the loop's pool, then end of stream; its deadline names it") {
+  sw::run([] {
+    StreamPair pair = connected_pair();
+    pair.client.write_all("hello");
+    sw::sleep_for(20ms);
+    {
+      const sw::PooledRead bytes = pair.accepted.read_pooled(sw::deadline_after(5s));
+      CHECK(std::string(bytes.data(), bytes.size()) == "hello");
+    }
+    CHECK(read_drained(pair.accepted.fd()));
+    CHECK_THROWS_WITH_AS(pair.accepted.read_pooled(sw::deadline_after(30ms)),
+                         "stallwatch: read_pooled: deadline exceeded", sw::deadline_exceeded);
+    auto late_writer = a_little_later([&] { pair.client.write_all("again"); });
+    {
+      const sw::PooledRead bytes = pair.accepted.read_pooled(sw::deadline_after(5s));
+      CHECK(std::string(bytes.data(), bytes.size()) == "again");
+    }
+    late_writer.join();
+    pair.client.shutdown_write();
+    const sw::PooledRead end = pair.accepted.read_pooled(sw::deadline_after(5s));
+    CHECK(end.empty());
+  });
+}
+
+TEST_CASE("a fiber parked in read_pooled holds no buffer, whether or not its queue was known empty") {
+  sw::run([] {
+    StreamPair busy = connected_pair();
+    busy.client.write_all("a");
+    const char* lent = nullptr;
+    {
+      const sw::PooledRead bytes = busy.accepted.read_pooled(sw::deadline_after(5s));
+      REQUIRE(bytes.size() == 1);
+      lent = bytes.data();
+    }
+    // Four readers that find EAGAIN first, four that park without trying.
+    std::vector<StreamPair> idle;
+    for (int i = 0; i < 8; ++i) idle.push_back(i < 4 ? connected_pair() : drained_pair("x"));
+    std::vector<sw::Task<std::string>> readers;
+    for (StreamPair& pair : idle) {
+      readers.push_back(sw::spawn([&pair] {
+        const sw::PooledRead bytes = pair.accepted.read_pooled(sw::deadline_after(5s));
+        return std::string(bytes.data(), bytes.size());
+      }));
+    }
+    sw::sleep_for(20ms);  // all eight are parked now
+    busy.client.write_all("b");
+    {
+      // The buffer the pool lent last is still there: no parked reader took it.
+      const sw::PooledRead bytes = busy.accepted.read_pooled(sw::deadline_after(5s));
+      CHECK(bytes.size() == 1);
+      CHECK(static_cast<const void*>(bytes.data()) == static_cast<const void*>(lent));
+    }
+    for (StreamPair& pair : idle) pair.client.write_all("y");
+    for (auto& reader : readers) CHECK(reader.join() == "y");
+  });
+}
+
 TEST_CASE("connect times out when the listener's queue is full") {
   sw::run([] {
     sw::ListenOptions options;
@@ -510,6 +569,88 @@ TEST_CASE("a connection arriving while the loop is busy is accepted ahead of the
     INFO("busy turns between connect and accept: " << turns_at_accept - turns_at_connect.load());
     CHECK(turns_at_accept - turns_at_connect.load() < 300);
   });
+}
+
+TEST_CASE("a listener's loop readies ready_stacks stacks while idle, and gives back the rest after a burst") {
+  sw::run([] {
+    const auto& stacks = sw::core::Loop::current()->stacks();
+    CHECK(stacks.free_stacks() == 0);
+    sw::ListenOptions options;
+    options.ready_stacks = 200;
+    auto listener = local_listener(options);
+    // Idle: readied 64 at a time (a wait of up to 5 s: the machine may be loaded).
+    const auto settled = [&](std::size_t warm) {
+      for (int i = 0; i < 500 && stacks.warm_free() != warm; ++i) sw::sleep_for(10ms);
+      return stacks.warm_free();
+    };
+    CHECK(settled(200) == 200);
+    std::vector<sw::Task<void>> burst;
+    for (int i = 0; i < 500; ++i) burst.push_back(sw::spawn([] { sw::sleep_for(10ms); }));
+    CHECK(stacks.free_stacks() == 0);  // the 200 ready ones went first
+    for (auto& fiber : burst) fiber.join();
+    CHECK(stacks.warm_free() >= 500);
+    CHECK(settled(200) == 200);  // idle: the 300 beyond the reserve are given back
+    CHECK(stacks.free_stacks() >= 500);
+  });
+  sw::ListenOptions negative;
+  negative.ready_stacks = -1;
+  sw::run([&] {
+    CHECK_THROWS_WITH_AS(local_listener(negative), "stallwatch: listen: ready_stacks -1: expected 0 or more",
+                         std::invalid_argument);
+  });
+}
+
+TEST_CASE("run_loops with a reuse_port listener per loop: the kernel spreads connections over the loops") {
+  constexpr int loops = 2;
+  constexpr int connections = 200;
+  std::atomic<int> port{0};
+  std::atomic<int> bound{0};
+  std::atomic<int> accepted_total{0};
+  std::array<std::atomic<int>, loops> accepted{};
+  std::thread clients([&] {
+    const auto give_up = std::chrono::steady_clock::now() + 10s;
+    while (bound.load() < loops && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
+    std::vector<int> fds;
+    for (int i = 0; i < connections; ++i) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in to{};
+      to.sin_family = AF_INET;
+      to.sin_port = htons(static_cast<std::uint16_t>(port.load()));
+      to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) == 0) fds.push_back(fd);
+      else ::close(fd);
+    }
+    while (accepted_total.load() < static_cast<int>(fds.size()) && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(1ms);
+    }
+    for (const int fd : fds) ::close(fd);
+  });
+  sw::run_loops(loops, [&](std::size_t i) {
+    // Each loop binds its own listener on the one port: the pattern of examples/demo/server.cpp.
+    sw::ListenOptions options;
+    options.reuse_port = true;
+    if (i != 0) {
+      while (port.load() == 0) sw::sleep_for(1ms);
+    }
+    auto listener = sw::TcpListener::bind("127.0.0.1", static_cast<std::uint16_t>(port.load()), options);
+    if (i == 0) port = port_of(listener);
+    ++bound;
+    std::vector<sw::TcpStream> kept;
+    const auto give_up = sw::Clock::now() + 10s;
+    while (accepted_total.load() < connections && sw::Clock::now() < give_up) {
+      try {
+        kept.push_back(listener.accept(sw::deadline_after(20ms)));
+        ++accepted[i];
+        ++accepted_total;
+      } catch (const sw::deadline_exceeded&) {
+      }
+    }
+  });
+  clients.join();
+  CHECK(accepted[0].load() + accepted[1].load() == connections);
+  // Spread by a hash of the client's port: each loop gets some of 200.
+  CHECK(accepted[0].load() > 0);
+  CHECK(accepted[1].load() > 0);
 }
 
 TEST_CASE("accept_batch below 1 is refused with a clear error") {

@@ -184,6 +184,88 @@ TEST_CASE("20,000 stacks can be held at once, none overlapping") {
   for (const Stack& s : stacks) pool.release(s);
 }
 
+namespace {
+
+// Whether the page holding addr is in memory (mincore).
+bool resident(const void* addr) {
+  const std::uintptr_t page = reinterpret_cast<std::uintptr_t>(addr) & ~std::uintptr_t{4095};
+  unsigned char in_core = 0;
+  REQUIRE(::mincore(reinterpret_cast<void*>(page), 4096, &in_core) == 0);
+  return (in_core & 1) != 0;
+}
+
+const char* top_page(const Stack& s) { return static_cast<const char*>(s.lo) + s.size - 4096; }
+
+// Runs tend until it says no work remains; the number of calls.
+int tend_until_done(StackPool& pool, std::size_t step) {
+  int calls = 1;
+  while (pool.tend(step)) ++calls;
+  return calls;
+}
+
+}  // namespace
+
+TEST_CASE("keep_ready: tend readies stacks a bounded step at a time, top page in memory, guarded") {
+  StackPool pool(64 * 1024);
+  CHECK_FALSE(pool.tend(64));  // nothing asked for: nothing to do
+  pool.keep_ready(100);
+  CHECK(pool.free_stacks() == 0);  // keep_ready itself does no work
+  CHECK(pool.tend(64));
+  CHECK(pool.free_stacks() == 64);
+  CHECK_FALSE(pool.tend(64));
+  CHECK(pool.free_stacks() == 100);
+  CHECK(pool.warm_free() == 100);
+  pool.keep_ready(10);  // never lowers the count
+  CHECK_FALSE(pool.tend(64));
+  CHECK(pool.free_stacks() == 100);
+
+  std::vector<Stack> stacks;
+  for (int i = 0; i < 100; ++i) stacks.push_back(pool.acquire());
+  for (const Stack& s : stacks) {
+    CHECK(s.guarded);
+    CHECK(resident(top_page(s)));
+    CHECK_FALSE(resident(top_page(s) - 4096));  // only the page every fiber touches
+  }
+  CHECK(pool.free_stacks() == 0);
+  CHECK(pool.tend(64));  // the reserve is made good again
+  for (const Stack& s : stacks) pool.release(s);
+  CHECK_FALSE(pool.tend(64));
+  CHECK(pool.free_stacks() == 164);
+}
+
+TEST_CASE("after a burst, tend gives back the memory of free stacks beyond the reserve, oldest first") {
+  StackPool pool(64 * 1024);
+  std::vector<Stack> stacks;
+  for (int i = 0; i < 300; ++i) stacks.push_back(pool.acquire());
+  for (const Stack& s : stacks) std::memset(s.lo, 0x5a, s.size);  // fibers that went deep
+  for (const Stack& s : stacks) pool.release(s);
+  CHECK(pool.warm_free() == 300);
+  CHECK(tend_until_done(pool, 64) == 4);  // 236 to trim: 64, 64, 64, 44
+  CHECK(pool.free_stacks() == 300);
+  CHECK(pool.warm_free() == StackPool::min_kept_warm);
+  // The first released (oldest) were trimmed; the last released are warm and handed out first.
+  CHECK_FALSE(resident(top_page(stacks.front())));
+  CHECK_FALSE(resident(stacks.front().lo));
+  CHECK(resident(top_page(stacks.back())));
+
+  // A reserve asked for later is made of the trimmed stacks, not new ones.
+  const long mappings = stallwatch::stack::mappings_in_use();
+  pool.keep_ready(200);
+  tend_until_done(pool, 64);
+  CHECK(pool.warm_free() == 200);
+  CHECK(pool.free_stacks() == 300);
+  CHECK(stallwatch::stack::mappings_in_use() == mappings);
+
+  // Every stack is handed out again, the trimmed ones reading zeros.
+  std::vector<Stack> again;
+  for (int i = 0; i < 300; ++i) again.push_back(pool.acquire());
+  CHECK(pool.free_stacks() == 0);
+  int zeroed = 0;
+  for (const Stack& s : again) zeroed += static_cast<const unsigned char*>(s.lo)[0] == 0 ? 1 : 0;
+  CHECK(zeroed == 300 - StackPool::min_kept_warm);
+  for (const Stack& s : again) pool.release(s);
+}
+
 TEST_CASE("destroying a pool returns its mappings to the budget") {
   const long before = stallwatch::stack::mappings_in_use();
   {

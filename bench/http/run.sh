@@ -14,10 +14,17 @@
 # ratio to nginx's worst. BASELINE_DEMO=path adds the server "baseline", a
 # demo built from another commit (before/after in one run).
 #
+# MODE=idle measures memory per idle keep-alive connection: each round starts
+# each server anew, opens IDLE_CONNECTIONS (10,000) connections that make one
+# request each and stay open (bench/http/idle_connections.py), and compares
+# the server's resident set (all its processes) before and 1 s after. The
+# demo runs with a header timeout longer than the run, so none is closed.
+#
 # usage: bench/http/run.sh path/to/stallwatch-demo
 # env:   DURATION=10s  ROUNDS=3  CONNECTIONS="100 10000"  SERVERS="stallwatch nginx node asyncio"
 #        SERVER_CPU=0  WRK_CPU=1  OUT=$TMPDIR/stallwatch-http-bench
-#        MODE=steady|burst  BURST_CONNECTIONS=10000  BASELINE_DEMO=path/to/another/stallwatch-demo
+#        MODE=steady|burst|idle  BURST_CONNECTIONS=10000  IDLE_CONNECTIONS=10000
+#        BASELINE_DEMO=path/to/another/stallwatch-demo
 set -euo pipefail
 demo=${1:?usage: run.sh path/to/stallwatch-demo}
 demo=$(cd "$(dirname "$demo")" && pwd)/$(basename "$demo")
@@ -31,11 +38,12 @@ wrk_cpu=${WRK_CPU:-1}
 out=${OUT:-${TMPDIR:-/tmp}/stallwatch-http-bench}
 mode=${MODE:-steady}
 burst_connections=${BURST_CONNECTIONS:-10000}
+idle_connections=${IDLE_CONNECTIONS:-10000}
 baseline=${BASELINE_DEMO:-}
 mkdir -p "$out"
 case "$mode" in
-  steady|burst) ;;
-  *) echo "run.sh: MODE '$mode': expected steady or burst" >&2; exit 2 ;;
+  steady|burst|idle) ;;
+  *) echo "run.sh: MODE '$mode': expected steady, burst or idle" >&2; exit 2 ;;
 esac
 
 for tool in wrk taskset; do
@@ -69,12 +77,12 @@ start_server() {  # name port
   case "$name" in
     stallwatch)
       STALLWATCH_WATCHDOG=on STALLWATCH_METRICS_ADDR=off \
-        taskset -c "$server_cpu" "$demo" --port "$port" >"$out/$name-$round.log" 2>&1 &
+        taskset -c "$server_cpu" "$demo" --port "$port" $demo_args >"$out/$name-$round.log" 2>&1 &
       ;;
     baseline)
       [ -n "$baseline" ] || { echo "skip"; return 1; }
       STALLWATCH_WATCHDOG=on STALLWATCH_METRICS_ADDR=off \
-        taskset -c "$server_cpu" "$baseline" --port "$port" >"$out/$name-$round.log" 2>&1 &
+        taskset -c "$server_cpu" "$baseline" --port "$port" $demo_args >"$out/$name-$round.log" 2>&1 &
       ;;
     nginx)
       command -v nginx >/dev/null || { echo "skip"; return 1; }
@@ -194,6 +202,46 @@ print("%s|%s|%d|%d|%s|%s|%s|%.1f" % ("%.0f" % float(rps.group(1)) if rps else "n
                                      sys.argv[2], sys.argv[3], cpu_per_request, float(sys.argv[6])))
 PY
 }
+
+demo_args=""
+if [ "$mode" = idle ]; then
+  demo_args="--header-timeout-ms 600000"
+  : >"$out/idle.tsv"
+  echo "run.sh: $idle_connections idle keep-alive connections per fresh server, load: $(uptime)" >&2
+  for round in $(seq "$rounds"); do
+    for name in $servers; do
+      port=$(free_port)
+      if ! start_server "$name" "$port" >/dev/null; then
+        echo "run.sh: $name not available, skipped" >&2
+        continue
+      fi
+      sleep 0.5
+      IFS='|' read -r before after opened < <(taskset -c "$wrk_cpu" python3 "$here/idle_connections.py" "$port" \
+        "$idle_connections" "$server_pid" $(pgrep -P "$server_pid" || true))
+      printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$before" "$after" "$opened" | tee -a "$out/idle.tsv"
+      stop_server
+    done
+  done
+  echo "run.sh: done, load: $(uptime)" >&2
+  python3 - "$out/idle.tsv" "$servers" >"$out/results.md" <<'PY'
+import statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+print("| server | RSS before | RSS with the connections open | connections open | per connection, median of rounds | rounds |")
+print("|---|---:|---:|---:|---:|---:|")
+for name in sys.argv[2].split():
+    got = [r for r in rows if r[0] == name and int(r[4]) > 0]
+    if not got:
+        continue
+    med = lambda i: statistics.median(float(r[i]) for r in got)
+    per = statistics.median((float(r[3]) - float(r[2])) * 1024 / int(r[4]) for r in got)
+    print("| %s | %.1f MiB | %.1f MiB | %d | %.2f KB | %d |" % (
+        name, med(2) / 1024, med(3) / 1024, min(int(r[4]) for r in got), per / 1000, len(got)))
+PY
+  echo
+  cat "$out/results.md"
+  echo "(raw rounds in $out)"
+  exit 0
+fi
 
 if [ "$mode" = burst ]; then
   : >"$out/burst.tsv"

@@ -112,11 +112,15 @@ void serve_connection(stallwatch::TcpStream stream, LoopState& loop, const Serve
 
   RequestParser parser;
   std::string out;
-  char buffer[16384];
   self.read_deadline = Clock::now() + config.header_timeout;
   for (;;) {
     self.idle = !parser.in_progress();
-    const std::size_t n = stream.read_some(buffer, sizeof buffer);
+    // Parked here, the connection holds no read buffer (one on this stack
+    // cost 16 KiB per idle keep-alive connection); the bytes come in one
+    // lent by the loop's pool, given back at the end of this iteration.
+    const stallwatch::PooledRead bytes = stream.read_pooled();
+    const char* const buffer = bytes.data();
+    const std::size_t n = bytes.size();
     if (n == 0) {
       // The peer closed, a drain or the sweeper shut our read side. Timed
       // out mid-request: say so first; idle: just close.

@@ -58,6 +58,31 @@ struct STALLWATCH_EXPORT SocketAddress {
 // "getaddrinfo") naming the host when it cannot be resolved. Loop thread.
 STALLWATCH_EXPORT std::vector<SocketAddress> resolve(std::string_view host, std::uint16_t port);
 
+// The bytes of one TcpStream::read_pooled, in a buffer lent by the calling
+// loop thread's pool; the buffer goes back to the pool when this is
+// destroyed. Empty (size() 0) at end of stream. Move-only; loop thread.
+class STALLWATCH_EXPORT PooledRead {
+ public:
+  // Bytes one read takes at most.
+  static constexpr std::size_t capacity = 16384;
+
+  PooledRead() = default;
+  PooledRead(PooledRead&& other) noexcept;
+  PooledRead& operator=(PooledRead&& other) noexcept;
+  PooledRead(const PooledRead&) = delete;
+  PooledRead& operator=(const PooledRead&) = delete;
+  ~PooledRead();
+
+  const char* data() const { return buffer_; }
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+ private:
+  friend class TcpStream;
+  char* buffer_ = nullptr;
+  std::size_t size_ = 0;
+};
+
 // A connected TCP socket owned by one fiber at a time. Move-only; the
 // destructor closes it (telling the reactor first).
 class STALLWATCH_EXPORT TcpStream {
@@ -81,6 +106,19 @@ class STALLWATCH_EXPORT TcpStream {
   // Reads at most size bytes; parks until at least one is available.
   // Returns 0 once the peer has closed its side (half-close included).
   std::size_t read_some(void* buffer, std::size_t size, Deadline deadline = {});
+  // Like read_some, but parks holding no buffer: once bytes (or end of
+  // stream) are there, reads up to PooledRead::capacity of them into a
+  // buffer borrowed from the loop thread's pool. A server that keeps
+  // thousands of idle keep-alive connections parked here pays no buffer per
+  // connection (a 16 KiB buffer on each fiber's stack costs 16 KiB of
+  // memory per connection); drop the PooledRead before the next read.
+  //
+  //   for (;;) {
+  //     const stallwatch::PooledRead bytes = conn.read_pooled();
+  //     if (bytes.empty()) break;  // end of stream
+  //     parser.feed(bytes.data(), bytes.size());
+  //   }
+  PooledRead read_pooled(Deadline deadline = {});
   // Reads exactly size bytes or throws end_of_stream.
   void read_exact(void* buffer, std::size_t size, Deadline deadline = {});
   // Writes all of data, parking while the socket buffer is full. Never
@@ -106,13 +144,30 @@ class STALLWATCH_EXPORT TcpStream {
 struct ListenOptions {
   int backlog = 4096;
   // SO_REUSEPORT: several loops each bind their own listener on one port
-  // and the kernel spreads connections between them.
+  // and the kernel spreads connections between them. With run_loops, each
+  // loop binds its own:
+  //
+  //   stallwatch::run_loops(4, [](std::size_t) {
+  //     stallwatch::ListenOptions options;
+  //     options.reuse_port = true;
+  //     auto listener = stallwatch::TcpListener::bind("0.0.0.0", 8080, options);
+  //     serve(listener);  // accept and spawn, as above
+  //   });
   bool reuse_port = false;
   // Connections accept() takes per loop iteration (at least 1). Past it,
   // accept parks until the loop's next iteration and then runs before the
   // fibers already ready: a burst of thousands of connections neither holds
   // the loop in one long slice nor waits behind every busy connection.
   int accept_batch = 64;
+  // Fiber stacks the loop that binds the listener keeps ready ahead of
+  // demand (carved, guard page set, top page in memory), prepared while it
+  // has nothing else to do: a burst of that many connections, each served
+  // by a new fiber, takes no mmap, mprotect or page fault for its stack.
+  // Each costs a page of memory (4 KiB) and two of the process's memory
+  // mappings (docs/STACKS.md); stacks beyond it that a burst leaves free are
+  // given back when the loop is idle. 0: none. A loop keeps the largest
+  // count any of its listeners asked for until it ends.
+  int ready_stacks = 1024;
 };
 
 // The accept queue of one listening address of this process: connections

@@ -47,6 +47,11 @@ constexpr int direct_switch_budget = 64;
 // While fibers keep the loop busy, descriptors are polled at least this often.
 constexpr std::uint64_t busy_io_poll_interval_ns = 200'000;
 
+// Stacks readied or trimmed per idle moment (one mprotect and one madvise
+// each at most): well under a millisecond, so a connection arriving meanwhile
+// waits no longer than that.
+constexpr std::size_t stack_upkeep_step = 64;
+
 }  // namespace
 
 Loop::ThreadBinding::ThreadBinding(Loop* loop) {
@@ -487,6 +492,9 @@ void Loop::fire_timers(std::uint64_t now_ns) {
 }
 
 void Loop::wait_for_work(std::uint64_t now_ns) {
+  // Nothing to run: stacks are readied ahead of a burst, or given back after
+  // one, a step at a time; while steps remain the loop only looks for I/O.
+  const bool upkeep_left = stacks_.tend(stack_upkeep_step);
   int timeout_ms = -1;
   if (!timers_.empty()) {
     const std::uint64_t due = timers_.top()->deadline_ns;
@@ -499,7 +507,8 @@ void Loop::wait_for_work(std::uint64_t now_ns) {
   STALLWATCH_TRACE1(loop_idle, record_.index);
   // A post that came after the last drain keeps the loop from sleeping; one
   // that comes later finds the flag and writes the eventfd.
-  const bool may_sleep = inbox_->prepare_to_sleep() && posted_head_ == nullptr && round_waiters_.empty();
+  const bool may_sleep =
+      inbox_->prepare_to_sleep() && posted_head_ == nullptr && round_waiters_.empty() && !upkeep_left;
   const bool remote = reactor_.poll(may_sleep ? timeout_ms : 0, &Loop::io_ready, this);
   inbox_->woke();
   polled();

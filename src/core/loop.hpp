@@ -76,6 +76,11 @@ class Loop {
   // amount of other work, however many fibers are ready, and never crowds
   // them out. `what` names the caller in a cancellation. Cancellable.
   void park_one_round(const char* what);
+  // Keeps at least count fiber stacks ready ahead of demand (stack::StackPool::
+  // keep_ready), prepared while the loop has nothing else to do: for a
+  // listener, whose backlog can hand the loop that many connections at once.
+  void keep_stacks_ready(std::size_t count) { stacks_.keep_ready(count); }
+  const stack::StackPool& stacks() const noexcept { return stacks_; }
   // Times this loop has polled its descriptors: one per loop iteration.
   std::uint64_t io_polls() const noexcept { return io_polls_; }
   // Flags the fiber cancelled and, if it is parked cancellably, wakes it.

@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "base/system_error.hpp"
 #include "core/loop.hpp"
@@ -269,7 +270,81 @@ std::size_t read_some_of(int fd, void* buffer, std::size_t size, Deadline deadli
   }
 }
 
+// Read buffers lent to PooledRead, per thread (a loop's fibers share its
+// thread's pool). Up to max_free_buffers are kept for reuse, the most recently
+// returned first (still in cache); more are freed.
+class ReadBufferPool {
+ public:
+  ReadBufferPool() { free_.reserve(max_free_buffers); }
+  ~ReadBufferPool() {
+    for (char* buffer : free_) delete[] buffer;
+  }
+  char* take() {
+    if (free_.empty()) return new char[PooledRead::capacity];
+    char* buffer = free_.back();
+    free_.pop_back();
+    return buffer;
+  }
+  void give_back(char* buffer) noexcept {
+    if (free_.size() < max_free_buffers) {
+      free_.push_back(buffer);  // capacity reserved: no allocation
+    } else {
+      delete[] buffer;
+    }
+  }
+
+ private:
+  static constexpr std::size_t max_free_buffers = 64;
+  std::vector<char*> free_;
+};
+
+ReadBufferPool& read_buffer_pool() {
+  static thread_local ReadBufferPool pool;
+  return pool;
+}
+
 }  // namespace
+
+PooledRead::PooledRead(PooledRead&& other) noexcept
+    : buffer_(std::exchange(other.buffer_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+
+PooledRead& PooledRead::operator=(PooledRead&& other) noexcept {
+  if (this != &other) {
+    if (buffer_ != nullptr) read_buffer_pool().give_back(buffer_);
+    buffer_ = std::exchange(other.buffer_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+PooledRead::~PooledRead() {
+  if (buffer_ != nullptr) read_buffer_pool().give_back(buffer_);
+}
+
+// read_some_of with the buffer borrowed only once a read is expected to find
+// bytes, and given back before any wait.
+PooledRead TcpStream::read_pooled(Deadline deadline) {
+  if (fd_ < 0) base::throw_errno(EBADF, "read on a closed stream");
+  reactor::Reactor* reactor = reactor_of_this_thread();
+  if (reactor != nullptr && reactor->read_drained(fd_)) io::wait_for(fd_, false, deadline, "read_pooled");
+  for (;;) {
+    PooledRead got;
+    got.buffer_ = read_buffer_pool().take();
+    const ssize_t n = ::recv(fd_, got.buffer_, PooledRead::capacity, 0);
+    if (n >= 0) {
+      if (n > 0 && static_cast<std::size_t>(n) < PooledRead::capacity && reactor != nullptr) {
+        reactor->note_read_drained(fd_);
+      }
+      got.size_ = static_cast<std::size_t>(n);
+      return got;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) base::throw_errno(errno, "read");
+    if (reactor != nullptr) reactor->note_read_drained(fd_);
+    got = PooledRead{};  // nothing held while parked
+    io::wait_for(fd_, false, deadline, "read_pooled");
+  }
+}
 
 std::size_t TcpStream::read_some(void* buffer, std::size_t size, Deadline deadline) {
   return read_some_of(fd_, buffer, size, deadline, "read_some");
@@ -359,6 +434,10 @@ TcpListener TcpListener::bind(std::string_view host, std::uint16_t port, ListenO
     throw std::invalid_argument("stallwatch: listen: accept_batch " + std::to_string(options.accept_batch) +
                                 ": expected at least 1");
   }
+  if (options.ready_stacks < 0) {
+    throw std::invalid_argument("stallwatch: listen: ready_stacks " + std::to_string(options.ready_stacks) +
+                                ": expected 0 or more");
+  }
   const int fd = ::socket(address.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) base::throw_errno(errno, "socket");
   TcpListener listener(fd, options.accept_batch);
@@ -371,6 +450,7 @@ TcpListener TcpListener::bind(std::string_view host, std::uint16_t port, ListenO
     base::throw_errno(errno, "bind " + address.to_string());
   }
   if (::listen(fd, options.backlog) < 0) base::throw_errno(errno, "listen " + address.to_string());
+  if (core::Loop* loop = core::Loop::current()) loop->keep_stacks_ready(static_cast<std::size_t>(options.ready_stacks));
   register_listener(fd);
   return listener;
 }

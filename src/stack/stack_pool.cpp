@@ -125,7 +125,12 @@ struct StackPool::Impl {
   };
 
   std::vector<Region> regions;
-  std::vector<FreeEntry> free_list;  // capacity >= every stack carved, so push never allocates
+  // Capacity >= every stack carved, so push never allocates. The first
+  // `cold` entries had their memory given back (tend); the rest are warm,
+  // the most recently released last, handed out first.
+  std::vector<FreeEntry> free_list;
+  std::size_t cold = 0;
+  std::size_t ready_target = 0;  // keep_ready
   std::size_t slot_bytes = 0;        // guard page + stack
   std::uintptr_t next_slot = 0;      // next uncarved slot in the newest region
   std::uintptr_t region_end = 0;
@@ -138,7 +143,48 @@ struct StackPool::Impl {
   // One mprotect per new stack, when it is first needed: guarding a whole
   // region at once (up to 4,096 calls) held the loop for about 16 ms.
   bool guard_slot(std::uintptr_t slot);
+  // Carves the next slot (mapping a region when needed): its usable part.
+  Stack carve(std::size_t stack_bytes);
+  std::size_t warm() const { return free_list.size() - cold; }
 };
+
+namespace {
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14; older headers lack it
+#endif
+
+// Puts the top page of a stack (the fiber's control block and first frames,
+// which every fiber touches) in memory now. One madvise where the kernel has
+// MADV_POPULATE_WRITE (5.14), else a write.
+void populate_top_page(const Stack& stack) noexcept {
+  static std::atomic<bool> no_populate{false};
+  char* top_page = static_cast<char*>(stack.lo) + stack.size - page_size();
+  if (!no_populate.load(std::memory_order_relaxed)) {
+    if (::madvise(top_page, page_size(), MADV_POPULATE_WRITE) == 0) return;
+    if (errno == EINVAL) no_populate.store(true, std::memory_order_relaxed);
+  }
+  *static_cast<volatile char*>(top_page) = 0;
+}
+
+// Gives a free stack's memory back; it reads as zeros when next touched.
+void give_back_pages(const Stack& stack) noexcept { ::madvise(stack.lo, stack.size, MADV_DONTNEED); }
+
+Stack free_stack(FreeEntry entry, std::size_t stack_bytes) {
+  return Stack{reinterpret_cast<void*>(entry & ~FreeEntry{1}), stack_bytes, (entry & 1) != 0};
+}
+
+FreeEntry free_entry(const Stack& stack) { return reinterpret_cast<FreeEntry>(stack.lo) | (stack.guarded ? 1 : 0); }
+
+}  // namespace
+
+Stack StackPool::Impl::carve(std::size_t stack_bytes) {
+  if (next_slot == region_end) map_region();
+  const std::uintptr_t slot = next_slot;
+  next_slot += slot_bytes;
+  ++carved;
+  return Stack{reinterpret_cast<void*>(slot + page_size()), stack_bytes, guard_slot(slot)};
+}
 
 void StackPool::Impl::map_region() {
   std::size_t slots = next_region_slots;
@@ -197,18 +243,50 @@ Stack StackPool::acquire() {
   if (!impl.free_list.empty()) {
     const FreeEntry entry = impl.free_list.back();
     impl.free_list.pop_back();
-    return Stack{reinterpret_cast<void*>(entry & ~FreeEntry{1}), stack_bytes_, (entry & 1) != 0};
+    impl.cold = std::min(impl.cold, impl.free_list.size());
+    return free_stack(entry, stack_bytes_);
   }
-  if (impl.next_slot == impl.region_end) impl.map_region();
-  const std::uintptr_t slot = impl.next_slot;
-  impl.next_slot += impl.slot_bytes;
-  ++impl.carved;
-  return Stack{reinterpret_cast<void*>(slot + page_size()), stack_bytes_, impl.guard_slot(slot)};
+  return impl.carve(stack_bytes_);
 }
 
 void StackPool::release(Stack stack) noexcept {
   STALLWATCH_UNPOISON(stack.lo, stack.size);
-  impl_->free_list.push_back(reinterpret_cast<FreeEntry>(stack.lo) | (stack.guarded ? 1 : 0));
+  impl_->free_list.push_back(free_entry(stack));
 }
+
+void StackPool::keep_ready(std::size_t count) { impl_->ready_target = std::max(impl_->ready_target, count); }
+
+bool StackPool::tend(std::size_t step) noexcept {
+  Impl& impl = *impl_;
+  for (std::size_t done = 0; done < step; ++done) {
+    if (impl.warm() < impl.ready_target) {
+      if (impl.cold > 0) {
+        // The newest cold entry becomes the oldest warm one: the list stays split in two.
+        --impl.cold;
+        populate_top_page(free_stack(impl.free_list[impl.cold], stack_bytes_));
+      } else {
+        Stack stack;
+        try {
+          stack = impl.carve(stack_bytes_);
+        } catch (const std::system_error&) {
+          impl.ready_target = impl.warm();  // out of memory: no more ahead of demand
+          return false;
+        }
+        populate_top_page(stack);
+        impl.free_list.push_back(free_entry(stack));
+      }
+    } else if (impl.warm() > std::max(impl.ready_target, min_kept_warm)) {
+      give_back_pages(free_stack(impl.free_list[impl.cold], stack_bytes_));
+      ++impl.cold;
+    } else {
+      return false;
+    }
+  }
+  return impl.warm() < impl.ready_target || impl.warm() > std::max(impl.ready_target, min_kept_warm);
+}
+
+std::size_t StackPool::warm_free() const { return impl_->warm(); }
+
+std::size_t StackPool::free_stacks() const { return impl_->free_list.size(); }
 
 }  // namespace stallwatch::stack

@@ -20,7 +20,8 @@ struct Stack {
 };
 
 // One pool per loop; loop thread only. acquire() pops the free list (no system
-// call) and maps a new region only when the list is empty. stack_bytes is
+// call) and maps a new region only when the list is empty; keep_ready() and
+// tend() prepare stacks ahead of a burst and trim the list after one. stack_bytes is
 // rounded up to whole pages. Destroying the pool unmaps every stack it made.
 class StackPool {
  public:
@@ -33,6 +34,26 @@ class StackPool {
   Stack acquire();
   // Takes back a stack this pool handed out; no system call, no allocation.
   void release(Stack stack) noexcept;
+
+  // Ahead of demand: from now on keep at least `count` free stacks ready
+  // (carved, guarded, their top page already in memory), so that a burst of
+  // that many new fibers takes no mmap, mprotect or page fault for them. The
+  // work is done by tend(), not here. Never lowers an earlier count.
+  void keep_ready(std::size_t count);
+  // One bounded step of upkeep, for a moment the loop has nothing else to
+  // do: readies up to `step` free stacks short of keep_ready's count, else
+  // gives back the memory (MADV_DONTNEED) of up to `step` free stacks beyond
+  // it (and beyond min_kept_warm), so a pool that grew in a burst returns to
+  // its ready reserve. Returns true while work remains. When no stack can
+  // be mapped it stops readying (the count falls to what is ready).
+  bool tend(std::size_t step) noexcept;
+  // Free stacks whose memory is still there (touched by a fiber or readied).
+  std::size_t warm_free() const;
+  std::size_t free_stacks() const;
+
+  // Free stacks kept warm even when no one asked for a reserve: a loop that
+  // runs a few dozen short fibers at a time reuses them without faults.
+  static constexpr std::size_t min_kept_warm = 64;
 
   std::size_t stack_bytes() const { return stack_bytes_; }
 
