@@ -276,7 +276,9 @@ TEST_CASE("the system CA store is parsed off the loop: the first HTTPS request h
     loop_cpu_ns = thread_cpu_ns() - before;
   });
   MESSAGE("the loop's CPU for the first request against the system store: " << loop_cpu_ns / 1000 << " us");
-  CHECK(loop_cpu_ns < 8'000'000u);
+  // Parsed on the loop it was ~45 ms; what is left is the handshake (1-2 ms,
+  // 3-5 ms with the loop's own code under TSan).
+  CHECK(loop_cpu_ns < (under_a_sanitizer ? 15'000'000u : 8'000'000u));
 }
 
 TEST_CASE("a password in the URL appears in no message") {
