@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "stallwatch/pg.hpp"
 #include "stallwatch/stallwatch.hpp"
 
 namespace sw = stallwatch;

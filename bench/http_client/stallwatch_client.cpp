@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include <stallwatch/http.hpp>
 #include <stallwatch/stallwatch.hpp>
 
 int main(int argc, char** argv) {
