@@ -186,9 +186,17 @@ TEST_CASE("the symbolizer names functions with file:line, module and build-id") 
   CHECK(libc.module.find("libc.so") != std::string::npos);
   INFO("libc frame: " << libc.function << " in " << libc.module);
 #if !defined(__SANITIZE_ADDRESS__)
-  // Under ASan, since this session's merges, libc's name comes back empty
-  // when the whole file runs (not alone): cause not established yet, so the
-  // name is checked in the plain build (the module is checked everywhere).
+  // Not under ASan, where the name comes back empty after the first test
+  // case: that case's symbolizer (a static, still alive) has libelf's copy of
+  // libc.so.6 mapped, and ASan's layout puts it ~40 MB below the loaded libc
+  // with only anonymous mappings between. dwfl_linux_proc_report, reading
+  // /proc/self/maps for this symbolizer, merges consecutive lines of one
+  // inode into one module, so libc's module starts at the copy: its bias is
+  // off by 0x25f6000 (module_offset 0x26cb5e0 for getpid; strace shows the
+  // copy's mmap) and no symbol matches. The same can hit any symbolizer that
+  // reads the maps again while a Dwfl holds file copies (report_mappings
+  // after a miss); the fix belongs in report_mappings (report only the
+  // loader's mappings, e.g. from dl_iterate_phdr).
   CHECK(libc.function.find("getpid") != std::string::npos);
 #endif
 
