@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "stallwatch/pg.hpp"
 #include "stallwatch/stallwatch.hpp"
 
 namespace sw = stallwatch;

@@ -27,6 +27,9 @@
 #include <prometheus/registry.h>
 #include <stallwatch/metrics.hpp>
 #include <stallwatch/stallwatch.hpp>
+#if STALLWATCH_HAVE_CURL
+#include <stallwatch/http.hpp>  // libstallwatch-curl
+#endif
 
 using namespace std::chrono_literals;
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <stallwatch/pg.hpp>
 #include <stallwatch/stallwatch.hpp>
 
 using namespace std::chrono_literals;

@@ -24,3 +24,34 @@ output=$(STALLWATCH_METRICS_ADDR=off LD_LIBRARY_PATH=$libdir "$root/consumer")
 echo "$output"
 grep -q "sum=5050 collect=3" <<<"$output"
 grep -q "tick 3" <<<"$output"
+
+# The clients are libraries of their own, each with its own stallwatch-*.pc:
+# libstallwatch.so links neither libcurl nor libpq.
+if readelf -d "$libdir/libstallwatch.so" | grep NEEDED | grep -E 'libcurl|libpq'; then
+  echo "libstallwatch.so links a client's library" >&2; exit 1
+fi
+if [ -n "$(find "$root" -name stallwatch-pg.pc)" ]; then
+  g++ -std=c++20 "$source_dir/examples/pg_example.cpp" $(pkg-config --cflags --libs stallwatch-pg) -o "$root/pg_consumer"
+fi
+if [ -n "$(find "$root" -name stallwatch-curl.pc)" ]; then
+  # A request to a port nothing listens on: the client's error, from the installed library.
+  cat >"$root/curl_consumer.cpp" <<'EOF'
+#include <stallwatch/http.hpp>
+#include <stallwatch/stallwatch.hpp>
+#include <chrono>
+#include <cstdio>
+int main() {
+  return stallwatch::run([] {
+    try {
+      stallwatch::http::get("http://127.0.0.1:1/", stallwatch::deadline_after(std::chrono::seconds(5)));
+    } catch (const stallwatch::http::error& e) {
+      std::printf("http error: %s\n", e.what());
+      return 0;
+    }
+    return 1;
+  });
+}
+EOF
+  g++ -std=c++20 "$root/curl_consumer.cpp" $(pkg-config --cflags --libs stallwatch-curl) -o "$root/curl_consumer"
+  STALLWATCH_METRICS_ADDR=off LD_LIBRARY_PATH=$libdir "$root/curl_consumer"
+fi

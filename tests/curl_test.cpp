@@ -23,6 +23,8 @@
 #include <prometheus/metric_family.h>
 
 #include "curl/test_servers.hpp"
+#include "stallwatch/curl.hpp"
+#include "stallwatch/http.hpp"
 #include "stallwatch/stallwatch.hpp"
 
 using namespace std::chrono_literals;

@@ -1,5 +1,8 @@
 // stallwatch/stallwatch.hpp — the umbrella header: everything a service uses
 // (stallwatch/testing.hpp, for doctest suites, is included separately).
+// The clients are libraries of their own and are included by name, with
+// their library linked: <stallwatch/curl.hpp> and <stallwatch/http.hpp>
+// (libstallwatch-curl), <stallwatch/pg.hpp> (libstallwatch-pg).
 #pragma once
 
 #include "stallwatch/allow_blocking.hpp"
@@ -21,11 +24,5 @@
 #include "stallwatch/sync.hpp"
 #include "stallwatch/watchdog.hpp"
 
+// Which clients this build has (STALLWATCH_HAVE_CURL, STALLWATCH_HAVE_PG).
 #include "stallwatch/features.hpp"
-#if STALLWATCH_HAVE_CURL
-#include "stallwatch/curl.hpp"
-#include "stallwatch/http.hpp"
-#endif
-#if STALLWATCH_HAVE_PG
-#include "stallwatch/pg.hpp"
-#endif

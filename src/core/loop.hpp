@@ -23,6 +23,7 @@
 #include "reactor/epoll_reactor.hpp"
 #include "stack/stack_pool.hpp"
 #include "stallwatch/config.hpp"
+#include "stallwatch/export.hpp"
 
 namespace stallwatch::core {
 
@@ -64,11 +65,16 @@ class Loop {
   // Parks the running fiber until made ready, or until deadline_ns (0: none).
   // The caller has linked it into whatever it waits on. When cancellable is
   // false, cancel() only flags the fiber (for waits that must complete).
-  WakeReason park(std::uint64_t deadline_ns, bool cancellable = true);
+  //
+  // Exported, with make_ready, yield, detach_from_waits, tls_loop and
+  // throw_not_on_loop (which the inline current() and require() use), for
+  // the client libraries (libstallwatch-curl, libstallwatch-pg), which park
+  // and wake their fibers on the loop. Internal: this header is not installed.
+  STALLWATCH_EXPORT WakeReason park(std::uint64_t deadline_ns, bool cancellable = true);
   // Makes a parked fiber ready. measure_lag: stamp it for the loop-lag histogram.
-  void make_ready(Fiber* fiber, WakeReason why, bool measure_lag = false) noexcept;
+  STALLWATCH_EXPORT void make_ready(Fiber* fiber, WakeReason why, bool measure_lag = false) noexcept;
   // Lets every other ready fiber run once.
-  void yield();
+  STALLWATCH_EXPORT void yield();
   // Parks the running fiber for one round of the loop: until the loop polls
   // its descriptors after the other fibers have run a direct run's worth of
   // slices (or run out), then runs it first (FirstInLine). So a fiber that
@@ -101,7 +107,7 @@ class Loop {
   RemoteInbox* inbox() const noexcept { return inbox_.get(); }
 
   // Unlinks a fiber from its wait queue and descriptor (not its timer).
-  void detach_from_waits(Fiber* fiber) noexcept;
+  STALLWATCH_EXPORT void detach_from_waits(Fiber* fiber) noexcept;
 
  private:
   struct ThreadBinding {
@@ -109,14 +115,14 @@ class Loop {
     ~ThreadBinding();
   };
 
-  static constinit thread_local Loop* tls_loop __attribute__((tls_model("initial-exec")));
+  STALLWATCH_EXPORT static constinit thread_local Loop* tls_loop __attribute__((tls_model("initial-exec")));
   static constinit thread_local Loop* tls_forked_loop __attribute__((tls_model("initial-exec")));
   // pthread_atfork's child handler: unbinds the forking thread's loop.
   static void forget_in_forked_child() noexcept;
   // A fiber's copy in a forked child ended: the child cannot go on to run
   // the parent's other fibers, so it ends here, saying why.
   [[noreturn, gnu::cold]] void end_forked_child(const Fiber& fiber) noexcept;
-  [[noreturn, gnu::cold, gnu::noinline]] static void throw_not_on_loop(const char* what);
+  [[noreturn, gnu::cold, gnu::noinline]] STALLWATCH_EXPORT static void throw_not_on_loop(const char* what);
 
   static void fiber_entry(boost::context::detail::transfer_t from) noexcept;
   static boost::context::detail::transfer_t release_dead_fiber(boost::context::detail::transfer_t from) noexcept;

@@ -10,6 +10,7 @@
 #include "core/fiber.hpp"
 #include "stallwatch/deadline.hpp"
 #include "stallwatch/errors.hpp"
+#include "stallwatch/export.hpp"
 
 namespace stallwatch::core {
 
@@ -42,9 +43,10 @@ inline void throw_if_interrupted(WakeReason why, const char* what) {
 // wait inside it: "stallwatch: connect to 127.0.0.1:9: deadline exceeded
 // after 500 ms", "stallwatch: in_process: cancelled". `after` is the time the
 // deadline lay ahead when the operation began, in whole milliseconds.
-[[noreturn, gnu::cold]] void throw_operation_deadline_exceeded(const std::string& operation,
-                                                               std::chrono::nanoseconds after);
-[[noreturn, gnu::cold]] void throw_operation_cancelled(const std::string& operation);
+// Exported for the client libraries (libstallwatch-curl, -pg); internal.
+[[noreturn, gnu::cold]] STALLWATCH_EXPORT void throw_operation_deadline_exceeded(const std::string& operation,
+                                                                                 std::chrono::nanoseconds after);
+[[noreturn, gnu::cold]] STALLWATCH_EXPORT void throw_operation_cancelled(const std::string& operation);
 
 // Runs body, an operation that parks until deadline at most, and renames the
 // deadline_exceeded or cancelled that any wait inside it throws after the

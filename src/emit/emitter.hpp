@@ -30,6 +30,7 @@
 
 #include "emit/events.hpp"
 #include "stallwatch/config.hpp"
+#include "stallwatch/export.hpp"
 
 namespace stallwatch::emit {
 
@@ -64,8 +65,9 @@ void write(StallSample sample);
 void write(const StallEnd& end);
 void write(BlockingCall call);
 void write(const Message& message);
-// Shorthand for write(Message{loop, event, text, fields}).
-void message(int loop, std::string event, std::string text, std::vector<Field> fields = {});
+// Shorthand for write(Message{loop, event, text, fields}). Exported for the
+// client libraries (libstallwatch-curl's notices); internal.
+STALLWATCH_EXPORT void message(int loop, std::string event, std::string text, std::vector<Field> fields = {});
 
 // A line the process may end after (an abort, a refusal at start-up): written
 // as message() writes it, then waits (up to 2 s) until every line queued so

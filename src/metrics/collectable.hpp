@@ -27,6 +27,7 @@
 #include <prometheus/metric_family.h>
 
 #include "base/log_histogram.hpp"
+#include "stallwatch/export.hpp"
 
 namespace stallwatch::metrics {
 
@@ -52,14 +53,16 @@ const std::shared_ptr<StatsCollectable>& shared_collectable();
 // A part above metrics/ (the HTTP and PostgreSQL clients) that has families
 // of its own: every scrape calls each source, on the scraping thread, to
 // append them. Adding a source twice adds it once; none is removed. Any thread.
+// Exported, with to_prometheus_histogram, for those clients' own libraries
+// (libstallwatch-curl, libstallwatch-pg); internal.
 using FamilySource = void (*)(std::vector<prometheus::MetricFamily>& out);
-void add_family_source(FamilySource source);
+STALLWATCH_EXPORT void add_family_source(FamilySource source);
 
 // Converts non-cumulative log-histogram buckets (base::LogHistogram layout: finite
 // buckets 10 µs·2^i, then +Inf) into a Prometheus histogram: cumulative
 // buckets with upper bounds in seconds, the +Inf bucket last, _count equal to
 // the +Inf bucket and _sum in seconds. Pure; any thread.
-prometheus::ClientMetric::Histogram to_prometheus_histogram(
+STALLWATCH_EXPORT prometheus::ClientMetric::Histogram to_prometheus_histogram(
     const std::uint64_t (&counts)[base::LogHistogram::bucket_count], std::uint64_t sum_ns);
 // The same, read from a live histogram with relaxed loads (a record in
 // progress may show in a bucket and not yet in _sum). Any thread.

@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "stallwatch/export.hpp"
+
 namespace stallwatch::reactor {
 
 // What the reactor keeps of a waiter: the descriptor and direction it waits
@@ -39,8 +41,9 @@ class Reactor {
 
   // True (and the flag consumed) when fd already signalled readiness for the
   // direction since the last wait; otherwise registers waiter for it.
-  // Throws std::system_error when fd cannot be watched.
-  bool consume_or_wait(int fd, bool writable, IoWaiter* waiter);
+  // Throws std::system_error when fd cannot be watched. Exported for
+  // libstallwatch-curl (its driver waits on its epoll set); internal.
+  STALLWATCH_EXPORT bool consume_or_wait(int fd, bool writable, IoWaiter* waiter);
   // Removes waiter from its descriptor (timeout, cancellation).
   void drop_waiter(IoWaiter* waiter) noexcept;
   // Forgets fd before it is closed.

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "stallwatch/pg.hpp"
 #include "stallwatch/stallwatch.hpp"
 
 using namespace std::chrono_literals;
