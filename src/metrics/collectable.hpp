@@ -53,8 +53,8 @@ const std::shared_ptr<StatsCollectable>& shared_collectable();
 // A part above metrics/ (the HTTP and PostgreSQL clients) that has families
 // of its own: every scrape calls each source, on the scraping thread, to
 // append them. Adding a source twice adds it once; none is removed. Any thread.
-// Exported, with to_prometheus_histogram, for those clients' own libraries
-// (libstallwatch-curl, libstallwatch-pg); internal.
+// Exported, with to_prometheus_histogram and the builders below, for those
+// clients' own libraries (libstallwatch-curl, libstallwatch-pg); internal.
 using FamilySource = void (*)(std::vector<prometheus::MetricFamily>& out);
 STALLWATCH_EXPORT void add_family_source(FamilySource source);
 
@@ -66,15 +66,15 @@ STALLWATCH_EXPORT prometheus::ClientMetric::Histogram to_prometheus_histogram(
     const std::uint64_t (&counts)[base::LogHistogram::bucket_count], std::uint64_t sum_ns);
 // The same, read from a live histogram with relaxed loads (a record in
 // progress may show in a bucket and not yet in _sum). Any thread.
-prometheus::ClientMetric::Histogram to_prometheus_histogram(const base::LogHistogram& histogram);
+STALLWATCH_EXPORT prometheus::ClientMetric::Histogram to_prometheus_histogram(const base::LogHistogram& histogram);
 
 // Builders for a source's families: an empty family, and one sample with its
 // labels appended to it. Pure; any thread.
-prometheus::MetricFamily family(std::string name, std::string help, prometheus::MetricType type);
-void add_counter(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels,
+STALLWATCH_EXPORT prometheus::MetricFamily family(std::string name, std::string help, prometheus::MetricType type);
+STALLWATCH_EXPORT void add_counter(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels,
                  std::uint64_t value);
-void add_gauge(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels, double value);
-void add_histogram(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels,
+STALLWATCH_EXPORT void add_gauge(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels, double value);
+STALLWATCH_EXPORT void add_histogram(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels,
                    prometheus::ClientMetric::Histogram histogram);
 
 }  // namespace stallwatch::metrics
