@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include <stallwatch/curl.hpp>
 #include <stallwatch/http.hpp>
 #include <stallwatch/stallwatch.hpp>
 
