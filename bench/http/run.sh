@@ -203,11 +203,12 @@ print("%s|%s|%d|%d|%s|%s|%s|%.1f" % ("%.0f" % float(rps.group(1)) if rps else "n
 PY
 }
 
-demo_args=""
-if [ "$mode" = idle ]; then
-  demo_args="--header-timeout-ms 600000"
-  : >"$out/idle.tsv"
-  echo "run.sh: $idle_connections idle keep-alive connections per fresh server, load: $(uptime)" >&2
+# Runs MEASURE NAME ROUND PORT against each server, started anew on a free
+# port for each round; servers take turns within a round. After each demo
+# round, says how many stalls its watchdog reported: a slow round with
+# reports was the demo's own doing, one without was not.
+each_fresh_server() {  # measure
+  local round name port stalls
   for round in $(seq "$rounds"); do
     for name in $servers; do
       port=$(free_port)
@@ -215,13 +216,28 @@ if [ "$mode" = idle ]; then
         echo "run.sh: $name not available, skipped" >&2
         continue
       fi
-      sleep 0.5
-      IFS='|' read -r before after opened < <(taskset -c "$wrk_cpu" python3 "$here/idle_connections.py" "$port" \
-        "$idle_connections" "$server_pid" $(pgrep -P "$server_pid" || true))
-      printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$before" "$after" "$opened" | tee -a "$out/idle.tsv"
+      "$1" "$name" "$round" "$port"
       stop_server
+      if [ "$name" = stallwatch ] && [ -f "$out/$name-$round.log" ]; then
+        stalls=$(grep -c "^stallwatch: stall loop=" "$out/$name-$round.log" || true)
+        echo "run.sh: round $round: the demo's watchdog reported $stalls stalls ($out/$name-$round.log)" >&2
+      fi
     done
   done
+}
+
+demo_args=""
+if [ "$mode" = idle ]; then
+  demo_args="--header-timeout-ms 600000"
+  : >"$out/idle.tsv"
+  echo "run.sh: $idle_connections idle keep-alive connections per fresh server, load: $(uptime)" >&2
+  measure_idle() {  # name round port
+    sleep 0.5
+    IFS='|' read -r before after opened < <(taskset -c "$wrk_cpu" python3 "$here/idle_connections.py" "$3" \
+      "$idle_connections" "$server_pid" $(pgrep -P "$server_pid" || true))
+    printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$before" "$after" "$opened" | tee -a "$out/idle.tsv"
+  }
+  each_fresh_server measure_idle
   echo "run.sh: done, load: $(uptime)" >&2
   python3 - "$out/idle.tsv" "$servers" >"$out/results.md" <<'PY'
 import statistics, sys
@@ -246,19 +262,12 @@ fi
 if [ "$mode" = burst ]; then
   : >"$out/burst.tsv"
   echo "run.sh: burst of $burst_connections connections for $duration against a fresh server, load: $(uptime)" >&2
-  for round in $(seq "$rounds"); do
-    for name in $servers; do
-      port=$(free_port)
-      if ! start_server "$name" "$port" >/dev/null; then
-        echo "run.sh: $name not available, skipped" >&2
-        continue
-      fi
-      IFS='|' read -r rps p99 timeouts errors overflows deepest cpu_us busy_s < <(measure_burst "$port")
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$rps" "$p99" "$timeouts" "$errors" \
-        "$overflows" "$deepest" "$cpu_us" "$busy_s" | tee -a "$out/burst.tsv"
-      stop_server
-    done
-  done
+  record_burst() {  # name round port
+    IFS='|' read -r rps p99 timeouts errors overflows deepest cpu_us busy_s < <(measure_burst "$3")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$rps" "$p99" "$timeouts" "$errors" \
+      "$overflows" "$deepest" "$cpu_us" "$busy_s" | tee -a "$out/burst.tsv"
+  }
+  each_fresh_server record_burst
   echo "run.sh: done, load: $(uptime)" >&2
   python3 - "$out/burst.tsv" "$servers" >"$out/results.md" <<'PY'
 import sys
@@ -294,29 +303,16 @@ fi
 # Servers take turns within each round, so a burst of load from elsewhere on
 # the machine hits them alike; the table shows the median of the rounds.
 : >"$out/raw.tsv"
-for round in $(seq "$rounds"); do
-  for name in $servers; do
-    port=$(free_port)
-    if ! start_server "$name" "$port" >/dev/null; then
-      echo "run.sh: $name not available, skipped" >&2
-      continue
-    fi
-    # Warm up (JITs, caches, accept queue) before measuring.
-    taskset -c "$wrk_cpu" wrk -t1 -c100 -d2s "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
-    for conns in $connections; do
-      IFS='|' read -r rps p50 p99 errors cpu_us < <(measure "$port" "$conns")
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$rps" "$p50" "$p99" "$errors" "$cpu_us" |
-        tee -a "$out/raw.tsv"
-    done
-    stop_server
-    # The demo's watchdog reports any stall of its loop: a slow round with
-    # reports was the demo's own doing, one without was not.
-    if [ "$name" = stallwatch ]; then
-      stalls=$(grep -c "^stallwatch: stall loop=" "$out/$name-$round.log" || true)
-      echo "run.sh: round $round: the demo's watchdog reported $stalls stalls ($out/$name-$round.log)" >&2
-    fi
+measure_steady() {  # name round port
+  # Warm up (JITs, caches, accept queue) before measuring.
+  taskset -c "$wrk_cpu" wrk -t1 -c100 -d2s "http://127.0.0.1:$3/" >/dev/null 2>&1 || true
+  for conns in $connections; do
+    IFS='|' read -r rps p50 p99 errors cpu_us < <(measure "$3" "$conns")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$conns" "$rps" "$p50" "$p99" "$errors" "$cpu_us" |
+      tee -a "$out/raw.tsv"
   done
-done
+}
+each_fresh_server measure_steady
 
 python3 - "$out/raw.tsv" "$servers" "$connections" >"$out/results.md" <<'PY'
 import statistics, sys
