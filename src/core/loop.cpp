@@ -84,8 +84,13 @@ Loop::Loop(const Config& config)
   scheduler_.identity.name_len = scheduler_.name.size();
   base::tls_thread_state.fiber = &scheduler_.identity;
 
-  // The loop's own work until the first switch is its first slice.
+  // The loop's own work until the first switch is its first slice. A reused
+  // record still points at the last loop's fiber (perhaps on this thread's
+  // stack, where this loop now is): the watchdog reads it once this loop is
+  // watched, so it points at this loop's scheduler first.
   slice_start_ns_ = base::refresh_now();
+  record_.slice.fiber_id.store(0, std::memory_order_relaxed);
+  record_.slice.fiber.store(&scheduler_.identity, std::memory_order_release);
   record_.slice.start_ns.store(slice_start_ns_, std::memory_order_relaxed);
   record_.slice.seq.store(++slice_seq_, std::memory_order_release);
   record_.slice.idle.store(false, std::memory_order_release);
@@ -290,7 +295,9 @@ bctx::transfer_t Loop::release_dead_fiber(bctx::transfer_t from) noexcept {
   // counted as finished-slices minus the other buckets, so nothing is written.
   if (now != slice_start_ns_) [[unlikely]] end_slice(now);
   record.slice.fiber_id.store(next->identity.id, std::memory_order_relaxed);
-  record.slice.fiber.store(&next->identity, std::memory_order_relaxed);
+  // Release (a plain store on x86): the watchdog reads the identity it points
+  // to, which may belong to a loop that reuses the record since the seq it saw.
+  record.slice.fiber.store(&next->identity, std::memory_order_release);
   record.slice.seq.store(++slice_seq_, std::memory_order_release);
   if (next->ready_since_ns != 0) record_lag(next, now);
   base::tls_thread_state.fiber = &next->identity;

@@ -179,7 +179,7 @@ bool take_wait_stack(WatchedLoop& w, Event& e) {
 // answers (a replaced handler, a timeout). Empty if the slice ended meanwhile.
 std::string running_fiber_name(const core::SliceState& slice, std::uint64_t seq) {
   if (slice.seq.load(std::memory_order_acquire) != seq) return {};
-  const base::FiberIdentity* fiber = slice.fiber.load(std::memory_order_relaxed);
+  const base::FiberIdentity* fiber = slice.fiber.load(std::memory_order_acquire);  // pairs with begin_slice
   if (fiber == nullptr || fiber->name == nullptr) return {};
   std::string name(fiber->name, std::min(fiber->name_len, CaptureSlot::max_name));
   // The copy, then the check that the fiber (and so its name) was there throughout.
