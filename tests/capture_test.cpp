@@ -20,6 +20,7 @@
 
 #include "base/coarse_clock.hpp"
 #include "base/thread_state.hpp"
+#include "capture_thread.hpp"
 #include "watchdog/capture_signal.hpp"
 #include "symbolize/symbolizer.hpp"
 #include "watchdog/syscall_names.hpp"
@@ -45,31 +46,7 @@ __attribute__((noinline)) void spin_until_told() {
   sink_value.store(x);
 }
 
-// A thread with a capture slot, running body; tid published once ready.
-struct CaptureThread {
-  wd::CaptureSlot slot;
-  std::atomic<pid_t> tid{0};
-  std::thread thread;
-
-  template <class F>
-  explicit CaptureThread(F body) {
-    thread = std::thread([this, body] {
-      wd::prime_unwinder();
-      wd::tls_capture_slot = &slot;
-      tid.store(static_cast<pid_t>(syscall(SYS_gettid)));
-      body();
-      wd::tls_capture_slot = nullptr;
-    });
-    while (tid.load() == 0) std::this_thread::yield();
-  }
-  ~CaptureThread() { thread.join(); }
-
-  // Requests one capture and waits for it (5 s at most).
-  bool capture() {
-    const std::uint64_t request = wd::request_capture(slot, tid.load(), wd::default_capture_signal());
-    return request != 0 && wd::wait_for_capture(slot, request, 5'000'000'000ull);
-  }
-};
+using stallwatch_test::CaptureThread;
 
 std::vector<stallwatch::symbolize::Frame> symbolize_slot(const wd::CaptureSlot& slot) {
   static stallwatch::symbolize::Symbolizer symbolizer;

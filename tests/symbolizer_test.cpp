@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "capture_thread.hpp"
 #include "symbolizer/inline_chains.hpp"
 #include "watchdog/backtrace.hpp"
 #include "watchdog/capture_signal.hpp"
@@ -264,32 +265,21 @@ std::vector<Pc> probe_stack(F run_chain) {
 template <class Body, class Release>
 std::vector<Pc> blocked_stack(Body body, Release release) {
   wd::install_capture_handler(wd::default_capture_signal());
-  wd::CaptureSlot slot;
-  std::atomic<pid_t> tid{0};
-  std::thread thread([&] {
-    wd::prime_unwinder();
-    wd::tls_capture_slot = &slot;
-    tid.store(static_cast<pid_t>(syscall(SYS_gettid)));
-    body();
-    wd::tls_capture_slot = nullptr;
-  });
-  while (tid.load() == 0) std::this_thread::yield();
+  std::vector<Pc> stack;
+  stallwatch_test::CaptureThread thread(body);
   // Sleeping in the kernel: the wait has begun.
-  const std::string stat = "/proc/self/task/" + std::to_string(tid.load()) + "/stat";
+  const std::string stat = "/proc/self/task/" + std::to_string(thread.tid.load()) + "/stat";
   for (int i = 0; i < 500; ++i) {
     std::ifstream in(stat);
     std::string status((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (status.find(") S ") != std::string::npos) break;
     std::this_thread::sleep_for(2ms);
   }
-  const std::uint64_t request = wd::request_capture(slot, tid.load(), wd::default_capture_signal());
-  const bool captured = request != 0 && wd::wait_for_capture(slot, request, 5'000'000'000ull);
+  const bool captured = thread.capture();
   release();
-  thread.join();
   REQUIRE(captured);
-  REQUIRE(slot.outcome == wd::CaptureOutcome::captured);
-  std::vector<Pc> stack;
-  for (int i = 0; i < slot.depth; ++i) stack.push_back({slot.pcs[i], i > 0});
+  REQUIRE(thread.slot.outcome == wd::CaptureOutcome::captured);
+  for (int i = 0; i < thread.slot.depth; ++i) stack.push_back({thread.slot.pcs[i], i > 0});
   return stack;
 }
 

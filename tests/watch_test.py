@@ -262,14 +262,21 @@ def case_io_uring():
           "waits through io_uring" in lines[0], "io_uring: said unwatchable in one line", w.stderr)
 
 
+def redis_programs():
+    """redis-server and redis-cli, or (None, None) with a line saying so."""
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        print("skip: redis-server or redis-cli missing")
+        return None, None
+    return server, cli
+
+
 def case_redis_daemon():
     """daemon(): redis-server --daemonize yes forks and its parent exits; the
     daemon's loop is watched (wired at its first wait, after the fork) and
     its /metrics served by the daemon."""
-    server = shutil.which("redis-server")
-    cli = shutil.which("redis-cli")
-    if server is None or cli is None:
-        print("skip: redis-server or redis-cli missing")
+    server, cli = redis_programs()
+    if server is None:
         return
     port, metrics_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
@@ -327,10 +334,8 @@ def metric(text, name, labels):
 
 
 def case_redis():
-    server = shutil.which("redis-server")
-    cli = shutil.which("redis-cli")
-    if server is None or cli is None:
-        print("skip: redis-server or redis-cli missing")
+    server, cli = redis_programs()
+    if server is None:
         return
     port, metrics_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
