@@ -525,9 +525,18 @@ TEST_CASE("client requests are counted per loop, method and status class") {
   CHECK(value(requests, "GET", "4xx") >= 1);
   CHECK(value(requests, "POST", "2xx") >= 1);
   CHECK(value(requests, "GET", "error") >= 1);
-  bool has_duration = false;
-  for (const auto& f : families) has_duration |= f.name == "stallwatch_http_client_request_duration_seconds";
-  CHECK(has_duration);
+  // Every request ended above is in the duration histogram, and none is
+  // still counted in flight.
+  std::uint64_t timed = 0;
+  double in_flight = -1;
+  for (const auto& f : families) {
+    for (const auto& m : f.metric) {
+      if (f.name == "stallwatch_http_client_request_duration_seconds") timed += m.histogram.sample_count;
+      if (f.name == "stallwatch_http_client_active_requests") in_flight = std::max(in_flight, m.gauge.value);
+    }
+  }
+  CHECK(timed >= 4);
+  CHECK(in_flight == 0);
 }
 
 TEST_CASE("a host name is resolved off the loop (libcurl's threaded resolver)") {

@@ -28,44 +28,36 @@ Registry& registry() {
   return *r;
 }
 
-ClientMetric::Label loop_label(std::size_t index) { return {"loop", std::to_string(index)}; }
-
 void append_families(std::vector<MetricFamily>& out) {
-  MetricFamily requests{"stallwatch_http_client_requests_total",
-                        "HTTP client requests ended, by method and status class (error: no response).",
-                        MetricType::Counter, {}};
-  MetricFamily duration{"stallwatch_http_client_request_duration_seconds",
-                        "Duration of HTTP client requests, from perform to the end of the response.",
-                        MetricType::Histogram, {}};
-  MetricFamily active{"stallwatch_http_client_active_requests", "HTTP client requests in flight.",
-                      MetricType::Gauge, {}};
+  MetricFamily requests = metrics::family("stallwatch_http_client_requests_total",
+                                          "HTTP client requests ended, by method and status class (error: no "
+                                          "response).",
+                                          MetricType::Counter);
+  MetricFamily duration = metrics::family("stallwatch_http_client_request_duration_seconds",
+                                          "Duration of HTTP client requests, from perform to the end of the "
+                                          "response.",
+                                          MetricType::Histogram);
+  MetricFamily active =
+      metrics::family("stallwatch_http_client_active_requests", "HTTP client requests in flight.", MetricType::Gauge);
   Registry& r = registry();
   std::lock_guard lock(r.mutex);
   for (std::size_t loop = 0; loop < r.by_loop.size(); ++loop) {
     const ClientStats& s = r.by_loop[loop];
+    const ClientMetric::Label loop_label{"loop", std::to_string(loop)};
     for (int m = 0; m < method_count; ++m) {
       for (int c = 0; c < status_class_count; ++c) {
         const std::uint64_t n = s.requests(m, c);
         if (n == 0) continue;
-        ClientMetric metric;
-        metric.label = {loop_label(loop), {"method", std::string(known_methods[m])},
-                        {"status_class", std::string(status_classes[c])}};
-        metric.counter.value = static_cast<double>(n);
-        requests.metric.push_back(std::move(metric));
+        metrics::add_counter(requests,
+                             {loop_label, {"method", std::string(known_methods[m])},
+                              {"status_class", std::string(status_classes[c])}},
+                             n);
       }
     }
-    std::uint64_t counts[base::LogHistogram::bucket_count];
-    std::uint64_t total = 0;
-    for (int i = 0; i < base::LogHistogram::bucket_count; ++i) total += counts[i] = s.duration().count(i);
-    if (total == 0 && s.active() == 0) continue;
-    ClientMetric h;
-    h.label = {loop_label(loop)};
-    h.histogram = metrics::to_prometheus_histogram(counts, s.duration().sum_ns());
-    duration.metric.push_back(std::move(h));
-    ClientMetric g;
-    g.label = {loop_label(loop)};
-    g.gauge.value = static_cast<double>(s.active());
-    active.metric.push_back(std::move(g));
+    ClientMetric::Histogram histogram = metrics::to_prometheus_histogram(s.duration());
+    if (histogram.sample_count == 0 && s.active() == 0) continue;
+    metrics::add_histogram(duration, {loop_label}, std::move(histogram));
+    metrics::add_gauge(active, {loop_label}, static_cast<double>(s.active()));
   }
   for (MetricFamily* f : {&requests, &duration, &active}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));
