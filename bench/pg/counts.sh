@@ -12,10 +12,10 @@
 #   plain 32 32        stallwatch-bench-pg 32 32: 32 fibers, a pool of 32
 #   pipelined 32 4     stallwatch-bench-pg 32 4: 32 fibers, a pool of 4
 #   pipelined 128 4    128 fibers on the same pool of 4 (32 in flight per connection)
-#   ... batch          the same run under `chrt -b 0` (SCHED_BATCH: a thread
-#                      woken up does not preempt the one running on its CPU);
-#                      an experiment on the scheduling policy, not a library
-#                      setting
+#   ... batch          under SCHED_BATCH (a thread woken up does not preempt
+#                      the one running on its CPU): pgbench under `chrt -b 0`,
+#                      stallwatch with STALLWATCH_SCHED_BATCH=1 (its loop's
+#                      thread only; opt-in)
 # Per query (the server sends one packet per query: each Sync's reply), for
 # the client and the server: sendto, recvfrom, epoll_wait, poll, ppoll,
 # setsockopt calls, sched_switch (context switches) and cpu_us.
@@ -72,7 +72,7 @@ pgbench_run() {  # NAME [chrt -b 0]
   wait
 }
 
-bench_run() {  # NAME FIBERS POOL [chrt -b 0]
+bench_run() {  # NAME FIBERS POOL [env VAR=VALUE]
   name=$1 fibers=$2 pool=$3; shift 3
   "$@" "$bench" "$fibers" "$pool" "$seconds" >/dev/null 2>>"$work/stderr" &
   count "$name" "$!"
@@ -85,7 +85,7 @@ for r in $(seq "$rounds"); do
   pgbench_run "pgbench batch" chrt -b 0
   bench_run "plain 32 32" 32 32
   bench_run "pipelined 32 4" 32 4
-  bench_run "pipelined 32 4 batch" 32 4 chrt -b 0
+  bench_run "pipelined 32 4 batch" 32 4 env STALLWATCH_SCHED_BATCH=1
   bench_run "pipelined 128 4" 128 4
 done
 echo "load: $(uptime)"
