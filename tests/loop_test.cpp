@@ -265,7 +265,10 @@ TEST_CASE("a loop with nothing ready sleeps in the kernel and burns no CPU") {
 }
 
 TEST_CASE("Options::sched_batch runs the loop's thread under SCHED_BATCH and puts SCHED_OTHER back") {
-  REQUIRE(sched_getscheduler(0) == SCHED_OTHER);
+  if (sched_getscheduler(0) != SCHED_OTHER) {
+    MESSAGE("the test runs under a policy other than SCHED_OTHER: nothing to switch");
+    return;
+  }
   sw::Options options;
   options.sched_batch = true;
   int inside = -1;
