@@ -22,7 +22,7 @@ using stallwatch::resolve_config;
 const char* const all_variables[] = {
     "STALLWATCH_WATCHDOG",   "STALLWATCH_THRESHOLD_MS", "STALLWATCH_REPORTS_PER_MINUTE", "STALLWATCH_LOG_FORMAT",
     "STALLWATCH_METRICS_ADDR", "STALLWATCH_STRICT",     "STALLWATCH_STACK_KB",           "STALLWATCH_SIGNAL",
-    "STALLWATCH_NOT_APP",
+    "STALLWATCH_NOT_APP",    "STALLWATCH_SCHED_BATCH",
 };
 
 // Clears every STALLWATCH_* variable for the test and again after it (the
@@ -83,6 +83,7 @@ TEST_CASE("defaults match DESIGN.md") {
   CHECK(c.stack_kb == 64);
   CHECK(c.capture_signal == 0);  // auto: chosen when the first loop starts
   CHECK(c.capture_signal_setting.empty());
+  CHECK_FALSE(c.sched_batch);
 }
 
 TEST_CASE("the documented error format") {
@@ -224,6 +225,23 @@ TEST_CASE("STALLWATCH_NOT_APP") {
   CHECK(contains(error_of(o), "Options::not_app = \"lib foo\" is not valid"));
   env.set("STALLWATCH_NOT_APP", "libbar");
   CHECK(resolve_config(o).not_app == std::vector<std::string>{"libbar"});
+}
+
+TEST_CASE("STALLWATCH_SCHED_BATCH") {
+  CleanEnvironment env;
+  Options options;
+  options.sched_batch = true;
+  CHECK(resolve_config(options).sched_batch);
+  env.set("STALLWATCH_SCHED_BATCH", "1");
+  CHECK(resolve_config({}).sched_batch);
+  env.set("STALLWATCH_SCHED_BATCH", "0");
+  CHECK_FALSE(resolve_config(options).sched_batch);
+  for (const char* bad : {"batch", "on", "2", ""}) {
+    CAPTURE(bad);
+    const auto message = env_error(env, "STALLWATCH_SCHED_BATCH", bad);
+    CHECK(contains(message, "STALLWATCH_SCHED_BATCH=\"" + std::string(bad) + "\""));
+    CHECK(contains(message, "expected 1 or 0"));
+  }
 }
 
 TEST_CASE("STALLWATCH_STRICT") {

@@ -1,6 +1,7 @@
 // run, spawn, Task, yield, sleep, cancellation, many fibers.
 #include <doctest/doctest.h>
 
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -261,4 +262,40 @@ TEST_CASE("a loop with nothing ready sleeps in the kernel and burns no CPU") {
   });
   const double cpu_ms = (cpu_after.tv_sec - cpu_before.tv_sec) * 1e3 + (cpu_after.tv_nsec - cpu_before.tv_nsec) / 1e6;
   CHECK(cpu_ms < 30.0);  // a busy-polling loop would burn ~300 ms here
+}
+
+TEST_CASE("Options::sched_batch runs the loop's thread under SCHED_BATCH and puts SCHED_OTHER back") {
+  if (sched_getscheduler(0) != SCHED_OTHER) {
+    MESSAGE("the test runs under a policy other than SCHED_OTHER: nothing to switch");
+    return;
+  }
+  sw::Options options;
+  options.sched_batch = true;
+  int inside = -1;
+  int started_thread = -1;
+  sw::run(options, [&] {
+    inside = sched_getscheduler(0);
+    // A thread the loop's thread starts inherits the policy.
+    std::thread([&] { started_thread = sched_getscheduler(0); }).join();
+  });
+  CHECK(inside == SCHED_BATCH);
+  CHECK(started_thread == SCHED_BATCH);
+  CHECK(sched_getscheduler(0) == SCHED_OTHER);
+
+  // Off by default.
+  sw::run([&] { inside = sched_getscheduler(0); });
+  CHECK(inside == SCHED_OTHER);
+}
+
+TEST_CASE("Options::sched_batch leaves a policy the application chose") {
+  const sched_param none{};
+  std::thread([&] {
+    REQUIRE(sched_setscheduler(0, SCHED_IDLE, &none) == 0);
+    sw::Options options;
+    options.sched_batch = true;
+    int inside = -1;
+    sw::run(options, [&] { inside = sched_getscheduler(0); });
+    CHECK(inside == SCHED_IDLE);
+    CHECK(sched_getscheduler(0) == SCHED_IDLE);
+  }).join();
 }

@@ -12,6 +12,10 @@
 #   stallwatch plain:       one loop, 32 fibers, a pool of 32
 #   stallwatch pipelined:   one loop, 32 fibers, a pool of 4
 #
+# BATCH_ROW=1 adds a fourth run to each round, "batch": the pipelined run with
+# STALLWATCH_SCHED_BATCH=1 (the loop's thread under SCHED_BATCH, an opt-in
+# library setting: not the target's figure, shown beside it).
+#
 # Besides the rate and latency, each run's CPU per query in µs: cpu_us, the
 # client process's (pgbench: all of its run, start-up included; stallwatch:
 # the measured window), and server_us, the server's (the postmaster and its
@@ -62,9 +66,13 @@ n = len(lat)
 print("pgbench   queries %d tps %.0f p50_us %d p99_us %d cpu_us %.1f server_us %.1f" % (
     n, n / seconds, lat[n // 2], lat[min(n - 1, int(n * 0.99))], cpu * 1e6 / n, (s1 - s0) * 1e6 / n))' \
     "$seconds" "$cpu" "$s0" "$s1"
-  for run in "plain 32" "pipelined 4"; do
+  runs='plain:32 pipelined:4'
+  [ "${BATCH_ROW:-0}" = 1 ] && runs="$runs batch:4"
+  for run in $runs; do
     s0=$(server_cpu)
-    out=$("$bench" 32 "${run#* }" "$seconds" 2>>"$work/stderr")
+    batch=0
+    [ "${run%:*}" = batch ] && batch=1
+    out=$(STALLWATCH_SCHED_BATCH=$batch "$bench" 32 "${run#*:}" "$seconds" 2>>"$work/stderr")
     s1=$(server_cpu)
     echo "$out" | python3 -c '
 import sys
@@ -73,7 +81,7 @@ f = sys.stdin.read().split()
 d = dict(zip(f[::2], f[1::2]))
 print("%-9s queries %s tps %s p50_us %s p99_us %s cpu_us %s server_us %.1f" % (
     name, d["queries"], d["tps"], d["p50_us"], d["p99_us"], d["cpu_us"], (s1 - s0) * 1e6 / int(d["all"])))' \
-      "${run% *}" "$s0" "$s1"
+      "${run%:*}" "$s0" "$s1"
   done
 done | tee "$work/runs"
 echo "load: $(uptime)"
@@ -98,4 +106,7 @@ per_cpu = {k: 1e6 / (m["cpu_us"] + m["server_us"]) for k, m in med.items()}
 print(f"queries per CPU-second: pgbench {per_cpu['pgbench']:.0f}, plain {per_cpu['plain']:.0f}"
       f" ({per_cpu['plain'] / per_cpu['pgbench']:.2f}x), pipelined {per_cpu['pipelined']:.0f}"
       f" ({per_cpu['pipelined'] / per_cpu['pgbench']:.2f}x)")
+if "batch" in med:
+    print(f"batch (STALLWATCH_SCHED_BATCH=1, opt-in) / pgbench {med['batch']['tps'] / base:.2f}x,"
+          f" queries per CPU-second {per_cpu['batch']:.0f} ({per_cpu['batch'] / per_cpu['pgbench']:.2f}x)")
 PY

@@ -49,6 +49,16 @@ struct Options {
   // Adds to the defaults (the C/C++ runtimes, the shared libraries under
   // /lib, /usr/lib …, stallwatch, /usr/include/ …).
   std::optional<std::string> not_app;
+  // STALLWATCH_SCHED_BATCH: 0|1. 1: the loop's thread runs under Linux's
+  // SCHED_BATCH while run() runs (when it was SCHED_OTHER; put back after):
+  // woken by I/O, it no longer preempts the thread running on its CPU but
+  // waits for that one's time slice to end. Where the loop trades small
+  // messages with processes on the same CPUs (a local database, a proxy)
+  // that saves a pair of context switches per message; the cost is up to a
+  // time slice (about a millisecond) of wake-up latency while another
+  // program keeps the CPU busy. Threads the loop's thread starts later
+  // inherit the policy. See docs/BENCHMARKS.md (PostgreSQL).
+  std::optional<bool> sched_batch;
 
   // Receives every line of this loop (stall and blocking-call reports,
   // summaries, messages), without a trailing newline; lines that belong to
@@ -73,6 +83,7 @@ struct Config {
   int capture_signal = 0;  // 0: auto, chosen when the first loop starts
   std::string capture_signal_setting;  // where an explicit signal was set: "STALLWATCH_SIGNAL" or "Options::capture_signal"
   std::vector<std::string> not_app;  // module names and /path/prefixes, each validated
+  bool sched_batch = false;
   std::function<void(std::string_view line)> log_sink;
 };
 

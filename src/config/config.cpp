@@ -235,6 +235,7 @@ Config resolve_config(const Options& options) {
   config.log_format = resolve_log_format(options.log_format);
   config.metrics_addr = resolve_metrics_addr(options.metrics_addr);
   config.strict = resolve_switch("STALLWATCH_STRICT", options.strict, "1", "0", false);
+  config.sched_batch = resolve_switch("STALLWATCH_SCHED_BATCH", options.sched_batch, "1", "0", false);
   if (options.stack_kb && *options.stack_kb > static_cast<std::size_t>(max_stack_kb) &&
       !variable("STALLWATCH_STACK_KB")) {
     // Beyond long long's range too, so rejected here rather than narrowed.

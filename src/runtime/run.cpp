@@ -2,6 +2,8 @@
 // the scheduler itself knows nothing of: the emitter (the loop's sink and
 // format), the blocking-call probes (strict mode, STALLWATCH_ALLOW), the
 // metrics endpoint and the watchdog. The loop's thread.
+#include <sched.h>
+
 #include <chrono>
 #include <stdexcept>
 
@@ -47,6 +49,27 @@ class LoopWiring {
   core::LoopRecord& record_;
 };
 
+// Options::sched_batch: the loop's thread under SCHED_BATCH while the loop
+// runs, when it was SCHED_OTHER (a policy the application chose stays).
+// Linux applies a policy per thread; the watchdog's thread, started with the
+// first loop before this, keeps its own.
+class BatchPolicy {
+ public:
+  explicit BatchPolicy(bool wanted) {
+    const sched_param none{};
+    switched_ = wanted && sched_getscheduler(0) == SCHED_OTHER && sched_setscheduler(0, SCHED_BATCH, &none) == 0;
+  }
+  ~BatchPolicy() {
+    const sched_param none{};
+    if (switched_) sched_setscheduler(0, SCHED_OTHER, &none);
+  }
+  BatchPolicy(const BatchPolicy&) = delete;
+  BatchPolicy& operator=(const BatchPolicy&) = delete;
+
+ private:
+  bool switched_ = false;
+};
+
 }  // namespace
 
 namespace detail {
@@ -59,6 +82,7 @@ void run_main(const Options& options, TaskBase* main) {
   blocking::configure(config);  // STALLWATCH_ALLOW; strict-mode probes canary
   core::Loop loop(config);
   const LoopWiring wiring(loop, config);
+  const BatchPolicy policy(config.sched_batch);
   loop.start(main, "main");
   loop.run_until_done(main);
 }
