@@ -4,8 +4,11 @@
 // metrics endpoint and the watchdog. The loop's thread.
 #include <sched.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <stdexcept>
+#include <string>
 
 #include "blocking/blocking_calls.hpp"
 #include "core/loop.hpp"
@@ -52,12 +55,19 @@ class LoopWiring {
 // Options::sched_batch: the loop's thread under SCHED_BATCH while the loop
 // runs, when it was SCHED_OTHER (a policy the application chose stays).
 // Linux applies a policy per thread; the watchdog's thread, started with the
-// first loop before this, keeps its own.
+// first loop before this, keeps its own. A refusal (a seccomp filter, say)
+// is said in the loop's log; the loop runs as before.
 class BatchPolicy {
  public:
-  explicit BatchPolicy(bool wanted) {
+  BatchPolicy(bool wanted, int loop) {
+    if (!wanted || sched_getscheduler(0) != SCHED_OTHER) return;
     const sched_param none{};
-    switched_ = wanted && sched_getscheduler(0) == SCHED_OTHER && sched_setscheduler(0, SCHED_BATCH, &none) == 0;
+    switched_ = sched_setscheduler(0, SCHED_BATCH, &none) == 0;
+    if (!switched_) {
+      emit::message(loop, "sched_batch_refused",
+                    std::string("STALLWATCH_SCHED_BATCH=1: sched_setscheduler(SCHED_BATCH) failed (") +
+                        std::strerror(errno) + "); the loop's thread stays SCHED_OTHER");
+    }
   }
   ~BatchPolicy() {
     const sched_param none{};
@@ -82,7 +92,7 @@ void run_main(const Options& options, TaskBase* main) {
   blocking::configure(config);  // STALLWATCH_ALLOW; strict-mode probes canary
   core::Loop loop(config);
   const LoopWiring wiring(loop, config);
-  const BatchPolicy policy(config.sched_batch);
+  const BatchPolicy policy(config.sched_batch, loop.record().index);
   loop.start(main, "main");
   loop.run_until_done(main);
 }
