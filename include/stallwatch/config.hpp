@@ -55,9 +55,9 @@ struct Options {
   // waits for that one's time slice to end. Where the loop trades small
   // messages with processes on the same CPUs (a local database, a proxy)
   // that saves a pair of context switches per message; the cost is up to a
-  // time slice (about a millisecond) of wake-up latency while another
-  // program keeps the CPU busy. Threads the loop's thread starts later
-  // inherit the policy. See docs/BENCHMARKS.md (PostgreSQL).
+  // scheduler time slice of wake-up latency (a clock tick or more:
+  // milliseconds) while another program keeps the CPU busy. Threads the
+  // loop's thread starts later inherit the policy. See docs/BENCHMARKS.md (PostgreSQL).
   std::optional<bool> sched_batch;
 
   // Receives every line of this loop (stall and blocking-call reports,
