@@ -319,11 +319,11 @@ bctx::transfer_t Loop::release_dead_fiber(bctx::transfer_t from) noexcept {
 // read) and writes the stack below, and with thousands of connections those
 // lines have left the cache since it last ran. Without this the loads come
 // one at a time as it returns frame by frame: at 10,000 keep-alive
-// connections they were a third of the loop's user time (docs/BENCHMARKS.md,
+// connections they were 40% of the loop's user time (docs/BENCHMARKS.md,
 // "HTTP: CPU per request at 10,000 connections"). Fetched: from a few lines
-// below its saved stack pointer up to its control block, at most
-// prefetch_stack_bytes, and the first line of the fiber after it, which the
-// next switch reads. A fiber that yielded ran a moment ago and is left alone,
+// below its saved stack pointer up to the first line of its control block
+// (the line a switch reads), at most prefetch_stack_bytes, and the first
+// line of the fiber after it, which the next switch reads. A fiber that yielded ran a moment ago and is left alone,
 // as is `from` (two fibers taking turns). Only hints: when the queue changes
 // meanwhile (FirstInLine), the fetch is wasted, nothing more.
 [[gnu::always_inline]] inline void Loop::prefetch_after(const Fiber* from) noexcept {
