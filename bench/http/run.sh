@@ -4,7 +4,9 @@
 # and 10,000 keep-alive connections. Each server is pinned to CPU 0 and wrk
 # to CPU 1 with taskset. Prints a Markdown table (also written to
 # $OUT/results.md), with each server's CPU time per request (all its
-# processes and threads), which other load on the machine does not skew.
+# processes and threads), which other load on the machine does not skew, and
+# wrk's: how busy each side kept its core says which one limits the rate
+# (wrk -t1 on one core tops out near 130,000 requests/s whatever it loads).
 #
 # MODE=burst measures a freshly started server taking 10,000 connections at
 # once (a deploy, a failover): each round starts each server anew and runs
@@ -115,17 +117,27 @@ server_cpu_ticks() {
   echo "$total"
 }
 
-# One wrk run; prints "rps|p50|p99|errors|server CPU µs per request".
+# One wrk run; prints "rps|p50|p99|errors|server CPU µs per request|server
+# core busy|wrk CPU µs per request|wrk core busy". The last three say which
+# side limits the rate: each is pinned to a core of its own, so the side
+# whose core is busy all the run is the one the other waits for (a busy
+# share is CPU time over the run's wall time).
 measure() {  # port connections
-  local port=$1 conns=$2 log cpu_before cpu_after
+  local port=$1 conns=$2 log cpu_before cpu_after start end
   log="$out/wrk-$name-$conns-$round.txt"
   cpu_before=$(server_cpu_ticks)
-  taskset -c "$wrk_cpu" wrk -t1 -c"$conns" -d"$duration" --timeout 10s --latency "http://127.0.0.1:$port/" >"$log" 2>&1 || true
+  start=$(date +%s.%N)
+  # bash's `time` gives wrk's own user and system time (taskset execs it).
+  { TIMEFORMAT='%U %S'; time taskset -c "$wrk_cpu" wrk -t1 -c"$conns" -d"$duration" --timeout 10s --latency \
+      "http://127.0.0.1:$port/" >"$log" 2>&1 || true; } 2>"$log.cpu"
+  end=$(date +%s.%N)
   cpu_after=$(server_cpu_ticks)
-  python3 - "$log" "$((cpu_after - cpu_before))" "$(getconf CLK_TCK)" <<'PY'
+  python3 - "$log" "$((cpu_after - cpu_before))" "$(getconf CLK_TCK)" "$start" "$end" "$log.cpu" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 cpu_s = int(sys.argv[2]) / int(sys.argv[3])
+wall_s = float(sys.argv[5]) - float(sys.argv[4])
+wrk_s = sum(float(x) for x in open(sys.argv[6]).read().split()[-2:])
 def latency(p):
     m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)\b" % p, text, re.M)
     if not m:
@@ -142,9 +154,11 @@ m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 if m:
     errors += int(m.group(1))
 done = re.search(r"(\d+) requests in", text)
-cpu_per_request = "%.2f" % (cpu_s * 1e6 / int(done.group(1))) if done and int(done.group(1)) > 0 else "n/a"
-print("%s|%s|%s|%d|%s" % ("%.0f" % float(rps.group(1)) if rps else "n/a", latency(50), latency(99), errors,
-                          cpu_per_request))
+requests = int(done.group(1)) if done else 0
+cpu_per_request = "%.2f" % (cpu_s * 1e6 / requests) if requests > 0 else "n/a"
+wrk_per_request = "%.2f" % (wrk_s * 1e6 / requests) if requests > 0 else "n/a"
+print("%s|%s|%s|%d|%s|%.2f|%s|%.2f" % ("%.0f" % float(rps.group(1)) if rps else "n/a", latency(50), latency(99),
+                                       errors, cpu_per_request, cpu_s / wall_s, wrk_per_request, wrk_s / wall_s))
 PY
 }
 
@@ -307,9 +321,9 @@ measure_steady() {  # name round port
   # Warm up (JITs, caches, accept queue) before measuring.
   taskset -c "$wrk_cpu" wrk -t1 -c100 -d2s "http://127.0.0.1:$3/" >/dev/null 2>&1 || true
   for conns in $connections; do
-    IFS='|' read -r rps p50 p99 errors cpu_us < <(measure "$3" "$conns")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$conns" "$rps" "$p50" "$p99" "$errors" "$cpu_us" |
-      tee -a "$out/raw.tsv"
+    IFS='|' read -r rps p50 p99 errors cpu_us busy wrk_us wrk_busy < <(measure "$3" "$conns")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$conns" "$rps" "$p50" "$p99" "$errors" "$cpu_us" \
+      "$busy" "$wrk_us" "$wrk_busy" | tee -a "$out/raw.tsv"
   done
 }
 each_fresh_server measure_steady
@@ -317,8 +331,9 @@ each_fresh_server measure_steady
 python3 - "$out/raw.tsv" "$servers" "$connections" >"$out/results.md" <<'PY'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-print("| server | connections | requests/s | p50 | p99 | errors | server CPU per request | rounds |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| server | connections | requests/s | p50 | p99 | errors | server CPU per request | rounds "
+      "| server core busy | wrk CPU per request | wrk core busy |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for name in sys.argv[2].split():
     for conns in sys.argv[3].split():
         got = [r for r in rows if r[0] == name and r[1] == conns and "n/a" not in r[2:5]]
@@ -326,9 +341,11 @@ for name in sys.argv[2].split():
             continue
         med = lambda i: statistics.median(float(r[i]) for r in got)
         cpu = [float(r[6]) for r in got if r[6] != "n/a"]
-        print("| %s | %s | %.0f | %.2f ms | %.2f ms | %d | %s | %d |" % (
+        wrk = [float(r[8]) for r in got if r[8] != "n/a"]
+        print("| %s | %s | %.0f | %.2f ms | %.2f ms | %d | %s | %d | %.2f | %s | %.2f |" % (
             name, conns, med(2), med(3), med(4), sum(int(r[5]) for r in got),
-            "%.2f µs" % statistics.median(cpu) if cpu else "n/a", len(got)))
+            "%.2f µs" % statistics.median(cpu) if cpu else "n/a", len(got), med(7),
+            "%.2f µs" % statistics.median(wrk) if wrk else "n/a", med(9)))
 
 # Paired by round: the VM's speed drifts between rounds (and between server
 # processes) by more than the servers differ, so each round's ratio compares
@@ -347,14 +364,16 @@ for other in sys.argv[2].split():
             continue
         rps = [float(a[2]) / float(b[2]) for a, b in pairs]
         p99 = [float(a[4]) / float(b[4]) for a, b in pairs]
-        lines.append("| %s | %s | %.2f | %d of %d | %.2f | %d of %d |" % (
+        cpu = [float(a[6]) / float(b[6]) for a, b in pairs if "n/a" not in (a[6], b[6])]
+        lines.append("| %s | %s | %.2f | %d of %d | %.2f | %d of %d | %s |" % (
             other, conns, statistics.median(rps), sum(x >= 1 for x in rps), len(pairs),
-            statistics.median(p99), sum(x <= 1 for x in p99), len(pairs)))
+            statistics.median(p99), sum(x <= 1 for x in p99), len(pairs),
+            "%.2f" % statistics.median(cpu) if cpu else "n/a"))
 if lines:
     print()
     print("| stallwatch against | connections | requests/s ratio, median of rounds | rounds with at least its requests/s "
-          "| p99 ratio, median of rounds | rounds with p99 no worse |")
-    print("|---|---:|---:|---:|---:|---:|")
+          "| p99 ratio, median of rounds | rounds with p99 no worse | server CPU per request ratio, median of rounds |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     print("\n".join(lines))
 PY
 

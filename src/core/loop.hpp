@@ -131,6 +131,7 @@ class Loop {
   // now: base::coarse_now(), read once per switch.
   void switch_to(Fiber* from, Fiber* to, std::uint64_t now) noexcept;
   void enter_switch(Fiber* from, Fiber* to, std::uint64_t now, bool from_finished) noexcept;
+  void prefetch_after(const Fiber* from) noexcept;
   void begin_slice(Fiber* next, std::uint64_t now) noexcept;
   void end_slice(std::uint64_t now) noexcept;
   void record_lag(Fiber* next, std::uint64_t now) noexcept;
