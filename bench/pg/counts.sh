@@ -20,19 +20,8 @@
 # the client and the server: sendto, recvfrom, epoll_wait, poll, ppoll,
 # setsockopt calls, sched_switch (context switches) and cpu_us.
 set -eu
-build=$(cd "$1" && pwd)
-seconds=${2:-5}
-rounds=${3:-1}
-here=$(cd "$(dirname "$0")" && pwd)
-if [ -z "${PGVERSION:-}" ]; then
-  exec "$here/../../tests/pg_test.sh" "$0" "$build" "$seconds" "$rounds"
-fi
-bench="$build/bench/stallwatch-bench-pg"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export STALLWATCH_METRICS_ADDR=off
-pgbench -i -q -s 1 >/dev/null 2>&1
-postmaster=$(head -1 "$(psql -XAtc 'SHOW data_directory')/postmaster.pid")
+default_seconds=5 default_rounds=1
+. "$(dirname "$0")/setup.sh"
 events=task-clock,sched:sched_switch
 for call in sendto recvfrom epoll_wait poll ppoll setsockopt; do events="$events,syscalls:sys_enter_$call"; done
 

@@ -21,19 +21,8 @@
 # the measured window), and server_us, the server's (the postmaster and its
 # backends, those that ended included, over the whole run).
 set -eu
-build=$(cd "$1" && pwd)
-seconds=${2:-10}
-rounds=${3:-3}
-here=$(cd "$(dirname "$0")" && pwd)
-if [ -z "${PGVERSION:-}" ]; then
-  exec "$here/../../tests/pg_test.sh" "$0" "$build" "$seconds" "$rounds"
-fi
-bench="$build/bench/stallwatch-bench-pg"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export STALLWATCH_METRICS_ADDR=off
-pgbench -i -q -s 1 >/dev/null 2>&1
-postmaster=$(head -1 "$(psql -XAtc 'SHOW data_directory')/postmaster.pid")
+default_seconds=10 default_rounds=3
+. "$(dirname "$0")/setup.sh"
 # CPU seconds of the postmaster and its children, reaped ones included.
 server_cpu() {
   python3 - "$postmaster" <<'PY'
