@@ -6,7 +6,8 @@
 # $OUT/results.md), with each server's CPU time per request (all its
 # processes and threads), which other load on the machine does not skew, and
 # wrk's: how busy each side kept its core says which one limits the rate
-# (wrk -t1 on one core tops out near 130,000 requests/s whatever it loads).
+# (wrk -t1 on one core tops out at 115,000-130,000 requests/s on the 2-core
+# machine of docs/BENCHMARKS.md, whatever it loads).
 #
 # MODE=burst measures a freshly started server taking 10,000 connections at
 # once (a deploy, a failover): each round starts each server anew and runs
