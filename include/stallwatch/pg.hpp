@@ -10,8 +10,9 @@
 //   auto r = db.query(stallwatch::deadline_after(300ms), "SELECT name FROM t WHERE id = $1", 7);
 //   std::string name = r.get<std::string>(0, 0);
 //
-// Parameters go to the server apart from the SQL text (PQsendQueryParams),
-// never spliced into it. Queries from several fibers on one Connection are
+// Parameters go to the server apart from the SQL text (PQsendQueryParams; a
+// statement a connection runs often is prepared there: ConnectOptions), never
+// spliced into it. Queries from several fibers on one Connection are
 // pipelined: the queries a loop turn asked of a connection go out together
 // once the fibers ready in that turn have run (one packet), each in its own
 // implicit transaction (a Sync after each), and each result or error comes
@@ -263,10 +264,33 @@ class STALLWATCH_EXPORT Connection : public detail::QueryOverloads<Connection> {
   std::shared_ptr<detail::ConnectionState> state_;
 };
 
+// How a connection prepares the statements it runs often. A statement (its
+// SQL and its parameters' types) run prepare_threshold times on a connection
+// is prepared there on its next run: the server parses and plans it once, and
+// later runs only bind and execute it (psycopg 3's automatic preparation; the
+// names are psycopg's, and asyncpg, pgx and the JDBC driver prepare by
+// default too). The server then chooses between a plan for the values given
+// and a generic one as it does for any prepared statement (`plan_cache_mode`).
+// A prepared statement that stopped fitting its tables ("cached plan must not
+// change result type") or that the session lost (DISCARD ALL, DEALLOCATE) is
+// dropped and the run is sent again unprepared, once; inside a transaction
+// block the server refuses that run, and the query fails with the first error.
+// Turn it off (std::nullopt) behind a transaction-pooling proxy that does not
+// carry prepared statements from one client to the next.
+struct ConnectOptions {
+  // Unprepared runs before a statement is prepared; 0 prepares it on its first
+  // run; std::nullopt never prepares.
+  std::optional<int> prepare_threshold = 5;
+  // Statements kept prepared on one connection; past it the least recently
+  // run is closed (DEALLOCATE). 0 never prepares.
+  int prepared_max = 100;
+};
+
 // Connects with libpq's conninfo ("host=… dbname=…" or a postgresql:// URI;
 // empty: the PG* environment variables). Throws pg::error naming the host
 // and the reason (refused, authentication …), deadline_exceeded. Loop thread.
-STALLWATCH_EXPORT Connection connect(std::string_view conninfo, Deadline deadline = {});
+// Throws std::invalid_argument when options are out of range.
+STALLWATCH_EXPORT Connection connect(std::string_view conninfo, Deadline deadline = {}, ConnectOptions options = {});
 
 // Up to `size` connections of one loop, made as queries need them. A query
 // goes to the connection with the fewest queries in flight, opening a new one
@@ -275,9 +299,10 @@ STALLWATCH_EXPORT Connection connect(std::string_view conninfo, Deadline deadlin
 // connection that broke is dropped and replaced by the next query that needs
 // one. Each query is its own transaction: for BEGIN … COMMIT use a Connection.
 // Dropping the Pool closes its connections once the queries in flight end.
+// Each connection is opened with options.
 class STALLWATCH_EXPORT Pool : public detail::QueryOverloads<Pool> {
  public:
-  Pool(std::string conninfo, int size, int pipeline_depth = 16);
+  Pool(std::string conninfo, int size, int pipeline_depth = 16, ConnectOptions options = {});
   Pool(Pool&&) noexcept;
   Pool& operator=(Pool&&) noexcept;
   ~Pool();

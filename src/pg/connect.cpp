@@ -16,6 +16,7 @@
 
 #include "core/parking.hpp"
 #include "pg/connection_state.hpp"
+#include "pg/statement_cache.hpp"
 #include "stallwatch/in_thread.hpp"
 #include "stallwatch/io.hpp"
 
@@ -40,7 +41,8 @@ struct ConnCloser {
 
 }  // namespace
 
-Connection connect(std::string_view conninfo, Deadline deadline) {
+Connection connect(std::string_view conninfo, Deadline deadline, ConnectOptions options) {
+  detail::check(options);
   // libpq reads the conninfo as the dbname with expand_dbname: a
   // "key=value" string or a URI is expanded, an empty one takes the PG*
   // environment variables.
@@ -70,7 +72,8 @@ Connection connect(std::string_view conninfo, Deadline deadline) {
     }
   });
   std::string connected = detail::describe(closer.conn);  // the host and port it reached
-  auto state = std::make_shared<detail::ConnectionState>(std::exchange(closer.conn, nullptr), std::move(connected));
+  auto state = std::make_shared<detail::ConnectionState>(std::exchange(closer.conn, nullptr), std::move(connected),
+                                                        options);
   state->start();
   return Connection(std::move(state));
 }

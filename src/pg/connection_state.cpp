@@ -39,6 +39,20 @@ std::uint64_t elapsed_ns(Clock::time_point since) {
 
 void ignore_notice(void*, const PGresult*) {}
 
+std::string_view sqlstate_of(const PGresult* res) {
+  const char* v = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+  return v != nullptr ? v : "";
+}
+
+// The prepared statement a run named is gone from the session (26000: DISCARD
+// ALL, DEALLOCATE), or its cached plan no longer fits its tables (0A000,
+// "cached plan must not change result type"). Either way the server refused
+// the run; in an implicit transaction nothing of it stays.
+bool is_stale_statement(const PGresult* res) {
+  const std::string_view state = sqlstate_of(res);
+  return state == "26000" || state == "0A000";
+}
+
 }  // namespace
 
 std::string one_line(const char* text) {
@@ -81,8 +95,12 @@ void throw_result_error(const PGresult* res, std::string_view sql, const std::st
   throw error(what, std::move(sqlstate), std::move(message), std::move(detail), connection);
 }
 
-ConnectionState::ConnectionState(PGconn* conn, std::string description)
-    : conn_(conn), fd_(PQsocket(conn)), description_(std::move(description)), stats_(&this_loop_pg_stats()) {
+ConnectionState::ConnectionState(PGconn* conn, std::string description, const ConnectOptions& options)
+    : conn_(conn),
+      fd_(PQsocket(conn)),
+      description_(std::move(description)),
+      statements_(options),
+      stats_(&this_loop_pg_stats()) {
   PQsetNoticeReceiver(conn_, &ignore_notice, nullptr);
   if (PQsetnonblocking(conn_, 1) != 0 || PQenterPipelineMode(conn_) != 1) {
     broken_ = true;
@@ -146,13 +164,26 @@ void ConnectionState::send_queued() {
   // corked socket holds the queries back until the last, so the server gets
   // them in one packet and wakes once for all.
   const bool corked = unsent_.size() > 1 && cork(true);
-  while (!unsent_.empty() && !broken_) {
+  bool ok = close_statements();
+  while (ok && !unsent_.empty()) {
     std::shared_ptr<Request> req = std::move(unsent_.front());
     unsent_.pop_front();
     if (req->abandoned) continue;  // its fiber left before it went out
-    if (!send(std::move(req))) break;
+    ok = send(std::move(req)) && close_statements();
   }
   if (corked && !broken_) cork(false);
+}
+
+bool ConnectionState::close_statements() {
+  for (const std::string& name : statements_.take_to_close()) {
+    // Nobody waits for it: a DEALLOCATE the server refuses (in a transaction
+    // already failed) leaves one statement behind on the server, no more.
+    auto req = std::make_shared<Request>();
+    req->sql = "DEALLOCATE " + name;  // the library's own name: nothing to quote
+    req->unprepared = true;
+    if (!send(std::move(req))) return false;
+  }
+  return true;
 }
 
 bool ConnectionState::send(std::shared_ptr<Request> req) {
@@ -162,14 +193,39 @@ bool ConnectionState::send(std::shared_ptr<Request> req) {
     values_.push_back(p.text ? p.text->c_str() : nullptr);
     types_.push_back(p.oid);
   }
-  if (PQsendQueryParams(conn_, req->sql.c_str(), static_cast<int>(values_.size()), types_.data(), values_.data(),
-                        nullptr, nullptr, 0) != 1) {
+  const int n = static_cast<int>(values_.size());
+  StatementCache::Plan plan;
+  if (!req->unprepared) {
+    req->key = statement_key(req->sql, req->params);
+    plan = statements_.plan(req->key);
+  }
+  bool sent = false;
+  if (plan.kind == StatementCache::Plan::unnamed) {
+    sent = PQsendQueryParams(conn_, req->sql.c_str(), n, types_.data(), values_.data(), nullptr, nullptr, 0) == 1;
+  } else {
+    req->statement = std::move(plan.name);
+    if (plan.kind == StatementCache::Plan::prepare_and_run) {
+      req->parsing = PQsendPrepare(conn_, req->statement.c_str(), req->sql.c_str(), n, types_.data()) == 1;
+      // Refused: the cache hears of it as of a Parse the server refused.
+      if (!req->parsing) statements_.parsed(req->key, req->statement, false);
+    }
+    sent = (plan.kind == StatementCache::Plan::run_prepared || req->parsing) &&
+           PQsendQueryPrepared(conn_, req->statement.c_str(), n, values_.data(), nullptr, nullptr, 0) == 1;
+  }
+  if (!sent) {
     // Refused before it went out: this query fails, the connection may not.
     req->failure = one_line(PQerrorMessage(conn_));
-    req->done.set();
-    if (PQstatus(conn_) != CONNECTION_BAD) return true;
-    fail(req->failure);
-    return false;
+    if (PQstatus(conn_) == CONNECTION_BAD) {
+      req->done.set();
+      fail(req->failure);
+      return false;
+    }
+    if (!req->parsing) {
+      req->done.set();
+      return true;
+    }
+    // Its Parse went out: the query waits for the Parse's answer and Sync,
+    // and fails then with this reason.
   }
   pending_.push_back(std::move(req));
   if (PQpipelineSync(conn_) != 1) {
@@ -220,12 +276,34 @@ void ConnectionState::dispatch_results() {
       complete_front();
       continue;
     }
+    learn_from(req, res);
+    if (std::exchange(req.parsing, false) && !is_error(res)) {
+      PQclear(res);  // the Parse's; the run's result comes next
+      continue;
+    }
     // A single statement has one result; keep an error over anything else.
     if (req.result == nullptr || (is_error(res) && !is_error(req.result))) {
       PQclear(std::exchange(req.result, res));
     } else {
       PQclear(res);
     }
+  }
+}
+
+void ConnectionState::learn_from(Request& req, const PGresult* res) {
+  if (req.parsing) {
+    statements_.parsed(req.key, req.statement, !is_error(res));
+    return;
+  }
+  if (!req.statement.empty() && is_stale_statement(res)) {
+    // A cached plan that no longer fits is still on the server: close it.
+    statements_.forget(req.key, req.statement, sqlstate_of(res) == "0A000");
+    write_needed_.set();
+    return;
+  }
+  if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+    const std::string_view tag = PQcmdStatus(const_cast<PGresult*>(res));
+    if (tag == "DISCARD ALL" || tag == "DEALLOCATE ALL") statements_.clear();
   }
 }
 
@@ -293,35 +371,18 @@ Result ConnectionState::query(Deadline deadline, std::string_view sql, std::vect
   // The Connection may be closed and dropped while this fiber waits: the
   // state outlives the wait.
   const std::shared_ptr<ConnectionState> self = shared_from_this();
-  if (broken_) {
-    throw error("stallwatch: pg query \"" + short_sql(sql) + "\" on " + description_ +
-                    " failed: the connection is broken: " + broken_reason_,
-                "", broken_reason_, "", description_);
-  }
   const Clock::time_point started = Clock::now();
-  auto req = std::make_shared<Request>();
-  req->sql = sql;
-  req->params = std::move(params);
-  unsent_.push_back(req);
-  write_needed_.set();
-
-  LoopPgStats& stats = *stats_;
-  try {
-    req->done.wait(deadline);
-  } catch (const deadline_exceeded&) {
-    req->abandoned = true;
-    cancel_front_if_abandoned();
-    stats.queries.add();
-    stats.query_duration.record(elapsed_ns(started));
-    core::throw_operation_deadline_exceeded("pg query \"" + short_sql(sql) + "\" on " + description_,
-                                            deadline.at - started);
-  } catch (const cancelled&) {
-    req->abandoned = true;
-    cancel_front_if_abandoned();
-    core::throw_operation_cancelled("pg query \"" + short_sql(sql) + "\" on " + description_);
+  std::shared_ptr<Request> req = run(deadline, sql, std::move(params), started, false);
+  if (!req->statement.empty() && req->result != nullptr && is_stale_statement(req->result)) {
+    // The statement the cache prepared went stale under this run: the query
+    // is sent again as its SQL, once, as it would have run without the cache.
+    // In a transaction block the server refuses the second run (25P02), and
+    // the first error is the one that tells why.
+    std::shared_ptr<Request> again = run(deadline, sql, std::move(req->params), started, true);
+    if (again->result == nullptr || sqlstate_of(again->result) != "25P02") req = std::move(again);
   }
-  stats.queries.add();
-  stats.query_duration.record(elapsed_ns(started));
+  stats_->queries.add();
+  stats_->query_duration.record(elapsed_ns(started));
   if (!req->failure.empty() && req->result == nullptr) {
     throw error("stallwatch: pg query \"" + short_sql(sql) + "\" on " + description_ + " failed: " + req->failure,
                 "", req->failure, "", description_);
@@ -332,6 +393,36 @@ Result ConnectionState::query(Deadline deadline, std::string_view sql, std::vect
   }
   if (is_error(req->result)) throw_result_error(req->result, sql, description_);
   return Result(std::shared_ptr<pg_result>(std::exchange(req->result, nullptr), &PQclear));
+}
+
+std::shared_ptr<Request> ConnectionState::run(Deadline deadline, std::string_view sql, std::vector<Param> params,
+                                              Clock::time_point started, bool unprepared) {
+  if (broken_) {
+    throw error("stallwatch: pg query \"" + short_sql(sql) + "\" on " + description_ +
+                    " failed: the connection is broken: " + broken_reason_,
+                "", broken_reason_, "", description_);
+  }
+  auto req = std::make_shared<Request>();
+  req->sql = sql;
+  req->params = std::move(params);
+  req->unprepared = unprepared;
+  unsent_.push_back(req);
+  write_needed_.set();
+  try {
+    req->done.wait(deadline);
+  } catch (const deadline_exceeded&) {
+    req->abandoned = true;
+    cancel_front_if_abandoned();
+    stats_->queries.add();
+    stats_->query_duration.record(elapsed_ns(started));
+    core::throw_operation_deadline_exceeded("pg query \"" + short_sql(sql) + "\" on " + description_,
+                                            deadline.at - started);
+  } catch (const cancelled&) {
+    req->abandoned = true;
+    cancel_front_if_abandoned();
+    core::throw_operation_cancelled("pg query \"" + short_sql(sql) + "\" on " + description_);
+  }
+  return req;
 }
 
 }  // namespace stallwatch::inline v1::pg::detail

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "pg/statement_cache.hpp"
 #include "pg/stats.hpp"
 #include "stallwatch/loop.hpp"
 #include "stallwatch/pg.hpp"
@@ -43,6 +44,10 @@ struct Request {
   Event done;
   PGresult* result = nullptr;  // the query's result (its error, if any), owned
   std::string failure;         // set when the connection failed under it
+  std::string key;             // its statement's in the StatementCache
+  std::string statement;       // the prepared statement it runs; empty: unnamed
+  bool parsing = false;        // its statement's Parse went just ahead of it
+  bool unprepared = false;     // sent unnamed, not counted (a retry; a DEALLOCATE)
   bool abandoned = false;      // the fiber left; cancel it on the server
   bool cancel_sent = false;
   ~Request() { PQclear(result); }
@@ -52,7 +57,7 @@ class ConnectionState : public std::enable_shared_from_this<ConnectionState> {
  public:
   // Takes a connected PGconn and puts it in non-blocking pipeline mode
   // (when that fails the state is born broken and every query says why).
-  ConnectionState(PGconn* conn, std::string description);
+  ConnectionState(PGconn* conn, std::string description, const ConnectOptions& options);
   ~ConnectionState();
   ConnectionState(const ConnectionState&) = delete;
   ConnectionState& operator=(const ConnectionState&) = delete;
@@ -77,8 +82,15 @@ class ConnectionState : public std::enable_shared_from_this<ConnectionState> {
   void write_loop();
   // Sends the queued queries, corked into one packet when there are several.
   void send_queued();
-  // Sends one query and its Sync. False once the connection failed.
+  // Sends one query and its Sync: unnamed, prepared first, or as the
+  // statement prepared before, as the StatementCache says. False once the
+  // connection failed.
   bool send(std::shared_ptr<Request> req);
+  // Sends a DEALLOCATE for each statement the cache let go of.
+  bool close_statements();
+  // Queues a query and parks until its result, deadline or cancel.
+  std::shared_ptr<Request> run(Deadline deadline, std::string_view sql, std::vector<Param> params,
+                               Clock::time_point started, bool unprepared);
   // TCP_CORK on or off; false where the socket has no such option (a Unix
   // socket), which is then not asked again.
   bool cork(bool on);
@@ -86,6 +98,9 @@ class ConnectionState : public std::enable_shared_from_this<ConnectionState> {
   // False once the connection failed.
   bool consume();
   void dispatch_results();
+  // What a query's result tells the StatementCache: its Parse taken or
+  // refused, its statement gone stale, every statement discarded.
+  void learn_from(Request& req, const PGresult* res);
   void take_notifications();
   // The connection is gone: every query in flight fails with reason.
   void fail(const std::string& reason);
@@ -101,6 +116,7 @@ class ConnectionState : public std::enable_shared_from_this<ConnectionState> {
   bool corkable_ = true;
   std::deque<std::shared_ptr<Request>> unsent_;   // queued for the writer
   std::deque<std::shared_ptr<Request>> pending_;  // sent, in the server's order
+  StatementCache statements_;
   std::vector<const char*> values_;  // PQsendQueryParams' arrays, reused
   std::vector<Oid> types_;
   Channel<Notification> notifications_{4096};

@@ -8,6 +8,7 @@
 
 #include "core/parking.hpp"
 #include "pg/connection_state.hpp"
+#include "pg/statement_cache.hpp"
 #include "pg/stats.hpp"
 #include "stallwatch/pg.hpp"
 
@@ -17,11 +18,14 @@ namespace detail {
 
 class PoolState : public std::enable_shared_from_this<PoolState> {
  public:
-  PoolState(std::string conninfo, int size, int depth)
+  PoolState(std::string conninfo, int size, int depth, ConnectOptions options)
       : conninfo_(std::move(conninfo)),
+        options_(std::move(options)),
         max_(size < 1 ? 1 : size),
         slots_(static_cast<std::size_t>(max_) * static_cast<std::size_t>(depth < 1 ? 1 : depth)),
-        stats_(&this_loop_pg_stats()) {}
+        stats_(&this_loop_pg_stats()) {
+    check(options_);
+  }
 
   ~PoolState() {
     for (auto& open : open_) {
@@ -102,7 +106,7 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
         pool.changed();  // whether it opened or failed
       }
     } opened{*this};
-    open_.push_back(std::make_unique<Open>(Open{connect(conninfo_, deadline)}));
+    open_.push_back(std::make_unique<Open>(Open{connect(conninfo_, deadline, options_)}));
     stats_->add_pool_size(1);
     return open_.back().get();
   }
@@ -130,6 +134,7 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
   }
 
   std::string conninfo_;
+  ConnectOptions options_;
   int max_;
   Semaphore slots_;  // max_ × pipeline depth queries at once
   Event changed_;  // a connection opened, failed to open, or left
@@ -141,8 +146,8 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
 
 }  // namespace detail
 
-Pool::Pool(std::string conninfo, int size, int pipeline_depth)
-    : state_(std::make_shared<detail::PoolState>(std::move(conninfo), size, pipeline_depth)) {}
+Pool::Pool(std::string conninfo, int size, int pipeline_depth, ConnectOptions options)
+    : state_(std::make_shared<detail::PoolState>(std::move(conninfo), size, pipeline_depth, std::move(options))) {}
 Pool::Pool(Pool&&) noexcept = default;
 Pool& Pool::operator=(Pool&&) noexcept = default;
 Pool::~Pool() = default;
