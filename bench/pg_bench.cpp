@@ -3,7 +3,10 @@
 // through one pg::Pool of POOL connections, for SECONDS after one second of
 // warm-up. bench/pg/run.sh runs it against pgbench on the same server.
 //
-//   stallwatch-bench-pg FIBERS POOL SECONDS [ACCOUNTS]
+//   stallwatch-bench-pg FIBERS POOL SECONDS [ACCOUNTS [PREPARE]]
+//
+// PREPARE: auto (the default ConnectOptions: the query is prepared on each
+// connection after 5 runs) or never.
 //
 // Prints one line: queries, queries per second, latency p50 and p99 (µs),
 // the process's CPU time (user + system) per query in the measured window
@@ -39,15 +42,22 @@ double process_cpu_us() {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: %s FIBERS POOL SECONDS [ACCOUNTS]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s FIBERS POOL SECONDS [ACCOUNTS [PREPARE]]\n", argv[0]);
     return 2;
   }
+  const std::string prepare = argc > 5 ? argv[5] : "auto";
+  if (prepare != "auto" && prepare != "never") {
+    std::fprintf(stderr, "%s: PREPARE is \"%s\"; accepted: auto, never\n", argv[0], prepare.c_str());
+    return 2;
+  }
+  pg::ConnectOptions options;
+  if (prepare == "never") options.prepare_threshold = std::nullopt;
   const int fibers = std::atoi(argv[1]);
   const int pool_size = std::atoi(argv[2]);
   const int seconds = std::atoi(argv[3]);
   const int accounts = argc > 4 ? std::atoi(argv[4]) : 100000;
   return sw::run([&] {
-    pg::Pool pool("", pool_size, 64);
+    pg::Pool pool("", pool_size, 64, options);
     std::vector<std::vector<std::uint32_t>> latencies_us(static_cast<std::size_t>(fibers));
     std::size_t answered = 0;
     const Clock::time_point measure_from = Clock::now() + std::chrono::seconds(1);

@@ -13,7 +13,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <map>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -544,5 +546,172 @@ TEST_CASE("a pool dropped while its queries wait lives until they end") {
     sw::sleep_for(50ms);
     pool.reset();
     for (int i = 0; i < 3; ++i) CHECK(fibers[static_cast<std::size_t>(i)].join(sw::deadline_after(10s)) == i);
+  });
+}
+
+namespace {
+
+// The statements the library prepared on db's session: their SQL and how
+// often each ran by name (pg_prepared_statements counts each execution's
+// plan, custom or generic).
+std::map<std::string, std::int64_t> prepared_on(pg::Connection& db) {
+  std::map<std::string, std::int64_t> runs;
+  auto r = db.query("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements"
+                    " WHERE name LIKE 'stallwatch\\_%'");
+  for (int i = 0; i < r.size(); ++i) runs[r.get<std::string>(i, 0)] = r.get<std::int64_t>(i, 1);
+  return runs;
+}
+
+pg::ConnectOptions prepare_after(std::optional<int> threshold, int max = 100) {
+  pg::ConnectOptions options;
+  options.prepare_threshold = threshold;
+  options.prepared_max = max;
+  return options;
+}
+
+}  // namespace
+
+TEST_CASE("a statement run prepare_threshold times is prepared on its connection, and later runs use it") {
+  on_loop([] {
+    const std::string sql = "SELECT $1::int * 2";
+    auto db = pg::connect("", {}, prepare_after(2));
+    for (int i = 1; i <= 2; ++i) CHECK(db.query(sql, i).get<int>(0, 0) == 2 * i);
+    CHECK(prepared_on(db).count(sql) == 0);
+    for (int i = 3; i <= 6; ++i) CHECK(db.query(sql, i).get<int>(0, 0) == 2 * i);
+    // Prepared on its third run, which ran by name with the three after it.
+    CHECK(prepared_on(db)[sql] == 4);
+    // Another parameter type is another statement.
+    CHECK(db.query(sql, std::int64_t{5}).get<int>(0, 0) == 10);
+    CHECK(prepared_on(db)[sql] == 4);
+
+    // The default prepares on the sixth run.
+    auto by_default = pg::connect("");
+    for (int i = 1; i <= 5; ++i) by_default.query(sql, i);
+    CHECK(prepared_on(by_default).count(sql) == 0);
+    by_default.query(sql, 6);
+    CHECK(prepared_on(by_default)[sql] == 1);
+  });
+}
+
+TEST_CASE("prepare_threshold nullopt or prepared_max 0 never prepare; bad options are refused by name") {
+  on_loop([] {
+    for (const auto& options : {prepare_after(std::nullopt), prepare_after(0, 0)}) {
+      auto db = pg::connect("", {}, options);
+      for (int i = 0; i < 10; ++i) CHECK(db.query("SELECT $1::int + 1", i).get<int>(0, 0) == i + 1);
+      CHECK(prepared_on(db).empty());
+    }
+    try {
+      pg::connect("", {}, prepare_after(-1));
+      FAIL("a negative threshold was taken");
+    } catch (const std::invalid_argument& e) {
+      CHECK(contains(e.what(), "prepare_threshold is -1"));
+      CHECK(contains(e.what(), "std::nullopt"));
+    }
+    CHECK_THROWS_WITH_AS(pg::Pool("", 2, 16, prepare_after(5, -3)), doctest::Contains("prepared_max is -3"),
+                         std::invalid_argument);
+  });
+}
+
+TEST_CASE("past prepared_max the least recently run statement is closed on the server") {
+  on_loop([] {
+    auto db = pg::connect("", {}, prepare_after(0, 2));
+    CHECK(db.query("SELECT 1 AS a").get<int>(0, 0) == 1);
+    CHECK(db.query("SELECT 2 AS b").get<int>(0, 0) == 2);
+    CHECK(db.query("SELECT 1 AS a").get<int>(0, 0) == 1);  // b is now the least recently run
+    CHECK(db.query("SELECT 3 AS c").get<int>(0, 0) == 3);
+    const auto prepared = prepared_on(db);
+    CHECK(prepared.count("SELECT 1 AS a") == 1);
+    CHECK(prepared.count("SELECT 2 AS b") == 0);
+    CHECK(prepared.count("SELECT 3 AS c") == 1);
+    // b runs again, prepared anew, and gives the same answer.
+    CHECK(db.query("SELECT 2 AS b").get<int>(0, 0) == 2);
+  });
+}
+
+TEST_CASE("a Parse the server refuses fails its query alone and is tried again on the next run") {
+  on_loop([] {
+    auto db = pg::connect("", {}, prepare_after(0));
+    for (int i = 0; i < 2; ++i) {
+      try {
+        db.query("SELECT * FROM made_later");
+        FAIL("a missing table passed");
+      } catch (const pg::error& e) {
+        CHECK(e.sqlstate() == "42P01");
+        CHECK(contains(e.what(), "made_later"));
+      }
+    }
+    CHECK(prepared_on(db).count("SELECT * FROM made_later") == 0);
+    db.query("CREATE TEMP TABLE made_later (x int)");
+    db.query("INSERT INTO made_later VALUES (42)");
+    CHECK(db.query("SELECT * FROM made_later").get<int>(0, 0) == 42);
+    CHECK(db.query("SELECT * FROM made_later").get<int>(0, 0) == 42);
+    CHECK(prepared_on(db)["SELECT * FROM made_later"] == 2);
+  });
+}
+
+TEST_CASE("a statement prepared while its runs are pipelined: every run answered, prepared once") {
+  on_loop([] {
+    const std::string sql = "SELECT $1::int + 1000";
+    auto db = pg::connect("", {}, prepare_after(0));
+    std::vector<sw::Task<int>> fibers;
+    for (int i = 0; i < 40; ++i) fibers.push_back(sw::spawn([&, i] { return db.query(sql, i).get<int>(0, 0); }));
+    for (int i = 0; i < 40; ++i) CHECK(fibers[static_cast<std::size_t>(i)].join() == i + 1000);
+    CHECK(db.query(sql, 1).get<int>(0, 0) == 1001);
+    const auto prepared = prepared_on(db);
+    CHECK(prepared.count(sql) == 1);
+    CHECK(prepared.at(sql) >= 1);  // the last run at least went by name
+  });
+}
+
+TEST_CASE("DISCARD ALL and DEALLOCATE ALL: runs sent behind them are sent again as SQL and answered") {
+  on_loop([] {
+    const std::string sql = "SELECT $1::text || '!'";
+    auto db = pg::connect("", {}, prepare_after(0));
+    for (const char* discard : {"DISCARD ALL", "DEALLOCATE ALL"}) {
+      CAPTURE(discard);
+      CHECK(db.query(sql, "a").get<std::string>(0, 0) == "a!");
+      CHECK(prepared_on(db).count(sql) == 1);
+      // Both go out in one turn: the run by name reaches the server after
+      // the statement is gone (26000), and is sent again unprepared.
+      auto discarding = sw::spawn([&] { db.query(discard); });
+      auto running = sw::spawn([&] { return db.query(sql, "b").get<std::string>(0, 0); });
+      discarding.join();
+      CHECK(running.join() == "b!");
+      CHECK(db.query(sql, "c").get<std::string>(0, 0) == "c!");
+      CHECK(prepared_on(db).count(sql) == 1);  // prepared anew
+      // Once its answer is in, the library knows the names are gone: the next
+      // run prepares anew and runs by name, not sent to a name the server
+      // dropped (which would run once more as SQL and leave none prepared).
+      db.query(discard);
+      CHECK(db.query(sql, "d").get<std::string>(0, 0) == "d!");
+      CHECK(prepared_on(db)[sql] == 1);
+    }
+  });
+}
+
+TEST_CASE("a prepared SELECT * whose table changed runs again as SQL; inside a transaction its error stands") {
+  on_loop([] {
+    auto db = pg::connect("", {}, prepare_after(0));
+    db.query("CREATE TEMP TABLE grows (a int)");
+    db.query("INSERT INTO grows VALUES (1)");
+    CHECK(db.query("SELECT * FROM grows").columns() == 1);
+    db.query("ALTER TABLE grows ADD COLUMN b int DEFAULT 7");
+    // "cached plan must not change result type" (0A000) on the server: the
+    // run is sent again as its SQL and answers as the table is now.
+    auto r = db.query("SELECT * FROM grows");
+    CHECK(r.columns() == 2);
+    CHECK(r.get<int>(0, 1) == 7);
+    CHECK(db.query("SELECT * FROM grows").columns() == 2);  // prepared anew
+
+    db.query("BEGIN");
+    db.query("ALTER TABLE grows ADD COLUMN c int");
+    try {
+      db.query("SELECT * FROM grows");
+      FAIL("a stale plan inside a transaction passed");
+    } catch (const pg::error& e) {
+      CHECK(e.sqlstate() == "0A000");  // not the second run's 25P02
+    }
+    db.query("ROLLBACK");
+    CHECK(db.query("SELECT * FROM grows").columns() == 2);
   });
 }

@@ -6,7 +6,9 @@
 // loop (libpq is never entered across a park):
 //   - a querying fiber queues a Request, wakes the writer and parks on it;
 //   - the writer fiber sends the queued queries, each with a Sync
-//     (PQsendQueryParams, PQpipelineSync), once the fibers made ready before
+//     (PQsendQueryParams, or PQsendPrepare and PQsendQueryPrepared for a
+//     statement the StatementCache prepares; PQpipelineSync), and the
+//     DEALLOCATEs of the statements it let go, once the fibers made ready before
 //     it have queued theirs: one packet for all the queries a loop turn asked
 //     of the connection, not one each (libpq 15's PQpipelineSync sends at
 //     once; the socket is corked while they are written). Then it flushes
