@@ -73,7 +73,9 @@ class Loop {
   STALLWATCH_EXPORT WakeReason park(std::uint64_t deadline_ns, bool cancellable = true);
   // Makes a parked fiber ready. measure_lag: stamp it for the loop-lag histogram.
   STALLWATCH_EXPORT void make_ready(Fiber* fiber, WakeReason why, bool measure_lag = false) noexcept;
-  // Lets every other ready fiber run once.
+  // Lets every other ready fiber run once. A run of yields with no other
+  // fiber ready ends, like a run of switches, after a budget of them or at a
+  // coarse clock tick, when the scheduler takes a pass (timers, I/O).
   STALLWATCH_EXPORT void yield();
   // Parks the running fiber for one round of the loop: until the loop polls
   // its descriptors after the other fibers have run a direct run's worth of
