@@ -491,6 +491,13 @@ void Loop::yield() {
   switch_to(self, next, now);
 }
 
+void Loop::yield_to_scheduler() {
+  Fiber* self = running_;
+  throw_if_cancel_requested(self, "yield");
+  push_ready(self);
+  switch_to(self, &scheduler_, base::coarse_now());
+}
+
 // ---- the scheduler ----
 
 void Loop::run_until_done(detail::TaskBase* main) {
