@@ -15,8 +15,11 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <mutex>
 #include <cstdio>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <prometheus/collectable.h>
@@ -273,6 +276,50 @@ TEST_CASE("a body streamed faster than on_body takes it, while a 5 ms ticker is 
   SUBCASE("256 MiB, 50 us a chunk") { said = stream_beside_a_ticker(server, 256u << 20, 50us); }
   SUBCASE("8 MiB, 1 ms a chunk") { said = stream_beside_a_ticker(server, 8u << 20, 1ms); }
   MESSAGE(said);
+}
+
+TEST_CASE("an on_body call longer than the threshold is a stall of \"curl multi\" reported at on_body's line") {
+  if (std::getenv("STALLWATCH_THRESHOLD_MS") != nullptr || std::getenv("STALLWATCH_STRICT") != nullptr) {
+    MESSAGE("skipped: the environment sets the threshold or strict mode");
+    return;
+  }
+  HttpServer server;
+  std::mutex mutex;
+  std::vector<std::string> lines;
+  stallwatch::Options options;
+  options.log_sink = [&](std::string_view line) {
+    std::lock_guard lock(mutex);
+    lines.emplace_back(line);
+  };
+  int slow_line = 0;
+  std::string head;
+  stallwatch::run(options, [&] {
+    bool slowed = false;
+    http::Request request;
+    request.url = server.url("/bytes/1048576");
+    request.deadline = stallwatch::deadline_after(30s);
+    request.on_body = [&](std::string_view) {
+      if (std::exchange(slowed, true)) return;
+      const auto until = Clock::now() + 150ms;
+      slow_line = __LINE__ + 1;
+      while (Clock::now() < until) {
+      }
+    };
+    CHECK(http::fetch(request).status == 200);
+    // The report is written off the loop, after the watchdog's sample.
+    for (int i = 0; i < 500 && head.empty(); ++i) {
+      stallwatch::sleep_for(10ms);
+      std::lock_guard lock(mutex);
+      for (const std::string& line : lines) {
+        if (line.rfind("stallwatch: stall loop=", 0) == 0) head = line;
+      }
+    }
+  });
+  INFO(head);
+  CHECK(head.find("\"curl multi\"") != std::string::npos);
+  // The culprit, the head line's first frame of the application's own code,
+  // is the line of on_body that took the time, not the driver or libcurl.
+  CHECK(head.find("curl_test.cpp:" + std::to_string(slow_line)) != std::string::npos);
 }
 
 TEST_CASE("a deadline on a server that never answers names the URL; the loop's next request works") {
