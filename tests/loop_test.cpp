@@ -92,6 +92,29 @@ TEST_CASE("yield interleaves ready fibers in FIFO order") {
   CHECK(order == std::vector<int>{1, 2, 1, 2, 1, 2});
 }
 
+TEST_CASE("a fiber that yields with no other fiber ready still lets a due timer fire") {
+  // Each yield returned at once, without the scheduler's pass: the timer
+  // waited as long as the yielding went on, one slice for the watchdog.
+  sw::run([] {
+    bool rang = false;
+    auto timer = sw::spawn([&] {
+      sw::sleep_for(1ms);
+      rang = true;
+    }, "timer");
+    sw::yield();  // the timer fiber starts and parks
+    const auto due = std::chrono::steady_clock::now() + 1ms;
+    const auto give_up = due + 2s;
+    long yields_after_due = 0;
+    while (!rang && std::chrono::steady_clock::now() < give_up) {
+      if (std::chrono::steady_clock::now() > due) ++yields_after_due;
+      sw::yield();
+    }
+    CHECK(rang);
+    CHECK(yields_after_due < 1000);  // a run of direct switches is 64
+    timer.join();
+  });
+}
+
 TEST_CASE("sleep_for parks without blocking the loop and wakes in deadline order") {
   std::vector<int> woke;
   const auto start = std::chrono::steady_clock::now();

@@ -27,6 +27,12 @@
 // Deadline rather than CURLOPT_TIMEOUT: curl counts time spent queued behind
 // the connection limits in CURLOPT_TIMEOUT, and the Deadline is simply a time
 // at which the call gives up.
+//
+// Callbacks (CURLOPT_WRITEFUNCTION …) run on the loop, in the fiber "curl
+// multi" that drives the loop's transfers. The driver lets the loop take a
+// pass between rounds of some 2 ms, but one socket action can read up to
+// 100 buffers (1.6 MiB at the default 16 KiB) from a busy socket and hand
+// each to the write callback: its time, times 100, is one slice of the loop.
 #pragma once
 
 #include <curl/curl.h>

@@ -68,7 +68,11 @@ struct Request {
   // Response::body stays empty: memory stays flat however large the body.
   // Runs on the loop, inside libcurl: it must not park (no sleep, no channel
   // send that could wait). An exception it throws ends the request and is
-  // rethrown by fetch().
+  // rethrown by fetch(). A body that comes faster than on_body takes it is
+  // paused after some 2 ms of the loop's time and resumed after the loop's
+  // other work: a slow on_body slows its transfer, not the loop. A single
+  // call longer than the stall threshold is a stall of fiber "curl multi",
+  // reported at on_body's own line.
   std::function<void(std::string_view chunk)> on_body;
 };
 

@@ -168,6 +168,8 @@ auto run(F&& fn) -> detail::task_result_t<F> {
 }
 
 // Lets every other ready fiber run once, then returns. A cancellation point.
+// With no other fiber ready it returns at once, but a run of yields still
+// gives the loop its turn (due timers, I/O) as a run of switches does.
 STALLWATCH_EXPORT void yield();
 
 // Parks the calling fiber; the loop runs others meanwhile. Cancellation points.

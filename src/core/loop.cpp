@@ -471,13 +471,16 @@ void Loop::yield() {
   Fiber* self = running_;
   throw_if_cancel_requested(self, "yield");
   Fiber* next = ready_head_;
-  if (next == nullptr) return;
   const std::uint64_t now = base::coarse_now();
-  self->next_ready = nullptr;
   if (direct_budget_ > 0 && now == pass_coarse_ns_) [[likely]] {
+    --direct_budget_;
+    // Alone, self keeps running; the budget and the clock still send a run
+    // of such yields through the scheduler (timers, I/O), as they do a run
+    // of switches.
+    if (next == nullptr) return;
     // The queue is not empty, so self goes behind its tail and the head comes
     // off without a branch; the count stays the same.
-    --direct_budget_;
+    self->next_ready = nullptr;
     ready_tail_->next_ready = self;
     ready_tail_ = self;
     ready_head_ = next->next_ready;
@@ -486,6 +489,13 @@ void Loop::yield() {
     next = &scheduler_;
   }
   switch_to(self, next, now);
+}
+
+void Loop::yield_to_scheduler() {
+  Fiber* self = running_;
+  throw_if_cancel_requested(self, "yield");
+  push_ready(self);
+  switch_to(self, &scheduler_, base::coarse_now());
 }
 
 // ---- the scheduler ----

@@ -73,8 +73,15 @@ class Loop {
   STALLWATCH_EXPORT WakeReason park(std::uint64_t deadline_ns, bool cancellable = true);
   // Makes a parked fiber ready. measure_lag: stamp it for the loop-lag histogram.
   STALLWATCH_EXPORT void make_ready(Fiber* fiber, WakeReason why, bool measure_lag = false) noexcept;
-  // Lets every other ready fiber run once.
+  // Lets every other ready fiber run once. A run of yields with no other
+  // fiber ready ends, like a run of switches, after a budget of them or at a
+  // coarse clock tick, when the scheduler takes a pass (timers, I/O).
   STALLWATCH_EXPORT void yield();
+  // Like yield(), but the scheduler takes a pass first (due timers, remote
+  // wake-ups, I/O at its usual interval), even when no other fiber is ready:
+  // for a fiber whose turns are long (the curl driver's socket actions),
+  // so that timers and I/O never wait behind a run of them.
+  STALLWATCH_EXPORT void yield_to_scheduler();
   // Parks the running fiber for one round of the loop: until the loop polls
   // its descriptors after the other fibers have run a direct run's worth of
   // slices (or run out), then runs it first (FirstInLine). So a fiber that

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
 namespace stallwatch::core {
 class Loop;
@@ -64,11 +65,16 @@ class Multi : public std::enable_shared_from_this<Multi> {
   void set_max_host_connections(long n);
   ClientStats& stats() noexcept { return *stats_; }
 
+  // See curl_adapter::pause_if_round_spent.
+  bool pause_if_round_spent(CURL* easy) noexcept;
+
  private:
   static int on_socket(CURL* easy, curl_socket_t fd, int what, void* self, void* socketp) noexcept;
   static int on_timer(CURLM* multi, long timeout_ms, void* self) noexcept;
 
   void drive();
+  void resume_paused();
+  void forget_paused(CURL* easy) noexcept;
   void act(curl_socket_t fd, int events);
   void finish_done_transfers();
   void wake_driver() noexcept;
@@ -79,9 +85,20 @@ class Multi : public std::enable_shared_from_this<Multi> {
   int epoll_fd_ = -1;
   ClientStats* stats_ = nullptr;
   std::uint64_t timer_due_ns_ = 0;  // 0: no timer
+  std::uint64_t round_started_ns_ = 0;  // 0: the driver is between rounds
+  std::vector<CURL*> paused_;  // by pause_if_round_spent, resumed next round
   core::Fiber* driver_ = nullptr;   // set while the driver is parked
   std::unordered_map<CURL*, Transfer*> transfers_;
 };
+
+// For a write callback (CURLOPT_WRITEFUNCTION) of a transfer on this
+// thread's Multi: true once the driver's round has run past its budget.
+// The callback must then return CURL_WRITEFUNC_PAUSE, taking nothing of the
+// data (curl keeps it and hands it over again); the transfer is resumed at
+// the driver's next round, after the loop has taken a pass. So a transfer
+// whose socket never runs dry holds the loop for one round, however slow the
+// callback is per byte. Loop thread, inside curl.
+bool pause_if_round_spent(CURL* easy) noexcept;
 
 // curl_global_init, once per process, on the offload pool: it reads
 // OpenSSL's configuration file. Before the first multi or easy handle a loop

@@ -184,6 +184,7 @@ thread_local HostCache host_cache;
 // (callbacks run inside libcurl, which must not be unwound through).
 struct Exchange {
   const Request* request = nullptr;
+  CURL* easy = nullptr;
   Response response;
   std::exception_ptr failure;
   std::string ca_text;
@@ -221,6 +222,7 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* use
 std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user) noexcept {
   auto* x = static_cast<Exchange*>(user);
   const std::size_t n = size * count;
+  if (curl_adapter::pause_if_round_spent(x->easy)) return CURL_WRITEFUNC_PAUSE;
   try {
     if (x->request->on_body) x->request->on_body(std::string_view(data, n));
     else x->response.body.append(data, n);
@@ -308,6 +310,7 @@ Response fetch(const Request& request) {
                                              ": curl_easy_init failed", CURLE_OUT_OF_MEMORY);
   Exchange exchange;
   exchange.request = &request;
+  exchange.easy = lease.easy;
   SlistFree headers;
   char error_text[CURL_ERROR_SIZE] = {};
   configure(lease.easy, request, exchange, headers.list, error_text);
