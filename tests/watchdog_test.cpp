@@ -616,27 +616,33 @@ TEST_CASE("time before a loop is watched is never a stall: an old stamp on its r
 TEST_CASE("a slice the watchdog first sees past T (it was kept from ticking) is classified over an interval of its own") {
   Lines lines;
   const stallwatch::Config config = sw::resolve_config(lines.options(50));
-  stallwatch::core::LoopRecord& record = stallwatch::core::claim_loop_record();
-  stallwatch::emit::attach_loop(record.index, config);
-  record.slice.idle.store(true);
-  stallwatch::watchdog::loop_started(record, config);
-  std::this_thread::sleep_for(20ms);
-  {
-    // Each tick takes this lock: the watchdog first sees the slice 100 ms old,
-    // as when the machine gave it no CPU for that long. This thread sleeps
-    // throughout; a classification over no time at all called it on-cpu.
-    std::lock_guard no_ticks(stallwatch::watchdog::state().mutex);
-    record.slice.start_ns.store(now_ns());
-    record.slice.seq.fetch_add(1);
-    record.slice.idle.store(false);
-    std::this_thread::sleep_for(100ms);
-  }
-  std::this_thread::sleep_for(300ms);
-  record.slice.idle.store(true);
-  std::this_thread::sleep_for(20ms);
-  stallwatch::watchdog::loop_stopped(record);
-  stallwatch::emit::detach_loop(record.index);
-  stallwatch::core::release_loop_record(record);
+  // A thread of its own: no fiber of an earlier loop is left in its thread state.
+  std::thread([&] {
+    stallwatch::core::LoopRecord& record = stallwatch::core::claim_loop_record();
+    stallwatch::emit::attach_loop(record.index, config);
+    record.slice.fiber.store(nullptr);  // an earlier loop's, gone
+    record.slice.fiber_id.store(0);
+    record.slice.idle.store(true);
+    stallwatch::watchdog::loop_started(record, config);
+    std::this_thread::sleep_for(20ms);
+    {
+      // Each tick takes this lock: the watchdog first sees the slice 100 ms
+      // old, as when the machine gave it no CPU for that long. This thread
+      // sleeps throughout; a classification over no time at all called it
+      // on-cpu.
+      std::lock_guard no_ticks(stallwatch::watchdog::state().mutex);
+      record.slice.start_ns.store(now_ns());
+      record.slice.seq.fetch_add(1);
+      record.slice.idle.store(false);
+      std::this_thread::sleep_for(100ms);
+    }
+    std::this_thread::sleep_for(300ms);
+    record.slice.idle.store(true);
+    std::this_thread::sleep_for(20ms);
+    stallwatch::watchdog::loop_stopped(record);
+    stallwatch::emit::detach_loop(record.index);
+    stallwatch::core::release_loop_record(record);
+  }).join();
   INFO(lines.all());
   CHECK(lines.count_containing("stallwatch: stall loop=") >= 2);
   CHECK(lines.count_containing(" on-cpu for ") == 0);
