@@ -429,11 +429,18 @@ TEST_CASE("a fork does not wait for a busy symbolizer, and the child still names
     busy.join();
   };
   const char answer = ask_forked_child(hold_symbolizer, release_symbolizer, [] {
-    cpu_burn(200, nullptr);
-    // The child's fresh symbolizer reads the test's debug info first.
-    const auto named = [] { return sw::last_stall_report().find("cpu_burn(int,") != std::string::npos; };
-    for (int waited_ms = 0; waited_ms < 30'000 && !named(); waited_ms += 10) std::this_thread::sleep_for(10ms);
-    return named();
+    // One stall, burning until it is named (30 s at most): the child's new
+    // watchdog thread waits for a CPU before its first sample (under ASan at
+    // load 15 a 200 ms burn had ended first, 2 runs in 12, and the samples
+    // after it named the wait below), and its fresh symbolizer reads the
+    // test's debug info first. Its answer is the report seen: a later sample
+    // (one the thread did not answer in time) replaces it.
+    bool named = false;
+    for (int burnt_ms = 0; burnt_ms < 30'000 && !named; burnt_ms += 200) {
+      cpu_burn(200, nullptr);
+      named = sw::last_stall_report().find("cpu_burn(int,") != std::string::npos;
+    }
+    return named;
   });
   CHECK(answer == 'y');
   MESSAGE("fork() with the symbolizer held took " << fork_ms << " ms");
