@@ -208,6 +208,20 @@ void look_again_if_runnable(const WatchedLoop& w, std::uint64_t wall_ns, Syscall
   }
 }
 
+// The interval a sample classifies over, from the tick that first saw the
+// slice. A slice first seen on this very tick (the watchdog itself was kept
+// from ticking for most of T, as on a loaded machine) has none yet: 0 ns of
+// wall time made a thread that got no CPU at all read "on-cpu (cpu 0.0 ms)".
+// It then gets one of its own: the thread's times now, and again after 1 ms,
+// a wait as short as look_again_if_runnable's and as rare.
+std::uint64_t classification_interval_ns(WatchedLoop& w, std::uint64_t now) {
+  if (now != w.seen_at_ns) return now - w.seen_at_ns;
+  w.status.read_times(w.base_times);
+  const std::uint64_t from = base::monotonic_ns();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return base::monotonic_ns() - from;
+}
+
 // True while the slice `seq` still runs (not ended, not idle, not in an OwnWait).
 bool slice_still_runs(const core::SliceState& slice, std::uint64_t seq) {
   return slice.seq.load(std::memory_order_acquire) == seq && !slice.idle.load(std::memory_order_acquire) &&
@@ -219,19 +233,26 @@ bool slice_still_runs(const core::SliceState& slice, std::uint64_t seq) {
 // thread waits for a CPU it comes on a later tick (poll_capture).
 void begin_sample(State& s, WatchedLoop& w, std::uint64_t now, std::uint64_t age) {
   Stall& st = w.stall;
+  const std::uint64_t interval_ns = classification_interval_ns(w, now);
   SyscallState sys;
   w.status.read_syscall(sys);
   ThreadTimes times;
-  const bool have_times = w.status.read_times(times);
-  if (have_times) look_again_if_runnable(w, now - w.seen_at_ns, sys, times);
+  bool have_times = w.status.read_times(times);
+  if (have_times) look_again_if_runnable(w, interval_ns, sys, times);
   // Checked after /proc was read: a slice that ended meanwhile (this thread
   // was slow to run) had its system call read in what came next, the loop's
-  // own epoll_wait, so that is not said; its CPU times still are its own.
+  // own epoll_wait, so that is not said. Its CPU times are read again: the
+  // thread ran since, to end the slice, so a wait for a CPU that kept it off
+  // (counted in the run delay only once it is over) is in them now, and the
+  // sample says preempted rather than blocked in the kernel.
   // A stall already reported needs no such sample: its `stall ended` line
   // follows on the next tick.
   const bool ended = !slice_still_runs(w.record->slice, st.seq);
   if (ended && st.samples > 0) return;
-  if (ended) sys = SyscallState{};
+  if (ended) {
+    sys = SyscallState{};
+    have_times = w.status.read_times(times);
+  }
 
   Event e;
   emit::StallSample& sample = e.sample;
@@ -239,12 +260,14 @@ void begin_sample(State& s, WatchedLoop& w, std::uint64_t now, std::uint64_t age
   sample.threshold_ns = w.threshold_ns;
   sample.wall_ns = age;
   sample.cpu_ns = have_times && times.cpu_ns > w.base_times.cpu_ns ? times.cpu_ns - w.base_times.cpu_ns : 0;
-  const Classification kind = classify(sys, w.base_times, have_times ? times : w.base_times, now - w.seen_at_ns);
+  const Classification kind = classify(sys, w.base_times, have_times ? times : w.base_times, interval_ns);
   sample.kind = kind_name(kind.kind);
   sample.syscall = kind.syscall;
   sample.sample = st.samples + 1;
   if (st.fiber_name.empty()) st.fiber_name = running_fiber_name(w.record->slice, st.seq);
-  sample.fiber = {w.record->slice.fiber_id.load(std::memory_order_relaxed), st.fiber_name};
+  // The fiber as the slice was first seen: the record's is the next slice's
+  // once this one ended.
+  sample.fiber = {w.seen_fiber_id, st.fiber_name};
 
   if (st.samples == 0) {
     st.fiber_id = sample.fiber.id;
@@ -305,9 +328,12 @@ void check_loop(State& s, WatchedLoop& w, std::uint64_t now) {
   // Time before the loop was handed to the watchdog (its own start-up, or a
   // stamp left by the record's last loop) is never part of a stall.
   const std::uint64_t start = std::max(slice.start_ns.load(std::memory_order_relaxed), w.watched_since_ns);
+  const std::uint64_t fiber_id = slice.fiber_id.load(std::memory_order_relaxed);
   // stallwatch's own wait (core::OwnWait) is no stall: the loop counts as idle.
   const bool idle = slice.idle.load(std::memory_order_acquire) || slice.own_wait.load(std::memory_order_acquire);
-  if (slice.seq.load(std::memory_order_acquire) != seq) return;  // a switch raced with us: next tick
+  // The reads above, then the check that they are all of slice seq.
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (slice.seq.load(std::memory_order_relaxed) != seq) return;  // a switch raced with us: next tick
 
   const bool still_waiting = poll_capture(s, w, now);
   if (idle || !w.seen || seq != w.seen_seq) {
@@ -317,6 +343,7 @@ void check_loop(State& s, WatchedLoop& w, std::uint64_t now) {
     if (w.stalled) finish_stall(s, w, !idle && start > w.stall.start_ns ? start : now);
     w.seen = true;
     w.seen_seq = seq;
+    w.seen_fiber_id = fiber_id;
     w.seen_at_ns = now;
     if (!idle) w.status.read_times(w.base_times);
     if (idle) {

@@ -85,9 +85,11 @@ struct WatchedLoop {
   std::unique_ptr<CaptureSlot> slot;
   ThreadStatus status;
 
-  // The slice seen last tick, and the thread's times when it was first seen.
+  // The slice seen last tick, its fiber, and the thread's times when it was
+  // first seen.
   bool seen = false;
   std::uint64_t seen_seq = 0;
+  std::uint64_t seen_fiber_id = 0;
   std::uint64_t seen_at_ns = 0;
   ThreadTimes base_times;
   bool stalled = false;
