@@ -17,6 +17,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <memory>
 #include <mutex>
 #include <cstdio>
 #include <string>
@@ -314,12 +315,17 @@ TEST_CASE("an on_body call longer than the threshold is a stall of \"curl multi\
     return;
   }
   HttpServer server;
-  std::mutex mutex;
-  std::vector<std::string> lines;
+  // Shared with the sink, not on this frame: the first sink a loop sets also
+  // takes the process's lines (of no loop), after this run() too.
+  struct Lines {
+    std::mutex mutex;
+    std::vector<std::string> lines;
+  };
+  const auto seen = std::make_shared<Lines>();
   stallwatch::Options options;
-  options.log_sink = [&](std::string_view line) {
-    std::lock_guard lock(mutex);
-    lines.emplace_back(line);
+  options.log_sink = [seen](std::string_view line) {
+    std::lock_guard lock(seen->mutex);
+    seen->lines.emplace_back(line);
   };
   int slow_line = 0;
   std::string head;
@@ -339,8 +345,8 @@ TEST_CASE("an on_body call longer than the threshold is a stall of \"curl multi\
     // The report is written off the loop, after the watchdog's sample.
     for (int i = 0; i < 500 && head.empty(); ++i) {
       stallwatch::sleep_for(10ms);
-      std::lock_guard lock(mutex);
-      for (const std::string& line : lines) {
+      std::lock_guard lock(seen->mutex);
+      for (const std::string& line : seen->lines) {
         if (line.rfind("stallwatch: stall loop=", 0) == 0) head = line;
       }
     }
